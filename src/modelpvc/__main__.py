@@ -1,0 +1,3 @@
+from modelpvc.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""``modelpvc mirror SRC DEST``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from modelpvc.cli.credentials import add_s3_arguments, s3_settings
+from modelpvc.cli.errors import EXIT_CODES_HELP
+from modelpvc.cli.progress import JsonLines, TtyDisplay, human_bytes
+from modelpvc.cli.signals import stop_on_signals
+from modelpvc.core.events import NullSink, ProgressSink
+from modelpvc.core.models import Action, Plan
+from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
+from modelpvc.store.base import ObjectSource, parse_source
+from modelpvc.store.local import LocalSource
+from modelpvc.store.s3 import S3Source
+from modelpvc.transfer.mirror import MirrorResult, mirror
+
+DESCRIPTION = """Copy an S3 prefix into a directory (a PVC mount, or any directory): concurrent ranged GETs,
+verified end to end, published atomically, resumable after a kill, idempotent on re-run.
+
+Files appear under their final names only when complete and verified; .modelpvc/manifest.json is
+written last, so a directory without it is incomplete. Credentials come from AWS_ACCESS_KEY_ID /
+AWS_SECRET_ACCESS_KEY or --credentials-dir and are never printed."""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("mirror", help="copy an S3 prefix into a directory, verified and resumable",
+                       description=DESCRIPTION, epilog=EXIT_CODES_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="SRC", help="s3://BUCKET/PREFIX/ (or file:///DIR)")
+    p.add_argument("dest", metavar="DEST", type=Path, help="destination directory (created if missing)")
+    add_s3_arguments(p)
+    add_transfer_arguments(p)
+    p.set_defaults(run=run)
+
+
+def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("transfer")
+    g.add_argument("--dry-run", action="store_true", help="print the plan (fetch/resume/keep/delete) and stop")
+    g.add_argument("--delete", action="store_true",
+                   help="remove local files the source no longer has (never .modelpvc/)")
+    g.add_argument("--verify", type=VerifyLevel, choices=list(VerifyLevel), default=VerifyLevel.AUTO,
+                   help="size: lengths only; auto (default): the source's checksum or ETag MD5 when it offers "
+                        "one, else a recorded digest; full: fail when the source offers nothing to check")
+    g.add_argument("--workers", type=int, default=8, help="concurrent requests (default 8)")
+    g.add_argument("--part-size", type=int, default=32, metavar="MiB",
+                   help="ranged-GET size for large objects (default 32; 0 = one GET per object)")
+    g.add_argument("--no-space-check", action="store_true", help="skip the free-space check before the copy")
+    g.add_argument("--progress", choices=["auto", "tty", "json", "none"], default="auto",
+                   help="auto: a live line on a terminal, JSON lines on stderr otherwise")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
+    g.add_argument("-v", "--verbose", action="store_true", help="a line per finished file")
+
+
+def transfer_settings(args: argparse.Namespace) -> TransferSettings:
+    from modelpvc.core.errors import ConfigError
+
+    if args.workers < 1 or args.workers > 256:
+        raise ConfigError(f"--workers {args.workers} is out of range (1..256)")
+    if args.part_size < 0:
+        raise ConfigError("--part-size must be >= 0")
+    part = args.part_size * MiB
+    return TransferSettings(
+        workers=args.workers, part_size=part, multipart_threshold=max(part, MiB), verify=args.verify,
+        dry_run=args.dry_run, delete=args.delete, check_space=not args.no_space_check,
+    )
+
+
+def make_source(uri: str, s3: S3Settings | None) -> ObjectSource:
+    parsed = parse_source(uri)
+    if parsed.scheme == "file":
+        return LocalSource(parsed)
+    assert s3 is not None
+    return S3Source(parsed, s3)
+
+
+def choose_sink(args: argparse.Namespace) -> tuple[ProgressSink, bool]:
+    """(sink, json mode)."""
+    mode = "none" if args.quiet else args.progress
+    if mode == "auto":
+        mode = "tty" if sys.stderr.isatty() else "json"
+    if mode == "json":
+        return JsonLines(), True
+    if mode == "tty":
+        return TtyDisplay(verbose=args.verbose), False
+    return NullSink(), False
+
+
+def print_plan(plan: Plan) -> None:
+    for op in plan.operations:
+        extra = f" ({human_bytes(op.done_bytes)} already here)" if op.done_bytes else ""
+        print(f"{op.action.value:7} {op.rel}  {human_bytes(op.size)}  {op.reason}{extra}")
+    s = plan.summary()
+    print(f"# {s['fetch']['files'] + s['resume']['files']} to fetch ({human_bytes(plan.bytes_to_fetch)}), "
+          f"{s['keep']['files']} unchanged, {s['skip']['files']} skipped "
+          f"({human_bytes(s['skip']['bytes'])}), {s['delete']['files']} to delete")
+
+
+def print_summary(result: MirrorResult, dest: Path) -> None:
+    s = result.summary()
+    if result.noop:
+        print(f"{dest}: up to date with {result.plan.source} ({s['files']} files, {human_bytes(s['bytes'])}); "
+              f"nothing fetched in {s['seconds']:.2f}s")
+        return
+    verified = ", ".join(f"{n} by {k}" for k, n in sorted(s["verified"].items())) or "nothing"
+    print(f"{dest}: {s['fetched_files']} files fetched ({human_bytes(s['bytes_fetched'])}) in "
+          f"{s['seconds']:.1f}s at {s['mb_per_s']:.0f} MB/s; {s['kept_files']} unchanged; "
+          f"{s['retries']} retries")
+    print(f"  verified: {verified}; revision {s['revision']}")
+    if s["skipped_files"]:
+        print(f"  skipped {s['skipped_files']} files ({human_bytes(s['skipped_bytes'])}) not selected")
+    if result.deleted:
+        print(f"  deleted {len(result.deleted)} files the source no longer has")
+    if result.removed_partials:
+        print(f"  removed {len(result.removed_partials)} stale partial files")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = transfer_settings(args)
+    parsed = parse_source(args.source)
+    s3 = s3_settings(args) if parsed.scheme == "s3" else S3Settings()
+    source = make_source(args.source, s3)
+    sink, json_mode = choose_sink(args)
+    try:
+        with stop_on_signals() as stop:
+            result = mirror(source, args.dest, s3=s3, settings=settings, sink=sink, stop=stop)
+    finally:
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
+        source.close()
+    if settings.dry_run:
+        print_plan(result.plan)
+        return 0
+    if json_mode:
+        sys.stderr.write(json.dumps({"event": "summary", **result.summary()}, separators=(",", ":")) + "\n")
+    if not args.quiet:
+        print_summary(result, args.dest)
+    if result.plan.of(Action.SKIP) and args.verbose:
+        for op in result.plan.of(Action.SKIP):
+            print(f"  skipped {op.rel}: {op.reason}")
+    return 0

@@ -1,0 +1,103 @@
+"""Progress display: a live line on a TTY, JSON lines for programs (a pod's log), or nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from modelpvc.core.events import Event
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} TB"
+
+
+def human_seconds(s: float) -> str:
+    s = max(0, int(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class JsonLines:
+    """One JSON object per line on stderr: a tick every ``interval`` seconds, every file, the summary."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 2.0) -> None:
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self._last = 0.0
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.stream.flush()
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "tick":
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                return
+            self._last = now
+            d = event.data
+            secs = max(d["seconds"], 1e-6)
+            rate = d["bytes_done"] / secs
+            left = d["bytes_total"] - d["bytes_done"]
+            self._write({"event": "progress", "bytes_done": d["bytes_done"], "bytes_total": d["bytes_total"],
+                         "mb_per_s": round(rate / 1e6, 1), "eta_s": round(left / rate, 1) if rate else None})
+            return
+        self._write({"event": event.kind, **event.data})
+
+
+class TtyDisplay:
+    """A single refreshing status line (total, rate, ETA, current files) plus a line per finished file."""
+
+    def __init__(self, stream: TextIO | None = None, verbose: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.current: dict[str, int] = {}
+        self.verbose = verbose
+        self._last = 0.0
+        self._width = 0
+
+    def _line(self, text: str) -> None:
+        pad = max(0, self._width - len(text))
+        self.stream.write("\r" + text + " " * pad)
+        self._width = len(text)
+        self.stream.flush()
+
+    def _println(self, text: str) -> None:
+        self._line("")
+        self.stream.write("\r" + text + "\n")
+        self._width = 0
+
+    def emit(self, event: Event) -> None:
+        d = event.data
+        if event.kind == "file_start":
+            self.current[d["path"]] = d["size"]
+        elif event.kind == "file_done":
+            self.current.pop(d["path"], None)
+            if self.verbose:
+                self._println(f"  done {d['path']} ({human_bytes(d['size'])}, verified: {d['verified']})")
+        elif event.kind in ("retry", "warning"):
+            self._println(f"  {event.kind}: {d.get('path', '')}: {d.get('error') or d.get('message')}")
+        elif event.kind == "tick":
+            now = time.monotonic()
+            if now - self._last < 0.2 and d["bytes_done"] < d["bytes_total"]:
+                return
+            self._last = now
+            secs = max(d["seconds"], 1e-6)
+            rate = d["bytes_done"] / secs
+            total = max(d["bytes_total"], 1)
+            pct = 100.0 * d["bytes_done"] / total
+            eta = human_seconds((total - d["bytes_done"]) / rate) if rate > 0 else "?"
+            names = ", ".join(sorted(self.current)[:2]) + (" …" if len(self.current) > 2 else "")
+            self._line(f"{pct:5.1f}%  {human_bytes(d['bytes_done'])} / {human_bytes(total)}  "
+                       f"{human_bytes(rate)}/s  ETA {eta}  {names}"[:160])
+
+    def close(self) -> None:
+        if self._width:
+            self._line("")
+            self.stream.write("\r")
+            self.stream.flush()

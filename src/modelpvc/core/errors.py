@@ -1,0 +1,110 @@
+"""One root exception; subclasses say what the caller should do, and carry the exit code class.
+
+Third-party errors are translated into these at the adapters (``raise ... from e``); nothing in the
+code base matches on message text.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    """Process exit codes, documented in ``--help`` and the README."""
+
+    OK = 0
+    USAGE = 2
+    SOURCE = 3
+    DESTINATION = 4
+    INTEGRITY = 5
+    CLUSTER = 6
+    INTERRUPTED_INT = 130
+    INTERRUPTED_TERM = 143
+
+
+class ModelpvcError(Exception):
+    """Root of every error this package raises on purpose.
+
+    ``hint`` tells the user what to do next; it is printed under the message.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ModelpvcError):
+    """Bad arguments or configuration: fix the command line or the environment."""
+
+    exit_code = ExitCode.USAGE
+
+
+class SourceError(ModelpvcError):
+    """The source cannot be read as asked: wrong prefix, denied, unreachable, unsafe keys."""
+
+    exit_code = ExitCode.SOURCE
+
+
+class SourceNotFound(SourceError):
+    """The bucket or prefix does not exist or holds no objects."""
+
+
+class AccessDenied(SourceError):
+    """The credentials were refused (wrong key, wrong secret, missing permission)."""
+
+
+class SourceUnreachable(SourceError):
+    """The endpoint did not answer within the retry budget (refused, timed out, TLS failure)."""
+
+
+class UnsafeKey(SourceError):
+    """An object key would land outside the destination; nothing is written for it."""
+
+
+class TransientError(ModelpvcError):
+    """A failure that is worth retrying (5xx, throttling, reset, short body, timeout)."""
+
+    exit_code = ExitCode.SOURCE
+
+
+class SourceChanged(TransientError):
+    """The object changed while it was being copied (ETag precondition failed)."""
+
+
+class DestinationError(ModelpvcError):
+    """The destination cannot take the copy: not writable, no space, locked by another run."""
+
+    exit_code = ExitCode.DESTINATION
+
+
+class DestinationFull(DestinationError):
+    """Not enough free space for what must be fetched."""
+
+
+class DestinationLocked(DestinationError):
+    """Another run holds the destination's lock."""
+
+
+class IntegrityError(ModelpvcError):
+    """Bytes did not match what the source promised, or a model is not whole."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+class Interrupted(ModelpvcError):
+    """Stopped by a signal; the destination is left in a resumable state."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__("interrupted; re-run the same command to resume where it stopped")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class ClusterError(ModelpvcError):
+    """The Kubernetes API refused or failed a request."""
+
+    exit_code = ExitCode.CLUSTER

@@ -1,0 +1,71 @@
+"""Settings as grouped frozen dataclasses. Only ``cli/`` builds them from argv and the environment."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An S3 key pair. ``repr`` never shows the secret, so a stray log line cannot leak it."""
+
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    origin: str = "environment"  # where the keys came from, for messages (never the keys themselves)
+
+    def __repr__(self) -> str:
+        return f"Credentials(origin={self.origin!r})"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How to reach an S3-compatible endpoint."""
+
+    endpoint_url: str | None = None  # None: AWS's regional endpoint
+    region: str = "us-east-1"
+    credentials: Credentials | None = None  # None: anonymous (unsigned) requests
+    use_credential_chain: bool = False  # ask botocore's chain (profiles, web identity, containers)
+    ca_bundle: str | None = None
+    insecure: bool = False  # skip TLS verification; only when the user asks
+    path_style: bool = True  # MinIO and Ceph RGW want path-style; AWS accepts it
+    connect_timeout: float = 5.0  # seconds; a refused or blackholed endpoint fails fast
+    # Seconds without a byte before a request is abandoned and retried. Stalled bodies cost at most
+    # this much per attempt.
+    read_timeout: float = 10.0
+    max_attempts: int = 5  # per request, with exponential backoff and full jitter
+    backoff_base: float = 0.2  # seconds; attempt n sleeps up to base * 2**n, capped at backoff_cap
+    backoff_cap: float = 5.0
+    # An endpoint that never answers must fail within ~30 s (two attempts of read_timeout plus
+    # backoff) rather than after max_attempts * read_timeout.
+    metadata_deadline: float = 25.0
+
+
+class VerifyLevel(enum.Enum):
+    """How hard ``mirror`` checks the bytes it wrote."""
+
+    SIZE = "size"  # lengths of every range and file only
+    AUTO = "auto"  # the strongest check the source offers cheaply: checksum, else ETag MD5
+    FULL = "full"  # AUTO, and fail when the source offers nothing checkable
+
+    def __str__(self) -> str:
+        return self.value
+
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """How ``mirror`` moves bytes."""
+
+    workers: int = 8  # concurrent requests; measured best on 2 cores against a loopback server
+    part_size: int = 32 * MiB  # ranged-GET size for large objects (rounded to the ETag part size)
+    multipart_threshold: int = 64 * MiB  # objects up to this size use one GET
+    buffer_size: int = 1 * MiB  # per-worker read buffer: memory is workers x buffer, not model size
+    verify: VerifyLevel = VerifyLevel.AUTO
+    dry_run: bool = False
+    delete: bool = False  # remove local files the source no longer has
+    check_space: bool = True
+    journal_interval: float = 1.0  # seconds between durable journal flushes

@@ -1,0 +1,79 @@
+"""The ObjectSource protocol: what ``transfer`` and ``model`` need from a place that holds objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from modelpvc.core.errors import ConfigError
+from modelpvc.core.models import ObjectInfo
+
+# Called with (offset in the object, bytes) as data arrives; the view is only valid during the call.
+DataCallback = Callable[[int, memoryview], None]
+
+
+@dataclass(frozen=True)
+class SourceURI:
+    scheme: str  # "s3" or "file"
+    bucket: str  # for file://, the directory
+    prefix: str  # always "" or ending in "/"
+
+    def __str__(self) -> str:
+        if self.scheme == "file":
+            return f"file://{self.bucket}/{self.prefix}".rstrip("/") + "/"
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_source(uri: str) -> SourceURI:
+    """Parse ``s3://bucket/prefix/`` or ``file:///dir``. A prefix always names a directory."""
+    if uri.startswith("s3://"):
+        rest = uri[5:]
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise ConfigError(f"source {uri!r} has no bucket", hint="write it as s3://BUCKET/PREFIX/")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        return SourceURI("s3", bucket, prefix)
+    if uri.startswith("file://"):
+        path = uri[7:].rstrip("/") or "/"
+        return SourceURI("file", path, "")
+    raise ConfigError(
+        f"unsupported source {uri!r}", hint="use s3://BUCKET/PREFIX/ (or file:///DIR for development)"
+    )
+
+
+class ObjectSource(Protocol):
+    """A listing plus ranged reads. Implementations translate their errors into ``core.errors``."""
+
+    uri: SourceURI
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def list_objects(self) -> list[ObjectInfo]:
+        """Every object below the prefix; raises SourceNotFound when there is none."""
+        ...
+
+    def read(
+        self, obj: ObjectInfo, start: int, end: int, buf: memoryview, on_data: DataCallback
+    ) -> None:
+        """One attempt to stream bytes [start, end) of ``obj`` into ``on_data``.
+
+        Raises TransientError (retry it, from where the data stopped) or a permanent error.
+        """
+        ...
+
+    def part_size(self, obj: ObjectInfo) -> int | None:
+        """The upload part size of a multipart object, when the endpoint reveals it."""
+        ...
+
+    def full_checksum(self, obj: ObjectInfo) -> tuple[str, str] | None:
+        """A full-object checksum (algorithm, base64 value) when the source stores one."""
+        ...
+
+    def nearest_prefixes(self, limit: int = 5) -> list[str]:
+        """Existing prefixes that look like the requested one, for "not found" messages."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,116 @@
+"""Destination filesystem helpers: durable atomic writes, directory fsync, manifest I/O, the lock."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from modelpvc.core.errors import DestinationError, DestinationFull, DestinationLocked
+from modelpvc.core.manifest import MANIFEST_NAME, STATE_DIR, Manifest
+
+
+def destination_error(e: OSError, path: Path | str, doing: str) -> DestinationError:
+    """Translate an OSError on the destination into our class, with the fix."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DestinationFull(
+            f"no space left on {path} while {doing}",
+            hint="grow the volume (or the PVC) or free space, then re-run to resume",
+        )
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DestinationError(
+            f"cannot write {path} while {doing}: {e.strerror}",
+            hint="the directory must be writable by this user (uid "
+            f"{os.getuid()}, gid {os.getgid()}); on Kubernetes set the pod's fsGroup to the volume's group",
+        )
+    return DestinationError(f"{doing} {path}: {e.strerror or e}")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a unique temp name beside ``path``, fsync, rename, fsync the directory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise destination_error(e, path, "writing") from e
+
+
+def state_dir(dest: Path) -> Path:
+    return dest / STATE_DIR
+
+
+def manifest_path(dest: Path) -> Path:
+    return state_dir(dest) / MANIFEST_NAME
+
+
+def read_manifest(dest: Path) -> Manifest | None:
+    """The destination's manifest, or None when absent or unreadable (then it is incomplete)."""
+    try:
+        data: Any = json.loads(manifest_path(dest).read_bytes())
+        return Manifest.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_manifest(dest: Path, manifest: Manifest) -> None:
+    write_atomic(manifest_path(dest), json.dumps(manifest.to_json(), indent=1).encode() + b"\n")
+
+
+def remove_manifest(dest: Path) -> None:
+    """Mark the destination incomplete before changing it, durably."""
+    p = manifest_path(dest)
+    if p.exists():
+        p.unlink()
+        fsync_dir(p.parent)
+
+
+class DestinationLock:
+    """One writer per destination: an ``flock`` on ``.modelpvc/lock``, released when the process dies."""
+
+    def __init__(self, dest: Path) -> None:
+        self.path = state_dir(dest) / "lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> DestinationLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise destination_error(e, self.path.parent.parent, "preparing") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DestinationLocked(
+                f"{self.path.parent.parent} is being written by another modelpvc run (pid {holder})",
+                hint="wait for it to finish; the lock is released when that process exits",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None

@@ -1,0 +1,229 @@
+"""S3-compatible source: paginated listing, ranged GETs pinned to the ETag, part-size discovery."""
+
+from __future__ import annotations
+
+import difflib
+import http.client
+import logging
+from xml.etree import ElementTree
+
+from modelpvc.core.errors import (
+    SourceError,
+    SourceNotFound,
+    SourceUnreachable,
+    TransientError,
+)
+from modelpvc.core.models import ObjectInfo
+from modelpvc.core.retry import call_with_retries
+from modelpvc.core.settings import S3Settings
+from modelpvc.store.base import DataCallback, SourceURI
+from modelpvc.store.s3_http import Response, S3Http, s3_error
+
+log = logging.getLogger(__name__)
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_CHECKSUMS = ("crc64nvme", "crc32c", "crc32", "sha256", "sha1")
+
+
+def _find(el: ElementTree.Element, name: str) -> str:
+    found = el.find(_NS + name)
+    if found is None:
+        found = el.find(name)
+    return (found.text or "") if found is not None else ""
+
+
+def _findall(el: ElementTree.Element, name: str) -> list[ElementTree.Element]:
+    return el.findall(_NS + name) or el.findall(name)
+
+
+class S3Source:
+    """An ``s3://bucket/prefix/`` on any S3-compatible endpoint."""
+
+    def __init__(self, uri: SourceURI, settings: S3Settings) -> None:
+        self.uri = uri
+        self.settings = settings
+        self.http = S3Http(settings)
+
+    @property
+    def endpoint(self) -> str:
+        return self.http.endpoint
+
+
+    def _retrying(self, what: str, fn):  # type: ignore[no-untyped-def]
+        s = self.settings
+        try:
+            return call_with_retries(
+                fn, attempts=s.max_attempts, base=s.backoff_base, cap=s.backoff_cap,
+                deadline=s.metadata_deadline,
+            )
+        except TransientError as e:
+            raise SourceUnreachable(
+                f"{what}: no usable answer from {self.endpoint} after retries ({e})",
+                hint="check --endpoint-url / AWS_ENDPOINT_URL and that the endpoint is reachable from here",
+            ) from e
+
+    def _list_page(self, prefix: str, token: str | None, delimiter: str | None) -> ElementTree.Element:
+        query = {"list-type": "2", "prefix": prefix, "max-keys": "1000"}
+        if token:
+            query["continuation-token"] = token
+        if delimiter:
+            query["delimiter"] = delimiter
+
+        def once() -> ElementTree.Element:
+            resp = self.http.request("GET", self.uri.bucket, query=query, what=str(self.uri))
+            body = _read_body(resp, str(self.uri))
+            if resp.status != 200:
+                raise s3_error(resp.status, body, f"bucket {self.uri.bucket!r}")
+            try:
+                return ElementTree.fromstring(body)
+            except ElementTree.ParseError as e:
+                raise TransientError(f"listing of {self.uri}: unparsable answer") from e
+
+        result: ElementTree.Element = self._retrying(f"listing {self.uri}", once)
+        return result
+
+    def list_objects(self) -> list[ObjectInfo]:
+        prefix = self.uri.prefix
+        objects: list[ObjectInfo] = []
+        token: str | None = None
+        try:
+            while True:
+                root = self._list_page(prefix, token, None)
+                for c in _findall(root, "Contents"):
+                    key = _find(c, "Key")
+                    rel = key[len(prefix):]
+                    if not rel or rel.endswith("/"):
+                        continue  # directory markers hold no data
+                    objects.append(
+                        ObjectInfo(
+                            key=key,
+                            rel=rel,
+                            size=int(_find(c, "Size") or 0),
+                            etag=_find(c, "ETag").strip('"'),
+                            last_modified=_find(c, "LastModified"),
+                            checksum_algorithm=_find(c, "ChecksumAlgorithm").lower(),
+                        )
+                    )
+                token = _find(root, "NextContinuationToken") or None
+                if _find(root, "IsTruncated") != "true" or not token:
+                    break
+        except SourceNotFound as e:
+            raise SourceNotFound(
+                f"bucket {self.uri.bucket!r} does not exist on {self.endpoint}",
+                hint="check the bucket name (and AWS_S3_BUCKET in a data-connection secret)",
+            ) from e
+        if not objects:
+            near = self.nearest_prefixes()
+            hint = ("nearest existing prefixes: " + ", ".join(f"s3://{self.uri.bucket}/{p}" for p in near)
+                    if near else f"bucket {self.uri.bucket!r} has no prefix like it")
+            raise SourceNotFound(f"no objects under {self.uri}", hint=hint)
+        return objects
+
+    def nearest_prefixes(self, limit: int = 5) -> list[str]:
+        """Siblings of the missing prefix (and the top level), ranked by similarity."""
+        want = self.uri.prefix.rstrip("/")
+        parent = want.rsplit("/", 1)[0] + "/" if "/" in want else ""
+        candidates: list[str] = []
+        for base in dict.fromkeys([parent, ""]):
+            try:
+                root = self._list_page(base, None, "/")
+            except SourceError:
+                continue
+            for cp in _findall(root, "CommonPrefixes"):
+                candidates.append(_find(cp, "Prefix"))
+        candidates = list(dict.fromkeys(candidates))
+        ranked = difflib.get_close_matches(self.uri.prefix, candidates, n=limit, cutoff=0.3)
+        return ranked or candidates[:limit]
+
+    def read(
+        self, obj: ObjectInfo, start: int, end: int, buf: memoryview, on_data: DataCallback
+    ) -> None:
+        headers = {"If-Match": f'"{obj.etag}"'} if obj.etag else {}
+        whole = start == 0 and end == obj.size
+        if not whole:
+            headers["Range"] = f"bytes={start}-{end - 1}"
+        what = f"s3://{self.uri.bucket}/{obj.key}"
+        resp = self.http.request("GET", self.uri.bucket, obj.key, headers=headers, what=what)
+        if resp.status not in (200, 206):
+            raise s3_error(resp.status, _read_body(resp, what), what)
+        if not whole:
+            _check_content_range(resp, start, end, obj.size, what)
+        length = resp.headers.get("content-length")
+        if length is not None and int(length) != end - start:
+            resp.release()
+            raise TransientError(f"{what}: server sent {length} bytes for a {end - start}-byte range")
+        pos = start
+        raw = resp.raw
+        try:
+            while pos < end:
+                n = raw.readinto(buf[: min(len(buf), end - pos)])
+                if not n:
+                    raise TransientError(f"{what}: body ended after {pos - start} of {end - start} bytes")
+                on_data(pos, buf[:n])
+                pos += n
+        except (OSError, http.client.HTTPException) as e:
+            self.http.drop_connection()
+            raise TransientError(
+                f"{what}: transfer broke after {pos - start} of {end - start} bytes ({type(e).__name__})"
+            ) from e
+        finally:
+            if pos < end:
+                self.http.drop_connection()
+
+    def _head(self, obj: ObjectInfo, query: dict[str, str] | None, headers: dict[str, str]) -> Response:
+        what = f"s3://{self.uri.bucket}/{obj.key}"
+
+        def once() -> Response:
+            resp = self.http.request("HEAD", self.uri.bucket, obj.key, query=query, headers=headers, what=what)
+            resp.read_all()
+            if resp.status not in (200, 206):
+                raise s3_error(resp.status, b"", what)
+            return resp
+
+        result: Response = self._retrying(f"HEAD {what}", once)
+        return result
+
+    def part_size(self, obj: ObjectInfo) -> int | None:
+        if obj.multipart_parts is None:
+            return None
+        resp = self._head(obj, {"partNumber": "1"}, {})
+        parts = resp.headers.get("x-amz-mp-parts-count")
+        length = resp.headers.get("content-length")
+        if parts is None or length is None or int(parts) != obj.multipart_parts:
+            return None  # the endpoint ignored partNumber (rclone does); the ETag cannot be recomputed
+        return int(length)
+
+    def full_checksum(self, obj: ObjectInfo) -> tuple[str, str] | None:
+        resp = self._head(obj, None, {"x-amz-checksum-mode": "ENABLED"})
+        if resp.headers.get("x-amz-checksum-type", "FULL_OBJECT").upper() != "FULL_OBJECT":
+            return None  # a composite checksum needs the upload's part layout
+        for algo in _CHECKSUMS:
+            value = resp.headers.get(f"x-amz-checksum-{algo}")
+            if value and "-" not in value:
+                return algo, value
+        return None
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _read_body(resp: Response, what: str) -> bytes:
+    try:
+        return resp.read_all()
+    except (OSError, http.client.HTTPException) as e:
+        resp.client.drop_connection()
+        raise TransientError(f"{what}: connection broke while reading the answer") from e
+
+
+def _check_content_range(resp: Response, start: int, end: int, size: int, what: str) -> None:
+    """Accept 206, or 200 carrying a matching Content-Range (rclone's quirk); nothing else."""
+    cr = resp.headers.get("content-range")
+    expected = f"bytes {start}-{end - 1}/{size}"
+    if cr is None:
+        resp.release()
+        raise SourceError(
+            f"{what}: the endpoint ignored the Range header (HTTP {resp.status} without Content-Range)",
+            hint="re-run with --part-size 0 to fetch whole objects",
+        )
+    if cr.strip() != expected:
+        resp.release()
+        raise TransientError(f"{what}: asked for {expected}, got Content-Range {cr!r}")

@@ -1,0 +1,243 @@
+"""Signed HTTP requests to an S3 endpoint over one persistent connection per thread.
+
+botocore does the SigV4 signing and the credential chain; the bytes go through ``http.client`` so that
+a 1 GB/s stream is read straight into our buffers (``readinto``) with no intermediate copies.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
+
+from modelpvc.core.errors import (
+    AccessDenied,
+    ConfigError,
+    ModelpvcError,
+    SourceChanged,
+    SourceError,
+    SourceNotFound,
+    SourceUnreachable,
+    TransientError,
+)
+from modelpvc.core.settings import S3Settings
+
+_DENIED = {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken",
+           "ExpiredToken", "AllAccessDisabled", "InvalidSecurity"}
+_MISSING = {"NoSuchBucket", "NoSuchKey", "NotFound"}
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                    "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
+
+
+@dataclass
+class Response:
+    """An open response; read the body with ``readinto`` or ``read_all``, then ``release``."""
+
+    status: int
+    headers: Mapping[str, str]
+    raw: http.client.HTTPResponse
+    client: S3Http
+
+    def read_all(self, limit: int = 64 * 1024 * 1024) -> bytes:
+        data = self.raw.read(limit)
+        self.release()
+        return data
+
+    def release(self) -> None:
+        if not self.raw.isclosed():
+            # Leftover body bytes would poison the next request on this connection.
+            self.client.drop_connection()
+
+
+def s3_error(status: int, body: bytes, what: str) -> ModelpvcError:
+    """Map an S3 error response to our error classes, by status and the XML ``Code``."""
+    code = ""
+    message = ""
+    try:
+        root = ElementTree.fromstring(body) if body else None
+        if root is not None:
+            code = root.findtext("Code") or ""
+            message = root.findtext("Message") or ""
+    except ElementTree.ParseError:
+        pass
+    detail = f"{code}: {message}".strip(": ") or f"HTTP {status}"
+    if status == 412 or code == "PreconditionFailed":
+        return SourceChanged(f"{what} changed on the source while it was being copied ({detail})")
+    if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+        return TransientError(f"{what}: server busy or failing ({detail})")
+    if status == 403 or code in _DENIED:
+        return AccessDenied(
+            f"access denied reading {what} ({detail})",
+            hint="check the access key and secret (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
+            "--credentials-dir files) and that they may read this bucket",
+        )
+    if status == 404 or code in _MISSING:
+        return SourceNotFound(f"{what} not found ({detail})")
+    if status == 301 or code == "PermanentRedirect":
+        return ConfigError(f"{what}: wrong region or endpoint ({detail})", hint="set --region")
+    return SourceError(f"{what}: unexpected answer {detail}")
+
+
+class S3Http:
+    """Endpoint addressing, signing and per-thread keep-alive connections."""
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        endpoint = settings.endpoint_url or f"https://s3.{settings.region}.amazonaws.com"
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"endpoint {endpoint!r} is not an http(s) URL", hint="e.g. --endpoint-url http://minio:9000"
+            )
+        self.endpoint = endpoint.rstrip("/")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.netloc = parts.netloc
+        self.base_path = parts.path.rstrip("/")
+        self._local = threading.local()
+        self._ssl: ssl.SSLContext | None = None
+        if self.scheme == "https":
+            ctx = ssl.create_default_context(cafile=settings.ca_bundle)
+            if settings.insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._ssl = ctx
+        self._signer: Any = None
+        self._creds: Any = None
+        self._setup_signer()
+
+    def _setup_signer(self) -> None:
+        s = self.settings
+        if s.credentials is None and not s.use_credential_chain:
+            return  # anonymous: unsigned requests
+        # Imported here: botocore costs ~0.1 s to import, and anonymous or file:// runs skip it.
+        import botocore.auth
+        import botocore.credentials
+
+        if s.credentials is not None:
+            self._creds = botocore.credentials.Credentials(
+                s.credentials.access_key, s.credentials.secret_key, s.credentials.session_token
+            )
+        else:
+            import botocore.session
+
+            chain = botocore.session.get_session().get_credentials()
+            if chain is None:
+                raise ConfigError(
+                    "no S3 credentials found",
+                    hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass --credentials-dir, "
+                    "or --anonymous for a public bucket",
+                )
+            self._creds = chain
+        self._signer = botocore.auth.S3SigV4Auth(self._creds, "s3", s.region)
+
+    # -- addressing -----------------------------------------------------------------------------
+    def path_for(self, bucket: str, key: str = "") -> tuple[str, str]:
+        """(Host header value, request path) for a bucket/key under the addressing style."""
+        qkey = quote(key, safe="/~")
+        if self.settings.path_style:
+            path = f"{self.base_path}/{bucket}" + (f"/{qkey}" if key else "/")
+            return self.netloc, path
+        return f"{bucket}.{self.netloc}", f"{self.base_path}/{qkey}"
+
+    # -- connections ----------------------------------------------------------------------------
+    def _conn(self, host: str) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "conn_host", None) == host:
+            return conn
+        self.drop_connection()
+        connect_host = host.rsplit(":", 1)[0] if host != self.netloc else self.host
+        timeout = self.settings.connect_timeout
+        if self._ssl is not None:
+            conn = http.client.HTTPSConnection(connect_host, self.port, timeout=timeout, context=self._ssl)
+        else:
+            conn = http.client.HTTPConnection(connect_host, self.port, timeout=timeout)
+        self._local.conn = conn
+        self._local.conn_host = host
+        return conn
+
+    def drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+    # -- requests -------------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        bucket: str,
+        key: str = "",
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        what: str = "",
+    ) -> Response:
+        """Send one signed request; connection-level failures become TransientError."""
+        host, path = self.path_for(bucket, key)
+        qs = "&".join(
+            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted((query or {}).items())
+        )
+        target = path + (f"?{qs}" if qs else "")
+        hdrs = dict(headers or {})
+        if self._signer is not None:
+            hdrs = self._sign(method, f"{self.scheme}://{host}{target}", hdrs)
+        hdrs["Host"] = host
+        conn = self._conn(host)
+        what = what or f"s3://{bucket}/{key}"
+        try:
+            conn.request(method, target, headers=hdrs)
+            raw = conn.getresponse()
+            sock = conn.sock
+            if sock is not None:
+                # The connect timeout was short; a body may legitimately pause up to read_timeout.
+                sock.settimeout(self.settings.read_timeout)
+        except ssl.SSLCertVerificationError as e:
+            self.drop_connection()
+            raise SourceUnreachable(
+                f"TLS certificate of {self.endpoint} was not accepted: {e.verify_message}",
+                hint="pass the CA that signed it with --ca-bundle FILE (or --insecure to skip the check)",
+            ) from e
+        except (OSError, http.client.HTTPException) as e:
+            self.drop_connection()
+            raise TransientError(f"{what}: connection to {self.endpoint} failed ({_describe(e)})") from e
+        return Response(raw.status, _Headers(raw.getheaders()), raw, self)
+
+    def _sign(self, method: str, url: str, headers: dict[str, str]) -> dict[str, str]:
+        import botocore.awsrequest
+
+        req = botocore.awsrequest.AWSRequest(method=method, url=url, headers=headers)
+        self._signer.add_auth(req)
+        return {k: v for k, v in req.headers.items() if k.lower() != "host"}
+
+    def close(self) -> None:
+        self.drop_connection()
+
+
+class _Headers(dict[str, str]):
+    """Case-insensitive header lookup without pulling in a multidict."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        super().__init__((k.lower(), v) for k, v in items)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, ConnectionResetError):
+        return "connection reset"
+    if isinstance(e, socket.gaierror):
+        return f"name not resolved: {e.strerror}"
+    return type(e).__name__ + (f": {e}" if str(e) else "")

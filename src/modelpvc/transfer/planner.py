@@ -1,0 +1,74 @@
+"""The pure planner: source listing + destination state -> Plan. No I/O, so it is tested directly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from modelpvc.core.models import Action, FileRecord, ObjectInfo, Operation, Plan
+from modelpvc.transfer import ranges
+
+# Decides which listed objects are wanted: returns {rel: reason} for those to skip.
+Selector = Callable[[list[ObjectInfo]], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class LocalState:
+    """What the destination holds, gathered by the caller."""
+
+    files: dict[str, LocalFile] = field(default_factory=dict)  # final names, below the destination
+    partials: dict[str, LocalFile] = field(default_factory=dict)  # rel of the final name -> .partial
+    published: dict[str, FileRecord] = field(default_factory=dict)  # from the manifest and journal
+    journal_ranges: dict[tuple[str, str, int], list[tuple[int, int]]] = field(default_factory=dict)
+
+
+def plan_mirror(
+    source: str,
+    objects: list[ObjectInfo],
+    local: LocalState,
+    *,
+    delete: bool = False,
+    select: Selector | None = None,
+) -> Plan:
+    skips = select(objects) if select is not None else {}
+    ops: list[Operation] = []
+    wanted: set[str] = set()
+    for obj in sorted(objects, key=lambda o: o.rel):
+        if obj.rel in skips:
+            ops.append(Operation(Action.SKIP, obj.rel, obj.size, obj, reason=skips[obj.rel]))
+            continue
+        wanted.add(obj.rel)
+        ops.append(_decide(obj, local))
+    if delete:
+        for rel, lf in sorted(local.files.items()):
+            if rel not in wanted:
+                ops.append(Operation(Action.DELETE, rel, lf.size, None, reason="not in the source"))
+    return Plan(source=source, operations=tuple(ops))
+
+
+def _decide(obj: ObjectInfo, local: LocalState) -> Operation:
+    rec = local.published.get(obj.rel)
+    have = local.files.get(obj.rel)
+    if rec is not None and have is not None and rec.etag == obj.etag and rec.size == obj.size:
+        if have.size == obj.size and have.mtime_ns == rec.mtime_ns:
+            return Operation(Action.KEEP, obj.rel, obj.size, obj, reason="unchanged")
+        return Operation(Action.FETCH, obj.rel, obj.size, obj, reason="local file was modified")
+    partial = local.partials.get(obj.rel)
+    done = local.journal_ranges.get((obj.rel, obj.etag, obj.size))
+    if partial is not None and partial.size == obj.size and done:
+        return Operation(
+            Action.RESUME, obj.rel, obj.size, obj, reason="resuming", done_bytes=ranges.covered(done)
+        )
+    if rec is not None:
+        reason = "changed in the source"
+    elif have is not None:
+        reason = "not recorded as complete"
+    else:
+        reason = "new"
+    return Operation(Action.FETCH, obj.rel, obj.size, obj, reason=reason)
