@@ -53,6 +53,8 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-space-check", action="store_true", help="skip the free-space check before the copy")
     g.add_argument("--progress", choices=["auto", "tty", "json", "none"], default="auto",
                    help="auto: a live line on a terminal, JSON lines on stderr otherwise")
+    g.add_argument("--progress-interval", type=float, default=2.0, metavar="S",
+                   help="seconds between JSON progress records (default 2)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
     g.add_argument("-v", "--verbose", action="store_true", help="a line per finished file")
 
@@ -85,7 +87,7 @@ def choose_sink(args: argparse.Namespace) -> tuple[ProgressSink, bool]:
     if mode == "auto":
         mode = "tty" if sys.stderr.isatty() else "json"
     if mode == "json":
-        return JsonLines(), True
+        return JsonLines(interval=args.progress_interval), True
     if mode == "tty":
         return TtyDisplay(verbose=args.verbose), False
     return NullSink(), False

@@ -75,8 +75,7 @@ class RcloneS3:
         self.port = self.port or free_port()
         cmd = [find_binary("rclone"), "serve", "s3", str(self.root), "--addr", f"127.0.0.1:{self.port}",
                "--auth-key", f"{self.access_key},{self.secret_key}",
-               # See source edits at once (tests replace objects between runs).
-               "--dir-cache-time", "0s", "--config", "/dev/null", *self.extra]
+               "--config", "/dev/null", *self.extra]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                                      env={**os.environ, "RCLONE_CONFIG": "/dev/null"})

@@ -23,6 +23,7 @@ from modelpvc.core.retry import backoff_delay
 from modelpvc.core.settings import S3Settings, TransferSettings
 from modelpvc.store.base import ObjectSource
 from modelpvc.store.localfs import fsync_dir
+from modelpvc.transfer.digest import pread_into
 from modelpvc.transfer.filejob import FileJob
 from modelpvc.transfer.journal import Journal
 
@@ -166,7 +167,7 @@ class Executor:
             nonlocal pos
             if cancel.is_set():
                 raise _Cancelled
-            job.write(offset, data)
+            job.write(start, offset, data)
             if part is not None:
                 part.update(data)
             n = len(data)
@@ -192,13 +193,10 @@ class Executor:
                         raise _Cancelled from None
                     time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 if part is not None and pos > start:
+                    # The part's MD5 restarts; bytes already written are hashed from the page cache.
                     part = hashlib.md5(usedforsecurity=False)
                     assert job.fd is not None
-                    p = start
-                    while p < pos:
-                        chunk = os.pread(job.fd, min(4 << 20, pos - p), p)
-                        part.update(chunk)
-                        p += len(chunk)
+                    pread_into(job.fd, part, start, pos)
         job.range_done(start, end, part.digest() if part is not None else None)
         with self._lock:
             self._to_journal.append((job, start, end))

@@ -11,7 +11,7 @@ from modelpvc.core.errors import IntegrityError
 from modelpvc.core.models import FileRecord, ObjectInfo
 from modelpvc.store.localfs import destination_error
 from modelpvc.transfer import ranges
-from modelpvc.transfer.digest import Expectation, SequentialDigest, multipart_etag, render
+from modelpvc.transfer.digest import Expectation, SequentialDigest, multipart_etag, pread_into, render
 from modelpvc.transfer.keys import PARTIAL_SUFFIX
 
 
@@ -26,8 +26,8 @@ class FileJob:
         self.fd: int | None = None
         self.refetches = 0
         self.left = 0  # ranges not yet written in this run; the executor owns it
-        size = exp.part_size if exp.part_size else part_size
-        self.all_ranges = ranges.split(obj.size, size)
+        self.part_size = exp.part_size if exp.part_size else part_size
+        self.all_ranges = ranges.split(obj.size, self.part_size)
         self.resumed = ranges.merge(done or [])
         self._reset_digests()
 
@@ -36,13 +36,18 @@ class FileJob:
         self.part_md5: dict[int, bytes] = {}
 
     def todo(self) -> list[tuple[int, int]]:
-        """Ranges still to fetch: all of them minus those a previous run journalled."""
+        """Ranges still to fetch: the gaps a previous run left, cut to the part size.
+
+        Multipart ETags need each part's MD5, so there a part is fetched whole unless fully present.
+        """
         if not self.resumed:
             return list(self.all_ranges)
-        out = []
-        for s, e in self.all_ranges:
-            if ranges.covered([(max(s, a), min(e, b)) for a, b in self.resumed if a < e and b > s]) < e - s:
-                out.append((s, e))
+        if self.exp.part_size:
+            return [(s, e) for s, e in self.all_ranges
+                    if ranges.covered(ranges.clip(self.resumed, s, e)) < e - s]
+        out: list[tuple[int, int]] = []
+        for gs, ge in ranges.gaps(self.resumed, self.obj.size):
+            out += [(gs + a, gs + b) for a, b in ranges.split(ge - gs, self.part_size)]
         return out
 
     def open(self) -> None:
@@ -74,7 +79,7 @@ class FileJob:
                 for s, e in self.resumed:
                     self.seq.done = ranges.merge([*self.seq.done, (s, e)])
 
-    def write(self, offset: int, data: memoryview) -> None:
+    def write(self, range_start: int, offset: int, data: memoryview) -> None:
         fd = self.fd
         assert fd is not None
         view = data
@@ -86,7 +91,7 @@ class FileJob:
             view = view[n:]
             offset += n
         if self.seq is not None:
-            self.seq.feed(offset - len(data), data)
+            self.seq.feed(range_start, offset - len(data), data)
 
     def range_done(self, start: int, end: int, part_md5: bytes | None) -> None:
         if part_md5 is not None and self.exp.part_size:
@@ -121,11 +126,7 @@ class FileJob:
         s, e = self.all_ranges[index]
         assert self.fd is not None
         h = hashlib.md5(usedforsecurity=False)
-        pos = s
-        while pos < e:
-            chunk = os.pread(self.fd, min(4 << 20, e - pos), pos)
-            h.update(chunk)
-            pos += len(chunk)
+        pread_into(self.fd, h, s, e)
         return h.digest()
 
     def restart(self) -> list[tuple[int, int]]:

@@ -39,3 +39,21 @@ def contiguous_end(ranges: list[tuple[int, int]], cursor: int) -> int:
         elif s > end:
             break
     return end
+
+
+def clip(rs: Iterable[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+    """The parts of ``rs`` inside [start, end)."""
+    return [(max(s, start), min(e, end)) for s, e in rs if s < end and e > start]
+
+
+def gaps(rs: Iterable[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """The parts of [0, size) that ``rs`` does not cover."""
+    out = []
+    pos = 0
+    for s, e in merge(rs):
+        if s > pos:
+            out.append((pos, min(s, size)))
+        pos = max(pos, e)
+    if pos < size:
+        out.append((pos, size))
+    return [(s, e) for s, e in out if s < e]

@@ -1,0 +1,214 @@
+"""Side-by-side benchmark: modelpvc against s5cmd, rclone, aws s3 sync and KServe's storage initializer.
+
+Same loopback S3 server (rclone serve s3), same synthetic files, each tool into an empty directory with
+the source warm in the page cache, wall time including a final `sync`, CPU and peak RSS of the tool's
+process tree (wait4), every result compared byte for byte with the source.
+
+    make bench                      # 8 GB model + 2,000 x 64 KiB
+    make bench BENCH_ARGS="--size-gb 2 --small-count 500 --tools modelpvc,s5cmd"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelpvc.devtools.s3server import RcloneS3, find_binary
+from modelpvc.model.synthetic import ModelSpec, generate_model, generate_small_files, same_tree, tree_bytes
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Result:
+    tool: str
+    dataset: str
+    wall: float
+    cpu: float
+    rss_mb: float
+    rc: int
+    ok: bool
+    gb: float
+
+
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[int, float, float, float, str]:
+    """(rc, wall incl. sync, cpu s, peak rss MB, stderr tail)."""
+    subprocess.run(["sync"], check=False)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _pid, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    subprocess.run(["sync"], check=False)
+    wall = time.perf_counter() - t0
+    return proc.returncode, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, err.decode()[-400:]
+
+
+def tool_commands(srv: RcloneS3, prefix: str, dest: Path) -> dict[str, list[str]]:
+    src = f"s3://bench/{prefix}/"
+    rclone_cfg = ["--s3-provider", "Other", "--s3-access-key-id", srv.access_key, "--s3-secret-access-key",
+                  srv.secret_key, "--s3-endpoint", srv.endpoint, "--s3-force-path-style"]
+    kserve = ("import sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2])")
+    return {
+        "modelpvc": [str(BIN / "modelpvc"), "mirror", src, str(dest), "--progress", "none", "-q"],
+        "modelpvc --verify size": [str(BIN / "modelpvc"), "mirror", src, str(dest), "--progress", "none", "-q",
+                                   "--verify", "size"],
+        "s5cmd": [find_binary("s5cmd"), "--endpoint-url", srv.endpoint, "cp", f"s3://bench/{prefix}/*",
+                  str(dest) + "/"],
+        "rclone": [find_binary("rclone"), "copy", f":s3:bench/{prefix}", str(dest), *rclone_cfg,
+                   "--config", "/dev/null"],
+        "aws s3 sync": [find_binary("aws"), "s3", "sync", src, str(dest), "--endpoint-url", srv.endpoint,
+                        "--only-show-errors"],
+        "kserve storage": [sys.executable, "-c", kserve, src, str(dest)],
+    }
+
+
+def bench_copy(srv: RcloneS3, env: dict[str, str], root: Path, prefix: str, tools: list[str],
+               repeat: int, work: Path) -> list[Result]:
+    out = []
+    src_dir = root / "bench" / prefix
+    gb = tree_bytes(src_dir) / 1e9
+    for tool in tools:
+        runs = []
+        for _ in range(repeat):
+            dest = work / "dest"
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            cmd = tool_commands(srv, prefix, dest)[tool]
+            rc, wall, cpu, rss, err = run_measured(cmd, env)
+            ok = rc == 0 and not same_tree(src_dir, dest)
+            if not ok:
+                print(f"  {tool}: rc={rc} or bytes differ; {err.strip()[-300:]}", file=sys.stderr)
+            runs.append(Result(tool, prefix, wall, cpu, rss, rc, ok, gb))
+            print(f"  {prefix:6} {tool:24} {wall:7.2f}s {gb / wall * 1000:7.0f} MB/s cpu {cpu:6.2f}s "
+                  f"rss {rss:6.0f} MB {'ok' if ok else 'FAILED'}", file=sys.stderr)
+        med = sorted(runs, key=lambda r: r.wall)[len(runs) // 2]
+        out.append(Result(tool, prefix, med.wall, statistics.median(r.cpu for r in runs),
+                          max(r.rss_mb for r in runs), med.rc, all(r.ok for r in runs), gb))
+    return out
+
+
+def noop_times(srv: RcloneS3, env: dict[str, str], prefix: str, work: Path) -> dict[str, float]:
+    """Re-run on a complete destination: wall of the second run."""
+    out = {}
+    cmds = tool_commands(srv, prefix, work / "dest")
+    cmds["s5cmd"] = [find_binary("s5cmd"), "--endpoint-url", srv.endpoint, "sync", f"s3://bench/{prefix}/*",
+                     str(work / "dest") + "/"]
+    for tool in ("modelpvc", "s5cmd", "rclone", "aws s3 sync"):
+        shutil.rmtree(work / "dest", ignore_errors=True)
+        (work / "dest").mkdir(parents=True)
+        subprocess.run(cmds[tool], env=env, check=False, capture_output=True)
+        rc, wall, _cpu, _rss, _ = run_measured(cmds[tool], env)
+        out[tool] = wall if rc == 0 else float("nan")
+    return out
+
+
+def kill_and_resume(srv: RcloneS3, env: dict[str, str], prefix: str, work: Path) -> tuple[float, int, int]:
+    """SIGKILL modelpvc at ~50 % of the bytes, re-run; (fraction killed at, bytes re-fetched, total)."""
+    dest = work / "dest"
+    shutil.rmtree(dest, ignore_errors=True)
+    cmd = tool_commands(srv, prefix, dest)["modelpvc"][:-3] + ["--progress", "json"]
+    proc = subprocess.Popen(cmd, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    frac = 0.0
+    total = 1
+    for line in proc.stderr:
+        ev = json.loads(line)
+        if ev.get("event") == "progress":
+            total = ev["bytes_total"]
+            frac = ev["bytes_done"] / max(1, total)
+            if frac >= 0.5:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    summary = [json.loads(x) for x in r.stderr.splitlines() if '"summary"' in x]
+    refetched = summary[-1]["bytes_fetched"] if summary else -1
+    leftovers = list(dest.rglob("*.partial"))
+    if leftovers or same_tree(work.parent / "root" / "bench" / prefix, dest):
+        print(f"  kill/resume left {leftovers} or a differing tree", file=sys.stderr)
+    return frac, refetched, total
+
+
+def table(results: list[Result]) -> str:
+    lines = ["| dataset | tool | wall s | MB/s | CPU s/GB | peak RSS MB | × s5cmd wall | bytes equal |",
+             "|---|---|---|---|---|---|---|---|"]
+    for ds in dict.fromkeys(r.dataset for r in results):
+        base = next((r.wall for r in results if r.dataset == ds and r.tool == "s5cmd"), None)
+        for r in (x for x in results if x.dataset == ds):
+            ratio = f"{r.wall / base:.2f}" if base else "-"
+            lines.append(f"| {ds} ({r.gb:.2f} GB) | {r.tool} | {r.wall:.2f} | {r.gb / r.wall * 1000:.0f} | "
+                         f"{r.cpu / r.gb:.2f} | {r.rss_mb:.0f} | {ratio} | {'yes' if r.ok else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-gb", type=float, default=8.0)
+    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--small-count", type=int, default=2000)
+    ap.add_argument("--small-kib", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the median is reported")
+    ap.add_argument("--tools", default="modelpvc,modelpvc --verify size,s5cmd,rclone,aws s3 sync,kserve storage")
+    ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("BENCH_WORKDIR", "/tmp/modelpvc-bench")))
+    ap.add_argument("--skip-extras", action="store_true", help="no no-op and kill/resume measurements")
+    args = ap.parse_args()
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    root = args.workdir / "root"
+    work = args.workdir / "work"
+    model_dir = root / "bench" / "model"
+    small_dir = root / "bench" / "small"
+    want = int(args.size_gb * 1e9)
+    marker = args.workdir / f"model-{want}-{args.shards}.ok"
+    if not marker.exists():
+        shutil.rmtree(model_dir, ignore_errors=True)
+        print(f"generating a {args.size_gb} GB model ...", file=sys.stderr)
+        generate_model(model_dir, ModelSpec(total_bytes=want, shards=args.shards))
+        marker.touch()
+    small_marker = args.workdir / f"small-{args.small_count}-{args.small_kib}.ok"
+    if args.small_count and not small_marker.exists():
+        shutil.rmtree(small_dir, ignore_errors=True)
+        generate_small_files(small_dir, args.small_count, args.small_kib * 1024)
+        small_marker.touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with RcloneS3(root, log_path=args.workdir / "server.log") as srv:
+        env.update(srv.env())
+        env["HOME"] = str(args.workdir / "home")
+        # Warm the server's MD5 ETag cache and the page cache, the same for every tool.
+        for prefix in ("model", "small"):
+            subprocess.run([find_binary("s5cmd"), "--endpoint-url", srv.endpoint, "ls",
+                            f"s3://bench/{prefix}/*"], env=env, capture_output=True, check=False)
+            subprocess.run(["cat", *map(str, (root / "bench" / prefix).glob("*"))], stdout=subprocess.DEVNULL,
+                           check=False) if (root / "bench" / prefix).exists() else None
+        print("copying (each into an empty directory) ...", file=sys.stderr)
+        results = bench_copy(srv, env, root, "model", tools, args.repeat, work)
+        if args.small_count:
+            results += bench_copy(srv, env, root, "small", [t for t in tools if t != "modelpvc --verify size"],
+                                  args.repeat, work)
+        print()
+        print(table(results))
+        if not args.skip_extras:
+            noop = noop_times(srv, env, "model", work)
+            print()
+            print("no-op re-run on a complete destination (wall s): " +
+                  ", ".join(f"{k} {v:.2f}" for k, v in noop.items()))
+            frac, refetched, total = kill_and_resume(srv, env, "model", work)
+            print(f"SIGKILL at {frac * 100:.0f} % then re-run: modelpvc fetched {refetched / 1e9:.2f} GB of "
+                  f"{total / 1e9:.2f} GB again ({100 * refetched / max(1, total):.0f} %)")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

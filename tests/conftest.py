@@ -1,0 +1,112 @@
+"""Shared fixtures: a real S3 server on loopback (rclone serve s3), a fault proxy in front of it, moto
+for AWS-faithful corner cases, and a helper that runs the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from modelpvc.devtools.s3server import RcloneS3, find_binary, free_port, wait_for_port
+from modelpvc.model.synthetic import ModelSpec, generate_model
+from tests.support.faultproxy import FaultProxy
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def s3root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("s3root")
+    (root / "models").mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def rclone(s3root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    # --dir-cache-time 0s: tests edit the source between runs; test models are small, so rclone
+    # re-hashing them on every request costs little.
+    log = tmp_path_factory.mktemp("logs") / "rclone.log"
+    srv = RcloneS3(s3root, log_path=log, extra=["--dir-cache-time", "0s"]).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def _proxy(rclone: RcloneS3) -> Iterator[FaultProxy]:
+    p = FaultProxy(rclone.port).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def proxy(_proxy: FaultProxy) -> FaultProxy:
+    _proxy.reset()
+    return _proxy
+
+
+@dataclass
+class Source:
+    uri: str
+    dir: Path
+
+
+@pytest.fixture
+def make_model(s3root: Path):  # type: ignore[no-untyped-def]
+    """Create a synthetic model under the ``models`` bucket; returns its s3:// URI and directory."""
+
+    def make(spec: ModelSpec | None = None) -> Source:
+        name = f"m{next(_names)}"
+        d = s3root / "models" / name
+        generate_model(d, spec or ModelSpec(total_bytes=24 * 1024 * 1024, shards=3))
+        return Source(f"s3://models/{name}/", d)
+
+    return make
+
+
+@pytest.fixture
+def env(rclone: RcloneS3) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    e.update(rclone.env())
+    e["HOME"] = "/nonexistent"  # a writable HOME is not needed
+    return e
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 120,
+            **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "modelpvc", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False, **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([find_binary("moto_server"), "-p", str(port), "-H", "127.0.0.1"],
+                                stdout=out, stderr=out)
+    wait_for_port(port, timeout=30, proc=proc)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def moto_env(moto: str) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    e.update({"AWS_ACCESS_KEY_ID": "testing-access", "AWS_SECRET_ACCESS_KEY": "testing-secret",
+              "AWS_ENDPOINT_URL": moto, "AWS_DEFAULT_REGION": "us-east-1", "HOME": "/nonexistent"})
+    return e
+
+
+@pytest.fixture
+def s3client(moto: str):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client("s3", endpoint_url=moto, aws_access_key_id="testing-access",
+                        aws_secret_access_key="testing-secret", region_name="us-east-1")

@@ -1,0 +1,248 @@
+"""mirror against a real S3 server on loopback: real bytes, real processes, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from modelpvc.model.synthetic import ModelSpec, same_tree
+from tests.conftest import run_cli
+from tests.support.faultproxy import Faults, FaultProxy
+
+
+def manifest(dest: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((dest / ".modelpvc" / "manifest.json").read_text())
+
+
+def summary(stderr: str) -> dict:  # type: ignore[type-arg]
+    lines = [json.loads(x) for x in stderr.splitlines() if x.startswith("{")]
+    return next(x for x in reversed(lines) if x.get("event") == "summary")
+
+
+def test_copies_model_byte_for_byte_and_writes_manifest(make_model, env, tmp_path):
+    src = make_model()
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", src.uri, str(dest), "--part-size", "1", "--progress", "json"], env)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, dest) == []
+    m = manifest(dest)
+    assert m["source"] == src.uri
+    assert {f["path"] for f in m["files"]} == {p.name for p in src.dir.iterdir()}
+    # rclone's ETags are MD5s of the whole object: every file was checked against one.
+    assert {f["verified"] for f in m["files"]} == {"md5"}
+    assert all(f["digest"]["md5"] == f["etag"] for f in m["files"])
+    assert not list(dest.rglob("*.partial"))
+    s = summary(r.stderr)
+    assert s["bytes_fetched"] == sum(p.stat().st_size for p in src.dir.iterdir())
+    assert "fetched" in r.stdout and "verified: 9 by md5" in r.stdout
+
+
+def test_rerun_on_complete_destination_fetches_nothing(make_model, env, proxy: FaultProxy, tmp_path):
+    src = make_model()
+    dest = tmp_path / "pvc"
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    assert run_cli(["mirror", src.uri, str(dest)], e).returncode == 0
+    proxy.reset()
+    r = run_cli(["mirror", src.uri, str(dest), "--progress", "json"], e)
+    assert r.returncode == 0, r.stderr
+    assert proxy.counters.gets == 0 and proxy.counters.body_bytes == 0
+    assert proxy.counters.lists == 1
+    assert summary(r.stderr)["noop"] is True
+    assert "up to date" in r.stdout
+
+
+def test_changed_object_is_fetched_again_even_with_same_size_and_mtime(make_model, env, tmp_path):
+    src = make_model()
+    dest = tmp_path / "pvc"
+    assert run_cli(["mirror", src.uri, str(dest)], env).returncode == 0
+    shard = src.dir / "model-00002-of-00003.safetensors"
+    st = shard.stat()
+    with open(shard, "r+b") as fh:
+        fh.seek(st.st_size - 10)
+        fh.write(b"0123456789")
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = run_cli(["mirror", src.uri, str(dest), "--progress", "json"], env)
+    assert r.returncode == 0, r.stderr
+    s = summary(r.stderr)
+    assert s["fetched_files"] == 1 and s["bytes_fetched"] == st.st_size
+    assert same_tree(src.dir, dest) == []
+
+
+def test_delete_removes_files_the_source_no_longer_has(make_model, env, tmp_path):
+    src = make_model()
+    dest = tmp_path / "pvc"
+    assert run_cli(["mirror", src.uri, str(dest)], env).returncode == 0
+    (src.dir / "generation_config.json").unlink()
+    r = run_cli(["mirror", src.uri, str(dest)], env)
+    assert r.returncode == 0
+    assert (dest / "generation_config.json").exists()  # kept without --delete
+    r = run_cli(["mirror", src.uri, str(dest), "--delete"], env)
+    assert r.returncode == 0, r.stderr
+    assert not (dest / "generation_config.json").exists()
+    assert (dest / ".modelpvc" / "manifest.json").exists()
+    assert "generation_config.json" not in {f["path"] for f in manifest(dest)["files"]}
+
+
+def test_missing_prefix_exits_3_and_names_nearest_prefixes(make_model, env, tmp_path):
+    src = make_model()
+    typo = src.uri.rstrip("/") + "x/"
+    r = run_cli(["mirror", typo, str(tmp_path / "pvc")], env)
+    assert r.returncode == 3
+    assert f"no objects under {typo}" in r.stderr
+    assert src.uri in r.stderr  # the nearest existing prefix is suggested
+    assert not (tmp_path / "pvc").exists()
+
+
+def test_missing_bucket_exits_3(env, tmp_path):
+    r = run_cli(["mirror", "s3://no-such-bucket/x/", str(tmp_path / "pvc")], env)
+    assert r.returncode == 3
+    assert "no-such-bucket" in r.stderr
+
+
+def test_wrong_credentials_exit_3_and_never_print_the_secret(make_model, env, tmp_path):
+    src = make_model()
+    secret = "definitely-wrong-secret-9f3a"
+    e = {**env, "AWS_SECRET_ACCESS_KEY": secret}
+    r = run_cli(["--log-level", "DEBUG", "mirror", src.uri, str(tmp_path / "pvc")], e)
+    assert r.returncode == 3
+    assert "access denied" in r.stderr
+    assert secret not in r.stderr + r.stdout
+    assert not list((tmp_path).rglob("*.partial"))
+
+
+def test_no_credentials_is_a_usage_error(make_model, env, tmp_path):
+    src = make_model()
+    e = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc")], e)
+    assert r.returncode == 2
+    assert "no S3 credentials" in r.stderr
+
+
+def test_credentials_dir_with_accesskey_secretkey_names(make_model, env, tmp_path, rclone):
+    src = make_model()
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir()
+    (secret_dir / "accesskey").write_text(rclone.access_key)
+    (secret_dir / "secretkey").write_text(rclone.secret_key + "\n")
+    (secret_dir / "AWS_S3_ENDPOINT").write_text(rclone.endpoint)
+    e = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--credentials-dir", str(secret_dir)], e)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, tmp_path / "pvc") == []
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(make_model, env, tmp_path):
+    src = make_model()
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--dry-run"], env)
+    assert r.returncode == 0, r.stderr
+    assert "fetch   model-00001-of-00003.safetensors" in r.stdout
+    assert "# 9 to fetch" in r.stdout
+    assert not (tmp_path / "pvc").exists()
+
+
+def test_retries_through_slowdown_resets_and_truncation(make_model, env, proxy, tmp_path):
+    src = make_model()
+    proxy.reset(Faults(match="model-0000", slowdown_first=3, reset_after=100_000, reset_count=2,
+                       truncate_after=50_000, truncate_count=2))
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--part-size", "2", "--progress", "json"], e)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, tmp_path / "pvc") == []
+    assert summary(r.stderr)["retries"] >= 7
+    assert sorted(set(proxy.counters.faults_applied)) == ["reset_count", "slowdown_first", "truncate_count"]
+
+
+def test_corrupted_body_is_fetched_again_and_never_published(make_model, env, proxy, tmp_path):
+    src = make_model()
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    proxy.reset(Faults(match="model-00001", corrupt_count=1))
+    r = run_cli(["mirror", src.uri, str(tmp_path / "a"), "--progress", "json"], e)
+    assert r.returncode == 0, r.stderr
+    assert summary(r.stderr)["refetched"] == ["model-00001-of-00003.safetensors"]
+    assert same_tree(src.dir, tmp_path / "a") == []
+
+    proxy.reset(Faults(match="model-00001", corrupt_count=-1))
+    r = run_cli(["mirror", src.uri, str(tmp_path / "b")], e)
+    assert r.returncode == 5
+    assert "model-00001-of-00003.safetensors: content does not match" in r.stderr
+    assert not (tmp_path / "b" / "model-00001-of-00003.safetensors").exists()
+    assert not (tmp_path / "b" / ".modelpvc" / "manifest.json").exists()
+
+
+def _start_throttled(src_uri: str, dest: Path, env: dict[str, str], proxy: FaultProxy,
+                     rate: float) -> subprocess.Popen[str]:
+    proxy.reset(Faults(rate=rate))
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", src_uri, str(dest), "--progress",
+                             "json", "--progress-interval", "0.1", "--part-size", "1", "--workers", "4"],
+                            env=e, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def _wait_fraction(proc: subprocess.Popen[str], fraction: float) -> float:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        ev = json.loads(line)
+        if ev.get("event") == "progress" and ev["bytes_done"] >= fraction * ev["bytes_total"]:
+            return float(ev["bytes_done"]) / ev["bytes_total"]
+    raise AssertionError("transfer ended before reaching the fraction")
+
+
+def test_sigkill_at_half_then_rerun_fetches_only_what_is_missing(make_model, env, proxy, tmp_path):
+    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    dest = tmp_path / "pvc"
+    total = sum(p.stat().st_size for p in src.dir.iterdir())
+    proc = _start_throttled(src.uri, dest, env, proxy, rate=8e6)
+    _wait_fraction(proc, 0.5)
+    proxy.faults.rate = 1e6  # crawl, so the kill lands near half way ...
+    time.sleep(1.2)  # ... after the journal flushed what completed (it flushes every second)
+    proc.kill()
+    proc.wait()
+    fetched_before = proxy.counters.body_bytes
+    assert fetched_before < total
+    proxy.reset()
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    r = run_cli(["mirror", src.uri, str(dest), "--progress", "json"], e)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, dest) == []
+    assert proxy.counters.body_bytes <= 0.6 * total, (proxy.counters.body_bytes, total)
+    assert not list(dest.rglob("*.partial"))
+    assert not (dest / ".modelpvc" / "journal.jsonl").exists()
+
+
+def test_sigterm_stops_within_two_seconds_with_143_and_resumes(make_model, env, proxy, tmp_path):
+    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    dest = tmp_path / "pvc"
+    proc = _start_throttled(src.uri, dest, env, proxy, rate=8e6)
+    _wait_fraction(proc, 0.3)
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(10)
+    assert time.monotonic() - t < 2.0
+    assert rc == 143
+    # Nothing under a final name is partial: every final-named file equals its source.
+    for p in dest.iterdir():
+        if p.is_file() and not p.name.endswith(".partial"):
+            assert p.read_bytes() == (src.dir / p.name).read_bytes()
+    assert not (dest / ".modelpvc" / "manifest.json").exists()
+    proxy.reset()
+    r = run_cli(["mirror", src.uri, str(dest)], {**env, "AWS_ENDPOINT_URL": proxy.endpoint})
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, dest) == []
+
+
+def test_second_concurrent_run_is_refused_with_locked_message(make_model, env, proxy, tmp_path):
+    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    dest = tmp_path / "pvc"
+    proc = _start_throttled(src.uri, dest, env, proxy, rate=8e6)
+    _wait_fraction(proc, 0.1)
+    r = run_cli(["mirror", src.uri, str(dest)], env)
+    assert r.returncode == 4
+    assert "being written by another modelpvc run" in r.stderr
+    proxy.reset()  # lift the throttle; the first run completes
+    assert proc.wait(60) == 0
+    assert same_tree(src.dir, dest) == []
