@@ -117,7 +117,7 @@ def kill_and_resume(srv: RcloneS3, env: dict[str, str], prefix: str, work: Path)
     """SIGKILL modelpvc at ~50 % of the bytes, re-run; (fraction killed at, bytes re-fetched, total)."""
     dest = work / "dest"
     shutil.rmtree(dest, ignore_errors=True)
-    cmd = tool_commands(srv, prefix, dest)["modelpvc"][:-3] + ["--progress", "json"]
+    cmd = [*tool_commands(srv, prefix, dest)["modelpvc"][:-3], "--progress", "json"]
     proc = subprocess.Popen(cmd, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -142,7 +142,7 @@ def kill_and_resume(srv: RcloneS3, env: dict[str, str], prefix: str, work: Path)
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| dataset | tool | wall s | MB/s | CPU s/GB | peak RSS MB | × s5cmd wall | bytes equal |",
+    lines = ["| dataset | tool | wall s | MB/s | CPU s/GB | peak RSS MB | x s5cmd wall | bytes equal |",
              "|---|---|---|---|---|---|---|---|"]
     for ds in dict.fromkeys(r.dataset for r in results):
         base = next((r.wall for r in results if r.dataset == ds and r.tool == "s5cmd"), None)

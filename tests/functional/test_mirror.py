@@ -12,7 +12,7 @@ from pathlib import Path
 
 from modelpvc.model.synthetic import ModelSpec, same_tree
 from tests.conftest import run_cli
-from tests.support.faultproxy import Faults, FaultProxy
+from tests.support.faultproxy import FaultProxy, Faults
 
 
 def manifest(dest: Path) -> dict:  # type: ignore[type-arg]

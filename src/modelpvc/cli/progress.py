@@ -44,7 +44,7 @@ class JsonLines:
             d = event.data
             secs = max(d["seconds"], 1e-6)
             rate = d["bytes_done"] / secs
-            left = d["bytes_total"] - d["bytes_done"]
+            left = max(0, d["bytes_total"] - d["bytes_done"])
             self._write({"event": "progress", "bytes_done": d["bytes_done"], "bytes_total": d["bytes_total"],
                          "mb_per_s": round(rate / 1e6, 1), "eta_s": round(left / rate, 1) if rate else None})
             return

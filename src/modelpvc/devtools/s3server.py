@@ -16,7 +16,8 @@ from pathlib import Path
 from modelpvc.core.errors import ConfigError
 
 ACCESS_KEY = "modelpvc-demo-access"
-SECRET_KEY = "modelpvc-demo-secret-key"
+# Loopback-only demo server credentials, not a secret.
+SECRET_KEY = "modelpvc-demo-secret-key"  # noqa: S105
 
 
 def free_port() -> int:

@@ -69,7 +69,7 @@ def _shard_tensors(shard: int, nbytes: int, count: int) -> list[tuple[str, str, 
     return out
 
 
-def generate_model(dest: Path, spec: ModelSpec = ModelSpec()) -> list[Path]:  # noqa: B008
+def generate_model(dest: Path, spec: ModelSpec = ModelSpec()) -> list[Path]:
     """Write the model into ``dest``; returns the files written."""
     dest.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []

@@ -194,8 +194,13 @@ class S3Source:
 
     def full_checksum(self, obj: ObjectInfo) -> tuple[str, str] | None:
         resp = self._head(obj, None, {"x-amz-checksum-mode": "ENABLED"})
-        if resp.headers.get("x-amz-checksum-type", "FULL_OBJECT").upper() != "FULL_OBJECT":
-            return None  # a composite checksum needs the upload's part layout
+        ctype = resp.headers.get("x-amz-checksum-type")
+        if obj.multipart_parts is not None and (ctype or "").upper() != "FULL_OBJECT":
+            # A multipart upload's checksum is composite (over part checksums) unless the server says
+            # otherwise; some servers omit the type, so only an explicit FULL_OBJECT is trusted.
+            return None
+        if ctype is not None and ctype.upper() != "FULL_OBJECT":
+            return None
         for algo in _CHECKSUMS:
             value = resp.headers.get(f"x-amz-checksum-{algo}")
             if value and "-" not in value:

@@ -227,7 +227,7 @@ class _Headers(dict[str, str]):
     def __init__(self, items: list[tuple[str, str]]) -> None:
         super().__init__((k.lower(), v) for k, v in items)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 

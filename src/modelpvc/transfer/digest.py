@@ -42,7 +42,7 @@ def _crt_hasher(name: str) -> Hasher | None:
         from awscrt import checksums  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         return None
-    fn = checksums.crc32c if name == "crc32c" else getattr(checksums, "crc64nvme", None)
+    fn: Any = checksums.crc32c if name == "crc32c" else getattr(checksums, "crc64nvme", None)
     if fn is None:
         return None
     width = 4 if name == "crc32c" else 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -67,17 +68,16 @@ class FileJob:
                 if self.obj.size:
                     try:
                         os.posix_fallocate(fd, 0, self.obj.size)
-                    except OSError as e:
-                        if e.errno not in (95, 22):  # EOPNOTSUPP, EINVAL: the filesystem cannot
+                    except OSError as unsupported:
+                        if unsupported.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                             raise
-                        os.ftruncate(fd, self.obj.size)
+                        os.ftruncate(fd, self.obj.size)  # the filesystem cannot preallocate
             except OSError as e:
                 os.close(fd)
                 raise destination_error(e, self.partial, "allocating") from e
             self.fd = fd
             if self.seq is not None and self.resumed:
-                for s, e in self.resumed:
-                    self.seq.done = ranges.merge([*self.seq.done, (s, e)])
+                self.seq.done = ranges.merge([*self.seq.done, *self.resumed])
 
     def write(self, range_start: int, offset: int, data: memoryview) -> None:
         fd = self.fd

@@ -7,6 +7,7 @@ written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -75,7 +76,5 @@ class Journal:
 
     def remove(self) -> None:
         self.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass

@@ -1,0 +1,105 @@
+"""Cases rclone's quirks would hide, against moto (AWS semantics): 206 partials, multipart ETags,
+x-amz-checksum-*, If-Match preconditions, hostile keys."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.moto
+
+
+def _bucket(s3client, name: str) -> str:
+    with contextlib.suppress(s3client.exceptions.BucketAlreadyOwnedByYou):
+        s3client.create_bucket(Bucket=name)
+    return name
+
+
+def _files(dest: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+    m = json.loads((dest / ".modelpvc" / "manifest.json").read_text())
+    return {f["path"]: f for f in m["files"]}
+
+
+def test_multipart_etag_is_recomputed_from_discovered_part_size(s3client, moto_env, tmp_path):
+    b = _bucket(s3client, "mpart")
+    data = os.urandom(13 * 1024 * 1024 + 123)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    cfg = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    s3client.upload_file(str(src), b, "model/big.bin", Config=cfg)
+    s3client.put_object(Bucket=b, Key="model/config.json", Body=b"{}")
+    etag = s3client.head_object(Bucket=b, Key="model/big.bin")["ETag"].strip('"')
+    assert etag.endswith("-3")
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://mpart/model/", str(dest), "--part-size", "2"], moto_env)
+    assert r.returncode == 0, r.stderr
+    assert (dest / "big.bin").read_bytes() == data
+    f = _files(dest)
+    assert f["big.bin"]["verified"] == "multipart-etag"
+    assert f["big.bin"]["digest"]["multipart-etag"] == etag
+    assert f["config.json"]["verified"] == "checksum-crc32"  # boto3 stores CRC32 by default
+
+
+def test_full_object_checksum_is_verified(s3client, moto_env, tmp_path):
+    b = _bucket(s3client, "cksum")
+    data = os.urandom(3 * 1024 * 1024)
+    s3client.put_object(Bucket=b, Key="model/w.safetensors", Body=data, ChecksumAlgorithm="SHA256")
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://cksum/model/", str(dest), "--part-size", "1"], moto_env)
+    assert r.returncode == 0, r.stderr
+    f = _files(dest)["w.safetensors"]
+    assert f["verified"] == "checksum-sha256"
+    import base64
+    assert f["digest"]["sha256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def test_ranged_gets_with_206_reassemble_exactly(s3client, moto_env, tmp_path):
+    b = _bucket(s3client, "ranged")
+    data = os.urandom(5 * 1024 * 1024 + 7)
+    s3client.put_object(Bucket=b, Key="m/x.bin", Body=data)
+    r = run_cli(["mirror", "s3://ranged/m/", str(tmp_path / "pvc"), "--part-size", "1", "--workers", "3"],
+                moto_env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pvc" / "x.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("key", ["m/../escape.txt", "m/a/../../escape.txt", "m//abs.txt"])
+def test_keys_escaping_the_destination_are_refused_before_any_write(s3client, moto_env, tmp_path, key):
+    b = _bucket(s3client, "evil")
+    s3client.put_object(Bucket=b, Key="m/config.json", Body=b"{}")
+    s3client.put_object(Bucket=b, Key=key, Body=b"pwned")
+    dest = tmp_path / "sub" / "pvc"
+    r = run_cli(["mirror", "s3://evil/m/", str(dest)], moto_env)
+    s3client.delete_object(Bucket=b, Key=key)
+    assert r.returncode == 3, r.stderr
+    assert "cannot be written safely" in r.stderr
+    assert not list(tmp_path.rglob("escape.txt")) and not list(tmp_path.rglob("abs.txt"))
+    assert not dest.exists()
+
+
+def test_object_replaced_during_copy_fails_the_if_match_precondition(s3client, moto_env, tmp_path):
+    """A listing that no longer matches the object: the pinned ETag makes moto answer 412."""
+    from modelpvc.core.errors import SourceChanged
+    from modelpvc.core.models import ObjectInfo
+    from modelpvc.core.settings import Credentials, S3Settings
+    from modelpvc.store.base import parse_source
+    from modelpvc.store.s3 import S3Source
+
+    b = _bucket(s3client, "changed")
+    s3client.put_object(Bucket=b, Key="m/a.bin", Body=b"x" * 1000)
+    src = S3Source(parse_source("s3://changed/m/"), S3Settings(
+        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+        credentials=Credentials(moto_env["AWS_ACCESS_KEY_ID"], moto_env["AWS_SECRET_ACCESS_KEY"])))
+    [obj] = src.list_objects()
+    s3client.put_object(Bucket=b, Key="m/a.bin", Body=b"y" * 1000)
+    buf = memoryview(bytearray(4096))
+    with pytest.raises(SourceChanged):
+        src.read(ObjectInfo(obj.key, obj.rel, obj.size, obj.etag), 0, 500, buf, lambda o, d: None)

@@ -1,0 +1,79 @@
+"""Destination faults: no space, not writable, arbitrary non-root UID with an unwritable HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelpvc.model.synthetic import ModelSpec, same_tree
+from tests.conftest import run_cli
+
+
+def as_arbitrary_uid(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as uid 1000680000, gid 0, HOME=/ (OpenShift restricted-v2). The process keeps only
+    CAP_DAC_READ_SEARCH so it can reach the interpreter under /root; it can write nothing extra."""
+    caps = "+dac_read_search"
+    return subprocess.run(
+        ["setpriv", "--reuid", "1000680000", "--regid", "0", "--clear-groups", f"--inh-caps={caps}",
+         f"--ambient-caps={caps}", "env", f"PYTHONPATH={Path(__file__).parents[2] / 'src'}", "HOME=/",
+         *[f"{k}={v}" for k, v in env.items() if k.startswith("AWS_")],
+         sys.executable, "-m", "modelpvc", *args],
+        capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 16 MiB tmpfs: a real filesystem that runs out of space."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_not_enough_space_is_refused_before_the_first_byte(make_model, env, small_fs):
+    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    dest = small_fs / "pvc"
+    r = run_cli(["mirror", src.uri, str(dest)], env)
+    assert r.returncode == 4, r.stderr
+    assert "free but" in r.stderr and "must be fetched; nothing was written" in r.stderr
+    assert [p.name for p in dest.iterdir()] == [".modelpvc"]
+
+
+def test_disk_filling_up_mid_copy_is_a_destination_error(make_model, env, small_fs):
+    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    dest = small_fs / "pvc"
+    r = run_cli(["mirror", src.uri, str(dest), "--no-space-check"], env)
+    assert r.returncode == 4, r.stderr
+    assert "no space left" in r.stderr
+    assert not (dest / ".modelpvc" / "manifest.json").exists()
+    for p in dest.iterdir():  # whatever has a final name is complete
+        if p.is_file() and not p.name.endswith(".partial"):
+            assert p.read_bytes() == (src.dir / p.name).read_bytes()
+
+
+def test_read_only_destination_for_an_arbitrary_uid_is_a_clear_error(make_model, env, tmp_path):
+    src = make_model()
+    dest = tmp_path / "pvc"
+    dest.mkdir()
+    os.chmod(dest, 0o755)  # owned by root; uid 1000680000 (an OpenShift-style uid) cannot write
+    os.chmod(tmp_path, 0o755)
+    r = as_arbitrary_uid(["mirror", src.uri, str(dest)], env)
+    assert r.returncode == 4, r.stderr
+    assert "cannot write" in r.stderr and "fsGroup" in r.stderr
+
+
+def test_arbitrary_uid_with_unwritable_home_succeeds_on_a_group_writable_volume(make_model, env, tmp_path):
+    """OpenShift restricted-v2: random UID, GID 0, HOME=/ not writable; the volume is group-writable."""
+    src = make_model()
+    dest = tmp_path / "pvc"
+    dest.mkdir()
+    os.chmod(dest, 0o775)
+    os.chmod(tmp_path, 0o755)
+    r = as_arbitrary_uid(["mirror", src.uri, str(dest)], env)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, dest) == []
