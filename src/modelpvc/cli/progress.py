@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from typing import Any, TextIO
@@ -62,6 +63,7 @@ class TtyDisplay:
         self._width = 0
 
     def _line(self, text: str) -> None:
+        text = text[: max(20, shutil.get_terminal_size().columns - 1)]
         pad = max(0, self._width - len(text))
         self.stream.write("\r" + text + " " * pad)
         self._width = len(text)

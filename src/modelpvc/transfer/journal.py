@@ -68,6 +68,10 @@ class Journal:
     def published(self, record: FileRecord) -> None:
         self._append([{"t": "published", "path": record.path, "file": record.to_json()}])
 
+    def published_many(self, records: list[FileRecord]) -> None:
+        if records:
+            self._append([{"t": "published", "path": r.path, "file": r.to_json()} for r in records])
+
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
