@@ -15,7 +15,6 @@ from modelpvc.transfer import ranges
 from modelpvc.transfer.digest import Expectation, SequentialDigest, multipart_etag, pread_into, render
 from modelpvc.transfer.keys import PARTIAL_SUFFIX
 
-
 SMALL_FILE = 8 * 1024 * 1024
 
 
