@@ -6,8 +6,9 @@ import errno
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from modelpvc.core.errors import DestinationError, DestinationFull, DestinationLocked
 from modelpvc.core.manifest import MANIFEST_NAME, STATE_DIR, Manifest
@@ -47,7 +48,7 @@ def syncfs(path: Path) -> None:
         os.close(fd)
 
 
-def _load_syncfs():  # type: ignore[no-untyped-def]
+def _load_syncfs() -> Callable[[int], int] | None:
     try:
         import ctypes
         import ctypes.util
@@ -55,7 +56,7 @@ def _load_syncfs():  # type: ignore[no-untyped-def]
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         fn = libc.syncfs
         fn.argtypes = [ctypes.c_int]
-        return fn
+        return cast(Callable[[int], int], fn)
     except (OSError, AttributeError):
         return None
 
