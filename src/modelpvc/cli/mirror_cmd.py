@@ -10,11 +10,15 @@ from typing import Any
 
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
+from modelpvc.cli.plan_cmd import add_selection_arguments
 from modelpvc.cli.progress import JsonLines, TtyDisplay, human_bytes
 from modelpvc.cli.signals import stop_on_signals
+from modelpvc.core.errors import IntegrityError
 from modelpvc.core.events import NullSink, ProgressSink
 from modelpvc.core.models import Action, Plan
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
+from modelpvc.model.layout import check_directory
+from modelpvc.model.select import make_selector
 from modelpvc.store.base import ObjectSource, parse_source
 from modelpvc.store.local import LocalSource
 from modelpvc.store.s3 import S3Source
@@ -36,6 +40,9 @@ def register(sub: Any) -> None:
     p.add_argument("dest", metavar="DEST", type=Path, help="destination directory (created if missing)")
     add_s3_arguments(p)
     add_transfer_arguments(p)
+    add_selection_arguments(p)
+    p.add_argument("--no-structure-check", action="store_true",
+                   help="publish even if the copy is not a structurally whole model")
     p.set_defaults(run=run)
 
 
@@ -122,6 +129,17 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
         print(f"  removed {len(result.removed_partials)} stale partial files")
 
 
+def structure_check(dest: Path, names: list[str]) -> dict[str, Any]:
+    """The model layer's structural check, run before the manifest; a broken model is not published."""
+    report = check_directory(dest, names)
+    if report.errors:
+        first = "; ".join(f"{f.path}: {f.message}" for f in report.errors[:3])
+        raise IntegrityError(
+            f"the copy is not a whole model ({len(report.errors)} problem(s): {first}); no manifest was written",
+            hint="fix the source (or select different files); --no-structure-check publishes it anyway")
+    return report.to_json()
+
+
 def run(args: argparse.Namespace) -> int:
     settings = transfer_settings(args)
     parsed = parse_source(args.source)
@@ -130,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
     sink, json_mode = choose_sink(args)
     try:
         with stop_on_signals() as stop:
-            result = mirror(source, args.dest, s3=s3, settings=settings, sink=sink, stop=stop)
+            result = mirror(source, args.dest, s3=s3, settings=settings, sink=sink, stop=stop,
+                            select=make_selector(args.select, args.include, args.exclude),
+                            structure_check=None if args.no_structure_check else structure_check)
     finally:
         close = getattr(sink, "close", None)
         if close is not None:

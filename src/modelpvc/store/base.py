@@ -77,3 +77,24 @@ class ObjectSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def read_bytes(source: ObjectSource, obj: ObjectInfo, start: int, end: int) -> bytes:
+    """A few bytes of an object (headers for ``plan``), retried like any read."""
+    from modelpvc.core.errors import TransientError
+
+    out = bytearray(end - start)
+    buf = memoryview(bytearray(min(1 << 20, max(1, end - start))))
+
+    def put(off: int, data: memoryview) -> None:
+        out[off - start: off - start + len(data)] = data
+
+    last: TransientError | None = None
+    for _ in range(3):
+        try:
+            source.read(obj, start, end, buf, put)
+            return bytes(out)
+        except TransientError as e:
+            last = e
+    assert last is not None
+    raise last

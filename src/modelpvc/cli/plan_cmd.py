@@ -1,0 +1,129 @@
+"""``modelpvc plan s3://BUCKET/PREFIX/``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+from typing import Any
+
+from modelpvc.cli.credentials import add_s3_arguments, s3_settings
+from modelpvc.cli.progress import human_bytes, human_seconds
+from modelpvc.core.models import Action, ObjectInfo
+from modelpvc.core.settings import S3Settings
+from modelpvc.model import safetensors
+from modelpvc.model.layout import detect_layouts
+from modelpvc.model.select import make_selector
+from modelpvc.model.sizing import SizingInput, parse_bandwidth, parse_size, pattern, pvc_size_gi, seconds_at
+from modelpvc.store.base import ObjectSource, parse_source, read_bytes
+from modelpvc.transfer.planner import LocalState, plan_mirror
+
+DESCRIPTION = """What a mirror of SRC would copy: selected and skipped files with bytes, the formats found,
+parameter count and dtypes (from the safetensors headers: a few KiB per shard), a recommended PVC size,
+the serving pattern (S3 storage-initializer for small models, a PVC otherwise) and how long the copy and
+the server's load take at given bandwidths."""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("plan", help="what would be copied, how big, which PVC size and pattern, how long",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="SRC")
+    add_selection_arguments(p)
+    p.add_argument("--headroom", type=float, default=1.2, help="PVC size = model bytes x headroom (default 1.2)")
+    p.add_argument("--threshold", default="20G", help="largest model for the storage-initializer pattern (20G)")
+    p.add_argument("--node-ephemeral", default="100G", help="ephemeral storage a node can spare (100G)")
+    p.add_argument("--bandwidth", action="append", default=None,
+                   help="bandwidth for time estimates, repeatable (default: 125MiB/s (gp3) and 1GiB/s)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_s3_arguments(p)
+    p.set_defaults(run=run)
+
+
+def add_selection_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("file selection")
+    g.add_argument("--select", choices=["auto", "all"], default="auto",
+                   help="auto (default): with HF safetensors shards present, skip duplicate formats "
+                        "(consolidated*.safetensors, original/, *.pth, .bin weights, *.gguf); all: copy everything")
+    g.add_argument("--include", action="append", default=[], metavar="GLOB", help="copy only matching paths")
+    g.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave matching paths out")
+
+
+def _header_stats(source: ObjectSource, objs: list[ObjectInfo]) -> tuple[int, dict[str, int]]:
+    params = 0
+    dtypes: dict[str, int] = {}
+    for o in objs:
+        if not o.rel.endswith(".safetensors") or o.size < 8:
+            continue
+        (n,) = struct.unpack("<Q", read_bytes(source, o, 0, 8))
+        if n > safetensors.MAX_HEADER or 8 + n > o.size:
+            continue
+        raw = read_bytes(source, o, 8, 8 + n)
+
+        def read_at(off: int, length: int, raw: bytes = raw, n: int = n) -> bytes:
+            if off == 0:
+                return struct.pack("<Q", n)
+            return raw[off - 8: off - 8 + length]
+
+        try:
+            h = safetensors.read_header(read_at, o.size)
+        except safetensors.HeaderError:
+            continue
+        for t in h.tensors:
+            params += t.elements
+            dtypes[t.dtype] = dtypes.get(t.dtype, 0) + t.elements
+    return params, dtypes
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelpvc.cli.mirror_cmd import make_source
+
+    parsed = parse_source(args.source)
+    source = make_source(args.source, s3_settings(args) if parsed.scheme == "s3" else S3Settings())
+    try:
+        objects = source.list_objects()
+        plan = plan_mirror(str(source.uri), objects, LocalState(),
+                           select=make_selector(args.select, args.include, args.exclude))
+        selected = [op.obj for op in plan.selected if op.obj is not None]
+        params, dtypes = _header_stats(source, selected)
+    finally:
+        source.close()
+    nbytes = plan.selected_bytes
+    skipped = plan.of(Action.SKIP)
+    inp = SizingInput(nbytes, args.headroom, parse_size(args.threshold), parse_size(args.node_ephemeral))
+    pat, why = pattern(inp)
+    bands = args.bandwidth or ["125MiB/s", "1GiB/s"]
+    estimates = [{"bandwidth": b, "copy_s": round(seconds_at(nbytes, parse_bandwidth(b)), 1),
+                  "load_s": round(seconds_at(nbytes, parse_bandwidth(b)), 1)} for b in bands]
+    out: dict[str, Any] = {
+        "source": str(plan.source),
+        "files": [{"path": op.rel, "size": op.size} for op in plan.selected],
+        "skipped": [{"path": op.rel, "size": op.size, "reason": op.reason} for op in skipped],
+        "bytes": nbytes,
+        "skipped_bytes": sum(op.size for op in skipped),
+        "formats": detect_layouts([o.rel for o in objects]),
+        "parameters": params,
+        "dtypes": dtypes,
+        "pvc_size": f"{pvc_size_gi(nbytes, args.headroom)}Gi",
+        "pattern": pat,
+        "pattern_reason": why,
+        "estimates": estimates,
+    }
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"{out['source']}: {len(out['files'])} files, {human_bytes(nbytes)} selected")
+    for f in out["files"]:
+        print(f"  copy  {f['path']:48} {human_bytes(f['size']):>10}")
+    for f in out["skipped"]:
+        print(f"  skip  {f['path']:48} {human_bytes(f['size']):>10}  {f['reason']}")
+    if skipped:
+        print(f"  {len(skipped)} files ({human_bytes(out['skipped_bytes'])}) skipped as duplicates or excluded")
+    print(f"formats: {', '.join(out['formats']) or 'unknown'}")
+    if params:
+        print(f"parameters: {params / 1e9:.2f} B ({', '.join(f'{k} {v / 1e9:.2f} B' for k, v in dtypes.items())})")
+    print(f"recommended PVC size: {out['pvc_size']} ({human_bytes(nbytes)} x {args.headroom})")
+    print(f"pattern: {pat} — {why}")
+    for e in estimates:
+        print(f"at {e['bandwidth']}: copy {human_seconds(e['copy_s'])}, server load from the volume "
+              f"{human_seconds(e['load_s'])}")
+    return 0

@@ -1,0 +1,73 @@
+"""plan, selection and verify against the real loopback S3 server."""
+
+from __future__ import annotations
+
+import json
+
+from modelpvc.model.synthetic import ModelSpec
+from tests.conftest import run_cli
+
+
+def test_plan_of_mixed_mistral_and_hf_repository(make_model, env):
+    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=3, mistral_duplicate=True))
+    r = run_cli(["plan", src.uri, "--json"], env)
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)
+    skipped = {s["path"] for s in p["skipped"]}
+    assert skipped == {"consolidated.safetensors"}
+    assert {"params.json", "tekken.json", "config.json", "tokenizer.json"} <= {f["path"] for f in p["files"]}
+    assert p["skipped_bytes"] == (src.dir / "consolidated.safetensors").stat().st_size
+    assert p["formats"] == ["hf-safetensors-sharded", "mistral-native"]
+    assert p["parameters"] == 3 * (8 * 1024 * 1024 // 2)  # 3 shards of 8 MiB of BF16
+    assert p["dtypes"].keys() == {"BF16"}
+    assert p["pattern"] == "storage-initializer"
+    assert p["pvc_size"] == "1Gi"
+    r = run_cli(["plan", src.uri, "--threshold", "1M", "--bandwidth", "125MiB/s"], env)
+    assert r.returncode == 0 and "pattern: pvc" in r.stdout and "skip  consolidated.safetensors" in r.stdout
+
+
+def test_mirror_auto_selection_skips_duplicates_and_records_them(make_model, env, tmp_path):
+    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=3, mistral_duplicate=True))
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", src.uri, str(dest), "-v"], env)
+    assert r.returncode == 0, r.stderr
+    assert not (dest / "consolidated.safetensors").exists()
+    assert "skipped 1 files" in r.stdout
+    m = json.loads((dest / ".modelpvc" / "manifest.json").read_text())
+    assert [s["path"] for s in m["skipped"]] == ["consolidated.safetensors"]
+    assert m["structure"]["layouts"] == ["hf-safetensors-sharded"]
+    r = run_cli(["mirror", src.uri, str(tmp_path / "all"), "--select", "all"], env)
+    assert r.returncode == 0 and (tmp_path / "all" / "consolidated.safetensors").exists()
+
+
+def test_mirror_refuses_to_publish_a_broken_model(make_model, env, tmp_path):
+    src = make_model()
+    (src.dir / "model-00002-of-00003.safetensors").unlink()  # the index still names it
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", src.uri, str(dest)], env)
+    assert r.returncode == 5
+    assert "not a whole model" in r.stderr and "model-00002-of-00003.safetensors" in r.stderr
+    assert not (dest / ".modelpvc" / "manifest.json").exists()
+    assert run_cli(["mirror", src.uri, str(dest), "--no-structure-check"], env).returncode == 0
+
+
+def test_verify_deep_and_against_source(make_model, env, tmp_path):
+    src = make_model()
+    dest = tmp_path / "pvc"
+    assert run_cli(["mirror", src.uri, str(dest)], env).returncode == 0
+    r = run_cli(["verify", str(dest), "--deep", "--source", src.uri, "--json"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["files_hashed"] == 9 and out["ok"]
+    # A flipped byte keeps sizes and headers intact: only --deep sees it.
+    p = dest / "model-00003-of-00003.safetensors"
+    raw = bytearray(p.read_bytes())
+    raw[-1] ^= 1
+    p.write_bytes(bytes(raw))
+    assert run_cli(["verify", str(dest)], env).returncode == 0
+    r = run_cli(["verify", str(dest), "--deep"], env)
+    assert r.returncode == 5 and "model-00003-of-00003.safetensors: md5 is" in r.stdout
+    # The source moves on: verify --source says stale.
+    (src.dir / "generation_config.json").write_text('{"changed": 1}')
+    r = run_cli(["verify", str(dest), "--source", src.uri], env)
+    assert r.returncode == 5 and "generation_config.json: the source object changed" in r.stdout

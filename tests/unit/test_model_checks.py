@@ -1,0 +1,180 @@
+"""A corpus of broken models, each with its specific finding, file name and exit code."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from modelpvc.cli.main import main
+from modelpvc.model.layout import check_directory
+from modelpvc.model.synthetic import ModelSpec, generate_model, write_safetensors
+
+SHARD1 = "model-00001-of-00002.safetensors"
+SHARD2 = "model-00002-of-00002.safetensors"
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    d = tmp_path / "m"
+    generate_model(d, ModelSpec(total_bytes=2 * 1024 * 1024, shards=2, tensors_per_shard=3))
+    return d
+
+
+def codes(d: Path) -> set[tuple[str, str]]:
+    return {(f.path, f.code) for f in check_directory(d).errors}
+
+
+def _rewrite_header(p: Path, mutate) -> None:  # type: ignore[no-untyped-def]
+    raw = p.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    mutate(header)
+    new = json.dumps(header, separators=(",", ":")).encode()
+    new += b" " * (n - len(new)) if len(new) <= n else b""
+    assert len(new) == n, "test mutation must keep the header length"
+    p.write_bytes(raw[:8] + new + raw[8 + n:])
+
+
+def test_intact_model_has_no_errors(model: Path):
+    r = check_directory(model)
+    assert r.errors == []
+    assert r.layouts == ["hf-safetensors-sharded"]
+    assert r.parameters == 2 * 1024 * 1024 // 2
+
+
+def test_truncated_shard(model: Path):
+    p = model / SHARD1
+    p.write_bytes(p.read_bytes()[:-100])
+    assert (SHARD1, "truncated") in codes(model)
+
+
+def test_extended_shard(model: Path):
+    with open(model / SHARD2, "ab") as fh:
+        fh.write(b"\0" * 10)
+    assert (SHARD2, "extended") in codes(model)
+
+
+def test_garbage_header(model: Path):
+    p = model / SHARD1
+    raw = bytearray(p.read_bytes())
+    raw[8:20] = b"not json at!"
+    p.write_bytes(bytes(raw))
+    assert (SHARD1, "bad-header") in codes(model)
+
+
+def test_header_length_beyond_the_file(model: Path):
+    p = model / SHARD1
+    raw = p.read_bytes()
+    p.write_bytes(struct.pack("<Q", len(raw) * 2) + raw[8:])
+    assert (SHARD1, "truncated") in codes(model)
+
+
+def test_hostile_header_length_is_not_read(tmp_path: Path):
+    d = tmp_path / "h"
+    generate_model(d, ModelSpec(total_bytes=1024 * 1024, shards=1))
+    p = d / "model-00001-of-00001.safetensors"
+    p.write_bytes(struct.pack("<Q", 2**62) + b"{}")
+    assert ("model-00001-of-00001.safetensors", "header-too-large") in codes(d)
+
+
+def test_deeply_nested_json_header_does_not_blow_up(tmp_path: Path):
+    d = tmp_path / "n"
+    generate_model(d, ModelSpec(total_bytes=1024 * 1024, shards=1))
+    body = b"[" * 200_000 + b"]" * 200_000
+    (d / "model-00001-of-00001.safetensors").write_bytes(struct.pack("<Q", len(body)) + body)
+    assert ("model-00001-of-00001.safetensors", "bad-header") in codes(d)
+
+
+def test_overlapping_offsets(model: Path):
+    def mutate(h):  # type: ignore[no-untyped-def]
+        names = [k for k in h if k != "__metadata__"]
+        _first, second = sorted(names, key=lambda k: h[k]["data_offsets"][0])[:2]
+        h[second]["data_offsets"] = [h[second]["data_offsets"][0] - 2, h[second]["data_offsets"][1] - 2]
+    _rewrite_header(model / SHARD1, mutate)
+    assert (SHARD1, "overlap") in codes(model)
+
+
+def test_unknown_dtype(model: Path):
+    def mutate(h):  # type: ignore[no-untyped-def]
+        k = next(k for k in h if k != "__metadata__")
+        h[k]["dtype"] = "Q7"
+    _rewrite_header(model / SHARD1, mutate)
+    assert (SHARD1, "unknown-dtype") in codes(model)
+
+
+def test_index_names_a_missing_shard(model: Path):
+    (model / SHARD2).unlink()
+    assert (SHARD2, "missing-shard") in codes(model)
+
+
+def test_total_size_mismatch(model: Path):
+    p = model / "model.safetensors.index.json"
+    idx = json.loads(p.read_text())
+    idx["metadata"]["total_size"] += 2
+    p.write_text(json.dumps(idx))
+    assert ("model.safetensors.index.json", "total-size") in codes(model)
+
+
+def test_tensor_in_the_wrong_shard(model: Path):
+    p = model / "model.safetensors.index.json"
+    idx = json.loads(p.read_text())
+    name = next(k for k, v in idx["weight_map"].items() if v == SHARD1)
+    idx["weight_map"][name] = SHARD2
+    p.write_text(json.dumps(idx))
+    assert (SHARD2, "wrong-shard") in codes(model)
+
+
+def test_missing_config(model: Path):
+    (model / "config.json").unlink()
+    assert ("config.json", "missing") in codes(model)
+
+
+def test_missing_tokenizer(model: Path):
+    (model / "tokenizer.json").unlink()
+    assert (".", "missing-tokenizer") in codes(model)
+
+
+def test_gguf_and_bin_layouts(tmp_path: Path):
+    d = tmp_path / "g"
+    d.mkdir()
+    (d / "m.Q4_K_M.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 10, 5) + b"\0" * 100)
+    r = check_directory(d)
+    assert r.layouts == ["gguf"] and r.errors == []
+    (d / "bad.gguf").write_bytes(b"GGML" + b"\0" * 30)
+    assert ("bad.gguf", "bad-header") in codes(d)
+
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "config.json").write_text("{}")
+    (b / "tokenizer.json").write_text("{}")
+    (b / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": {"w": "pytorch_model-00001.bin"}}))
+    assert ("pytorch_model-00001.bin", "missing-shard") in codes(b)
+    (b / "pytorch_model-00001.bin").write_bytes(b"PK\x03\x04rest")
+    assert check_directory(b).errors == []
+
+
+def test_mistral_native_alone_is_recognised(tmp_path: Path):
+    d = tmp_path / "mn"
+    d.mkdir()
+    write_safetensors(d / "consolidated.safetensors", [("w", "BF16", [4, 4])])
+    (d / "params.json").write_text("{}")
+    (d / "tekken.json").write_text("{}")
+    r = check_directory(d)
+    assert r.layouts == ["mistral-native"] and r.errors == []
+
+
+def test_verify_cli_exit_codes_and_json(model: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["verify", str(model)]) == 0
+    assert "warning: .modelpvc/manifest.json: no manifest" in capsys.readouterr().out
+    assert main(["verify", str(model), "--require-manifest"]) == 5
+    capsys.readouterr()
+    (model / SHARD2).unlink()
+    assert main(["verify", str(model), "--json"]) == 5
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False
+    errors = {(f["path"], f["code"]) for f in out["findings"] if f["severity"] == "error"}
+    assert errors == {(SHARD2, "missing-shard")}
+    assert main(["verify", str(model / "nope")]) == 2
