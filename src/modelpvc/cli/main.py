@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from modelpvc import __version__
-from modelpvc.cli import demo_cmd, mirror_cmd, plan_cmd, verify_cmd
+from modelpvc.cli import demo_cmd, mirror_cmd, plan_cmd, render_cmd, verify_cmd
 from modelpvc.cli.errors import EXIT_CODES_HELP, report
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     mirror_cmd.register(sub)
     verify_cmd.register(sub)
     plan_cmd.register(sub)
+    render_cmd.register(sub)
     demo_cmd.register(sub)
     return p
 

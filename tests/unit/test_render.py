@@ -1,0 +1,168 @@
+"""render: the seed scenario's intent without its defects; everything validates; restricted pods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelpvc.cli.main import main
+from modelpvc.kube.podsecurity import pod_spec_of, violations
+from modelpvc.kube.validate import load_crd_schemas, validate_objects
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SEED = SHARED / "reference" / "seed-runbook-manifests"
+ISVC_CRD = SHARED / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
+SEED_ARGS = ["render", "--name", "mistral-24b", "--namespace", "private-ai-demo", "--source",
+             "s3://llm-models/Mistral-Small-24B-Instruct/full-fp16/", "--endpoint-url",
+             "http://minio.model-storage.svc:9000", "--secret", "s3-credentials-kserve", "--pvc", "mistral-24b-pvc",
+             "--size", "120Gi", "--storage-class", "gp3-csi", "--runtime", "vllm-cuda-runtime", "--gpus", "4",
+             "--arg=--dtype=bfloat16", "--arg=--tensor-parallel-size=4", "--arg=--max-model-len=32768",
+             "--kinds", "pvc,job,isvc,verify-job"]
+
+
+def render(capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    assert main([*SEED_ARGS, *extra]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    return {d["kind"] + ("-verify" if d["metadata"]["name"].endswith("-verify") else ""): d for d in docs}
+
+
+def seed(name: str) -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((SEED / name).read_text())
+
+
+def test_seed_scenario_matches_the_reference_intent(capsys):
+    objs = render(capsys)
+    ref_isvc, ref_pvc, ref_job = (seed("inferenceservice-mistral-24b.yaml"), seed("pvc-mistral-24b.yaml"),
+                                  seed("job-mirror-full-model.yaml"))
+    isvc = objs["InferenceService"]
+    assert isvc["metadata"]["namespace"] == ref_isvc["metadata"]["namespace"]
+    model, ref_model = isvc["spec"]["predictor"]["model"], ref_isvc["spec"]["predictor"]["model"]
+    assert model["storageUri"] == ref_model["storageUri"] == "pvc://mistral-24b-pvc/"
+    assert model["runtime"] == ref_model["runtime"] and model["modelFormat"] == {"name": "vLLM"}
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == ref_model["resources"]["limits"]["nvidia.com/gpu"]
+    assert {"--dtype=bfloat16", "--tensor-parallel-size=4", "--max-model-len=32768"} <= set(model["args"])
+    # Defect fixed: a PVC-backed predictor needs no 80Gi of ephemeral storage.
+    assert "ephemeral-storage" not in str(model["resources"])
+    assert "ephemeral-storage" in str(ref_model["resources"])
+    pvc = objs["PersistentVolumeClaim"]
+    assert pvc["spec"]["resources"] == ref_pvc["spec"]["resources"]
+    assert pvc["spec"]["storageClassName"] == ref_pvc["spec"]["storageClassName"]
+    job = objs["Job"]
+    pod = job["spec"]["template"]["spec"]
+    ref_pod = ref_job["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == \
+        ref_pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "s3-credentials-kserve",
+                                                                      "key": "AWS_ACCESS_KEY_ID"}
+    assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.model-storage.svc:9000"
+    assert env["HOME"]["value"] == "/tmp"  # mc's ~/.mc failure cannot happen
+    assert pod["containers"][0]["args"][:3] == ["mirror", "s3://llm-models/Mistral-Small-24B-Instruct/full-fp16/",
+                                                "/mnt/models"]
+    # Defect fixed: no fsGroup copied from another namespace; OpenShift assigns it.
+    assert "fsGroup" not in pod["securityContext"] and "fsGroup" in ref_pod["securityContext"]
+    assert job["spec"]["ttlSecondsAfterFinished"] == 86400 and job["spec"]["backoffLimit"] == 3
+    verify = objs["Job-verify"]["spec"]["template"]["spec"]
+    assert verify["volumes"][0]["persistentVolumeClaim"]["readOnly"] is True
+    assert verify["containers"][0]["args"] == ["verify", "/mnt/models", "--json", "--require-manifest"]
+    waves = [objs[k]["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+             for k in ("PersistentVolumeClaim", "Job", "Job-verify", "InferenceService")]
+    assert waves == sorted(waves, key=int)
+
+
+def test_every_rendered_object_validates_and_every_pod_is_restricted(capsys):
+    objs = list(render(capsys, "--fs-group", "1001130000", "--path", "rev/a", "--deployment-mode",
+                       "RawDeployment").values())
+    assert validate_objects(objs, "1.31", load_crd_schemas([ISVC_CRD])) == []
+    pods = [pod_spec_of(o) for o in objs if pod_spec_of(o) is not None]
+    assert len(pods) == 2 and all(violations(p) == [] for p in pods if p is not None)
+    job = next(o for o in objs if o["metadata"]["name"] == "mistral-24b-populate")
+    assert job["spec"]["template"]["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert next(o for o in objs if o["kind"] == "InferenceService")["spec"]["predictor"]["model"]["storageUri"] \
+        == "pvc://mistral-24b-pvc/rev/a/"
+
+
+def test_validate_flag_passes_with_the_crd_and_reports_a_missing_schema(capsys):
+    assert main([*SEED_ARGS, "--validate", "--crd", str(ISVC_CRD)]) == 0
+    capsys.readouterr()
+    assert main([*SEED_ARGS, "--validate"]) == 5
+    assert "no schema for serving.kserve.io/v1beta1 InferenceService" in capsys.readouterr().err
+
+
+def test_validation_catches_real_schema_errors():
+    bad_isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": "x"}, "spec": {"predictor": {"model": {"modelFormat": "vLLM"}}}}
+    bad_pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "x"},
+               "spec": {"accessModes": "ReadWriteOnce"}}
+    problems = validate_objects([bad_isvc, bad_pvc], "1.31", load_crd_schemas([ISVC_CRD]))
+    assert any(p.startswith("InferenceService/x: spec.predictor.model.modelFormat") for p in problems)
+    assert any(p.startswith("PersistentVolumeClaim/x: spec.accessModes") for p in problems)
+
+
+def test_the_seed_job_fails_the_restricted_profile():
+    pod = pod_spec_of(seed("job-mirror-full-model.yaml"))
+    assert pod is not None
+    v = violations(pod)
+    assert "mirror: allowPrivilegeEscalation must be false" in v
+    assert "mirror: capabilities must drop ALL" in v
+    assert "mirror: runAsNonRoot must be true" in v
+
+
+def test_restricted_checker_flags_each_rule():
+    pod = {"hostNetwork": True, "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+           "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "Unconfined"}},
+           "containers": [{"name": "c", "securityContext": {"privileged": True, "allowPrivilegeEscalation": False,
+                                                            "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
+                                                            "runAsUser": 0},
+                           "ports": [{"containerPort": 80, "hostPort": 80}]}]}
+    v = violations(pod)
+    for expected in ("hostNetwork must not be set", "volume h uses ['hostPath']", "c: privileged",
+                     "c: may only add NET_BIND_SERVICE", "c: runAsUser must not be 0",
+                     "c: seccompProfile must be RuntimeDefault or Localhost", "c: hostPort must not be set"):
+        assert expected in v
+
+
+def test_argocd_mode_makes_jobs_sync_hooks_without_ttl(capsys):
+    objs = render(capsys, "--gitops", "argocd")
+    ann = objs["Job"]["metadata"]["annotations"]
+    assert ann["argocd.argoproj.io/hook"] == "Sync"
+    assert ann["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
+    assert "ttlSecondsAfterFinished" not in objs["Job"]["spec"]
+
+
+def test_secret_key_names_and_size_auto_from_model_bytes(capsys):
+    objs = render(capsys, "--secret-keys", "accesskey,secretkey", "--size", "auto", "--model-bytes", "45G")
+    env = {e["name"]: e for e in objs["Job"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "secretkey"
+    assert objs["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"] == "51Gi"  # 45 GB x 1.2
+    assert objs["Job"]["spec"]["activeDeadlineSeconds"] == int(2 * 45e9 / (50 * 1024 * 1024)) + 600
+
+
+def test_output_dir_writes_one_file_per_object(tmp_path, capsys):
+    assert main([*SEED_ARGS, "-o", str(tmp_path / "out")]) == 0
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["1-pvc-mistral-24b-pvc.yaml", "2-job-mistral-24b-populate.yaml",
+                     "3-verify-job-mistral-24b-verify.yaml", "4-isvc-mistral-24b.yaml"]
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--name", "Mistral_24B", "--name 'Mistral_24B' is not a valid Kubernetes name"),
+    ("--size", "120GB", "--size '120GB' is not a Kubernetes quantity"),
+    ("--source", "minio/llm-models/x", "is not an s3:// URI"),
+    ("--path", "../escape", "must be a relative directory"),
+    ("--secret-keys", "onlyone", "give two names"),
+    ("--kinds", "pvc,deployment", "--kinds: unknown ['deployment']"),
+])
+def test_bad_input_is_a_clear_usage_error_before_anything_is_written(flag, value, message, capsys, tmp_path):
+    args = list(SEED_ARGS)
+    if flag in args:
+        i = args.index(flag)
+        args[i + 1] = value
+    else:
+        args += [flag, value]
+    assert main([*args, "-o", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert not (tmp_path / "out").exists()
