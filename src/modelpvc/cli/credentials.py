@@ -8,15 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from modelpvc.core.errors import ConfigError
+from modelpvc.core.secretkeys import find_pair
 from modelpvc.core.settings import Credentials, S3Settings
 
-# Key names real secrets use, in order of preference: (access key, secret key).
-KEY_PAIRS = (
-    ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
-    ("accesskey", "secretkey"),
-    ("accessKey", "secretKey"),
-    ("access_key", "secret_key"),
-)
 CHAIN_VARS = ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
               "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_SHARED_CREDENTIALS_FILE")
 
@@ -57,10 +51,10 @@ def _read_dir(d: Path) -> dict[str, str]:
 
 def find_keys(values: Mapping[str, str]) -> tuple[str, str, str] | None:
     """(access, secret, the names used) from a mapping of secret keys, or None."""
-    for a, s in KEY_PAIRS:
-        if values.get(a) and values.get(s):
-            return values[a], values[s], f"{a}/{s}"
-    return None
+    pair = find_pair(k for k, v in values.items() if v)
+    if pair is None:
+        return None
+    return values[pair[0]], values[pair[1]], f"{pair[0]}/{pair[1]}"
 
 
 def s3_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S3Settings:

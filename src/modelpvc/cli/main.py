@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from modelpvc import __version__
-from modelpvc.cli import demo_cmd, mirror_cmd, plan_cmd, render_cmd, verify_cmd
+from modelpvc.cli import demo_cmd, gc_cmd, kube_cmd, mirror_cmd, plan_cmd, render_cmd, verify_cmd
 from modelpvc.cli.errors import EXIT_CODES_HELP, report
 
 
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.register(sub)
     plan_cmd.register(sub)
     render_cmd.register(sub)
+    kube_cmd.register(sub)
+    gc_cmd.register(sub)
     demo_cmd.register(sub)
     return p
 

@@ -41,6 +41,8 @@ def register(sub: Any) -> None:
     add_s3_arguments(p)
     add_transfer_arguments(p)
     add_selection_arguments(p)
+    p.add_argument("--link-dest", type=Path, metavar="DIR",
+                   help="another completed mirror on the same volume: unchanged files are hard-linked from it")
     p.add_argument("--no-structure-check", action="store_true",
                    help="publish even if the copy is not a structurally whole model")
     p.set_defaults(run=run)
@@ -119,6 +121,7 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
     verified = ", ".join(f"{n} by {k}" for k, n in sorted(s["verified"].items())) or "nothing"
     print(f"{dest}: {s['fetched_files']} files fetched ({human_bytes(s['bytes_fetched'])}) in "
           f"{s['seconds']:.1f}s at {s['mb_per_s']:.0f} MB/s; {s['kept_files']} unchanged; "
+          f"{s['linked_files']} hard-linked; "
           f"{s['retries']} retries")
     print(f"  verified: {verified}; revision {s['revision']}")
     if s["skipped_files"]:
@@ -150,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         with stop_on_signals() as stop:
             result = mirror(source, args.dest, s3=s3, settings=settings, sink=sink, stop=stop,
                             select=make_selector(args.select, args.include, args.exclude),
-                            structure_check=None if args.no_structure_check else structure_check)
+                            structure_check=None if args.no_structure_check else structure_check,
+                            link_dest=args.link_dest)
     finally:
         close = getattr(sink, "close", None)
         if close is not None:

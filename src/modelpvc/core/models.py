@@ -34,6 +34,7 @@ class Action(enum.Enum):
     FETCH = "fetch"  # nothing usable locally
     RESUME = "resume"  # a partial file with journalled ranges
     KEEP = "keep"  # already complete and unchanged
+    LINK = "link"  # unchanged in another revision on the same volume: hard-linked, not fetched
     DELETE = "delete"  # local file the source no longer has (only with --delete)
     SKIP = "skip"  # not selected (duplicate format, excluded)
 
@@ -69,7 +70,7 @@ class Plan:
 
     @property
     def selected(self) -> list[Operation]:
-        return self.of(Action.FETCH, Action.RESUME, Action.KEEP)
+        return self.of(Action.FETCH, Action.RESUME, Action.KEEP, Action.LINK)
 
     @property
     def selected_bytes(self) -> int:

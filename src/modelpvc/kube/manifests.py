@@ -80,7 +80,7 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
     }
     meta = _meta(spec, name, component, wave)
     job_spec: Obj = {
-        "backoffLimit": 3,
+        "backoffLimit": 3 if not read_only else 0,  # a failed verification will not pass on a retry
         "activeDeadlineSeconds": deadline_seconds(spec.model_bytes) if not read_only else 900,
         "template": {
             "metadata": {"labels": dict(meta["labels"])},

@@ -56,15 +56,19 @@ class ModelSpec:
     def verify_job_name(self) -> str:
         return f"{self.name}-verify"[:63]
 
-    def validate(self) -> ModelSpec:
-        for what, value in (("--name", self.name), ("--namespace", self.namespace), ("--pvc", self.pvc),
-                            ("--secret", self.secret), ("--runtime", self.runtime)):
+    def validate(self, *, needs_source: bool = True) -> ModelSpec:
+        """Clear errors for bad input, before anything is sent or written. ``deploy`` reads no source."""
+        names = [("--name", self.name), ("--namespace", self.namespace), ("--pvc", self.pvc),
+                 ("--runtime", self.runtime)]
+        if needs_source:
+            names.append(("--secret", self.secret))
+        for what, value in names:
             if not value or len(value) > 63 or not _DNS1123.match(value):
                 raise ConfigError(f"{what} {value!r} is not a valid Kubernetes name",
                                   hint="lower-case letters, digits and '-', at most 63 characters")
-        if not self.source.startswith("s3://") or len(self.source) <= 5:
+        if needs_source and (not self.source.startswith("s3://") or len(self.source) <= 5):
             raise ConfigError(f"--source {self.source!r} is not an s3:// URI", hint="s3://BUCKET/PREFIX/")
-        if not _QUANTITY.match(self.size):
+        if self.size != "auto" and not _QUANTITY.match(self.size):
             raise ConfigError(f"--size {self.size!r} is not a Kubernetes quantity", hint="e.g. 120Gi")
         if self.path and (self.path.startswith("/") or ".." in self.path.split("/")):
             raise ConfigError(f"--path {self.path!r} must be a relative directory inside the claim")

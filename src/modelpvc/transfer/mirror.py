@@ -56,6 +56,7 @@ class MirrorResult:
             "fetched_files": len(self.plan.of(Action.FETCH, Action.RESUME)),
             "bytes_fetched": self.stats.bytes_fetched,
             "kept_files": len(self.plan.of(Action.KEEP)),
+            "linked_files": len(self.plan.of(Action.LINK)),
             "skipped_files": len(self.plan.of(Action.SKIP)),
             "skipped_bytes": sum(op.size for op in self.plan.of(Action.SKIP)),
             "deleted_files": len(self.deleted),
@@ -110,6 +111,7 @@ def mirror(
     select: Selector | None = None,
     structure_check: StructureCheck | None = None,
     objects: list[ObjectInfo] | None = None,
+    link_dest: Path | None = None,
 ) -> MirrorResult:
     """Make ``dest`` an exact, verified copy of the source's selected objects."""
     sink = sink or NullSink()
@@ -121,18 +123,19 @@ def mirror(
     if objects is None:
         objects = source.list_objects()
     check_keys(objects, str(source.uri))
+    links = _link_candidates(link_dest, dest) if link_dest is not None else {}
     if settings.dry_run:
-        return MirrorResult(plan=_plan(source, dest, objects, settings, select, journal=None))
+        return MirrorResult(plan=_plan(source, dest, objects, settings, select, None, links))
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise localfs.destination_error(e, dest, "creating") from e
     with localfs.DestinationLock(dest):
         journal = Journal(localfs.state_dir(dest))
-        plan = _plan(source, dest, objects, settings, select, journal)
+        plan = _plan(source, dest, objects, settings, select, journal, links)
         sink.emit(Event("plan", {"source": str(source.uri), **plan.summary()}))
         old = localfs.read_manifest(dest)
-        work = plan.of(Action.FETCH, Action.RESUME, Action.DELETE)
+        work = plan.of(Action.FETCH, Action.RESUME, Action.DELETE, Action.LINK)
         result = MirrorResult(plan=plan)
         wanted = {op.rel for op in plan.selected}
         if not work and old is not None and old.source == str(source.uri) and \
@@ -146,6 +149,7 @@ def mirror(
         _check_space(dest, plan, settings)
         result.removed_partials = _remove_stale_partials(dest, plan)
         result.deleted = _delete(dest, plan)
+        linked = _link(dest, plan, links)
         fetch = plan.of(Action.FETCH, Action.RESUME)
         exps = expectations(source, [op.obj for op in fetch if op.obj is not None], settings.verify)
         ranges_done, _published = journal.load()
@@ -167,7 +171,7 @@ def mirror(
         finally:
             journal.close()
         result.stats = execu.stats
-        records = _collect_records(plan, execu.records, journal, old)
+        records = _collect_records(plan, {**linked, **execu.records}, journal, old)
         structure = structure_check(dest, sorted(records)) if structure_check else {}
         manifest = Manifest(
             source=str(source.uri), endpoint=source.endpoint, files=list(records.values()),
@@ -183,8 +187,44 @@ def mirror(
         return result
 
 
+def _link_candidates(link_dest: Path, dest: Path) -> dict[str, tuple[FileRecord, Path]]:
+    """Files of a verified revision (its manifest) that are still intact by size and mtime."""
+    m = localfs.read_manifest(link_dest)
+    if m is None:
+        raise DestinationError(f"--link-dest {link_dest} has no manifest; only a completed mirror can be linked from")
+    if os.stat(link_dest).st_dev != os.stat(dest.parent if not dest.exists() else dest).st_dev:
+        raise DestinationError(f"--link-dest {link_dest} is on another filesystem than {dest}; hard links need one")
+    out = {}
+    for rec in m.files:
+        p = link_dest / rec.path
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        if st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns:
+            out[rec.path] = (rec, p)
+    return out
+
+
+def _link(dest: Path, plan: Plan, links: dict[str, tuple[FileRecord, Path]]) -> dict[str, FileRecord]:
+    """Hard-link unchanged files from the other revision: no bytes copied, the same inode shared."""
+    out = {}
+    for op in plan.of(Action.LINK):
+        rec, src = links[op.rel]
+        target = dest / op.rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(src, target)
+        except OSError as e:
+            raise localfs.destination_error(e, target, "hard-linking") from e
+        out[op.rel] = FileRecord(path=op.rel, key=op.obj.key if op.obj else rec.key, size=rec.size, etag=rec.etag,
+                                 verified=rec.verified, digest=dict(rec.digest), mtime_ns=rec.mtime_ns)
+    return out
+
+
 def _plan(source: ObjectSource, dest: Path, objects: list[ObjectInfo], settings: TransferSettings,
-          select: Selector | None, journal: Journal | None) -> Plan:
+          select: Selector | None, journal: Journal | None,
+          links: dict[str, tuple[FileRecord, Path]] | None = None) -> Plan:
     files, partials = scan_destination(dest)
     manifest = localfs.read_manifest(dest)
     published: dict[str, FileRecord] = dict(manifest.by_path()) if manifest else {}
@@ -194,7 +234,8 @@ def _plan(source: ObjectSource, dest: Path, objects: list[ObjectInfo], settings:
     jr, jp = journal.load()
     ranges_done.update(jr)
     published.update(jp)
-    local = LocalState(files=files, partials=partials, published=published, journal_ranges=ranges_done)
+    local = LocalState(files=files, partials=partials, published=published, journal_ranges=ranges_done,
+                       link_candidates={k: v[0] for k, v in (links or {}).items()})
     return plan_mirror(str(source.uri), objects, local, delete=settings.delete, select=select)
 
 

@@ -26,6 +26,8 @@ class LocalState:
     partials: dict[str, LocalFile] = field(default_factory=dict)  # rel of the final name -> .partial
     published: dict[str, FileRecord] = field(default_factory=dict)  # from the manifest and journal
     journal_ranges: dict[tuple[str, str, int], list[tuple[int, int]]] = field(default_factory=dict)
+    # --link-dest: files of another verified revision on the same filesystem, by path
+    link_candidates: dict[str, FileRecord] = field(default_factory=dict)
 
 
 def plan_mirror(
@@ -65,6 +67,9 @@ def _decide(obj: ObjectInfo, local: LocalState) -> Operation:
         return Operation(
             Action.RESUME, obj.rel, obj.size, obj, reason="resuming", done_bytes=ranges.covered(done)
         )
+    other = local.link_candidates.get(obj.rel)
+    if other is not None and other.etag == obj.etag and other.size == obj.size and have is None:
+        return Operation(Action.LINK, obj.rel, obj.size, obj, reason="unchanged in --link-dest")
     if rec is not None:
         reason = "changed in the source"
     elif have is not None:

@@ -1,0 +1,165 @@
+"""``populate``, ``deploy``, ``update``, ``doctor``: the runbook's manual steps as commands that check, act,
+wait and explain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from modelpvc.cli.errors import EXIT_CODES_HELP
+from modelpvc.cli.kube_display import KubeDisplay
+from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster")
+    g.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG, ~/.kube/config, or in-cluster")
+    g.add_argument("--context")
+    g.add_argument("-n", "--namespace", required=True)
+    g.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait (default 6 h)")
+
+
+def _model_args(p: argparse.ArgumentParser, source_required: bool) -> None:
+    g = p.add_argument_group("model and storage")
+    g.add_argument("--source", required=source_required, default="", metavar="s3://BUCKET/PREFIX/")
+    g.add_argument("--secret", default="", help="Secret with the S3 keys (key names are detected)")
+    g.add_argument("--secret-keys", metavar="ACCESS,SECRET", help="force these key names")
+    g.add_argument("--endpoint-url", help="S3 endpoint (default: the secret's AWS_S3_ENDPOINT)")
+    g.add_argument("--pvc", default="", help="PersistentVolumeClaim")
+    g.add_argument("--path", default="", help="directory inside the claim")
+    g.add_argument("--image", default=DEFAULT_IMAGE)
+    g.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
+
+
+def _serving_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("serving")
+    g.add_argument("--runtime", default="vllm-runtime")
+    g.add_argument("--gpus", type=int, default=1)
+    g.add_argument("--arg", action="append", default=[], dest="args", metavar="ARG")
+    g.add_argument("--cpu")
+    g.add_argument("--memory")
+    g.add_argument("--deployment-mode")
+
+
+def register(sub: Any) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("populate", help="fill a PVC from S3 with a Job: preflight, live progress, verified",
+                       formatter_class=fmt, epilog=EXIT_CODES_HELP, description=(
+                           "Preflight (namespace, secret and its key names, source and its size, PVC bound and big "
+                           "enough, pods holding an RWO claim, fsGroup), then create the populate Job, follow its "
+                           "progress live, wait, and report the verification. Re-running on a populated claim "
+                           "finishes quickly with nothing copied."))
+    _cluster_args(p)
+    _model_args(p, source_required=True)
+    p.add_argument("--name", default="", help="name for the Job (default: the PVC's)")
+    p.add_argument("--create-pvc", action="store_true", help="create the PVC when missing")
+    p.add_argument("--size", default="auto", help="size for --create-pvc (auto: source bytes x 1.2)")
+    p.add_argument("--storage-class")
+    p.add_argument("--access-mode", default="ReadWriteOnce")
+    p.add_argument("--no-source-check", action="store_true", help="do not list the source from this machine")
+    p.set_defaults(run=run_populate)
+
+    p = sub.add_parser("deploy", help="create or update the InferenceService on a verified claim; wait for Ready",
+                       formatter_class=fmt, epilog=EXIT_CODES_HELP)
+    _cluster_args(p)
+    _model_args(p, source_required=False)
+    _serving_args(p)
+    p.add_argument("--name", required=True, help="InferenceService name")
+    p.add_argument("--skip-verify", action="store_true", help="deploy without checking the claim (not advised)")
+    p.set_defaults(run=run_deploy)
+
+    p = sub.add_parser("update", help="refresh the served weights; zero-downtime where the storage allows",
+                       formatter_class=fmt, epilog=EXIT_CODES_HELP, description=(
+                           "Zero-downtime: populate revisions/<id>/ beside the served revision (unchanged files "
+                           "hard-linked), switch storageUri, wait for Ready, remove the old revision. Otherwise "
+                           "(ReadWriteOncePod, no room, or --stop-the-world): delete the InferenceService, wait for "
+                           "its pods, populate, redeploy, wait. It always says which path it took and why."))
+    _cluster_args(p)
+    _model_args(p, source_required=False)
+    p.add_argument("--name", required=True, help="InferenceService name")
+    p.add_argument("--stop-the-world", action="store_true")
+    p.set_defaults(run=run_update)
+
+    p = sub.add_parser("doctor", help="diagnose the runbook's failure modes and say what to do",
+                       formatter_class=fmt, description="Exit 0 when nothing is wrong, 1 when it found problems.")
+    _cluster_args(p)
+    p.add_argument("--isvc", help="InferenceService to look at")
+    p.add_argument("--pvc", help="claim to look at")
+    p.add_argument("--source-bytes", type=int, help="model size, to check the claim's capacity")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_doctor)
+
+
+def _cluster(args: argparse.Namespace) -> Cluster:
+    return Cluster(args.kubeconfig, args.context, args.namespace)
+
+
+def _spec(args: argparse.Namespace, name: str) -> ModelSpec:
+    keys = tuple(args.secret_keys.split(",")) if args.secret_keys else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    return ModelSpec(
+        name=name, namespace=args.namespace, source=args.source, pvc=args.pvc, secret=args.secret,
+        endpoint_url=args.endpoint_url, secret_keys=(keys[0], keys[-1]), path=args.path.strip("/"),
+        size=getattr(args, "size", "100Gi"), storage_class=getattr(args, "storage_class", None),
+        access_mode=getattr(args, "access_mode", "ReadWriteOnce"), runtime=getattr(args, "runtime", "vllm-runtime"),
+        gpus=getattr(args, "gpus", 1), args=tuple(getattr(args, "args", ())), cpu=getattr(args, "cpu", None),
+        memory=getattr(args, "memory", None), deployment_mode=getattr(args, "deployment_mode", None),
+        image=args.image, fs_group=args.fs_group)
+
+
+def run_populate(args: argparse.Namespace) -> int:
+    from modelpvc.kube.populate import populate
+
+    spec = _spec(args, args.name or args.pvc).validate()
+    display = KubeDisplay()
+    print(f"populate {spec.storage_uri} in {spec.namespace} from {spec.source}")
+    try:
+        result = populate(_cluster(args), spec, display, create_pvc=args.create_pvc,
+                          check_source=not args.no_source_check, timeout=args.timeout)
+    finally:
+        display.close()
+    s = result.summary
+    verdict = "up to date, nothing copied" if s.get("noop") else f"{s.get('fetched_files', 0)} files copied"
+    checks = ", ".join(f"{n} by {k}" for k, n in (s.get("verified") or {}).items())
+    print(f"done: {verdict}; {s.get('files')} files verified ({checks}), revision {s.get('revision')}")
+    return 0
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    from modelpvc.kube.deploy import deploy
+
+    spec = _spec(args, args.name).validate(needs_source=False)
+    display = KubeDisplay()
+    isvc = deploy(_cluster(args), spec, display, timeout=min(args.timeout, 3600), skip_verify=args.skip_verify)
+    print(f"{spec.name} is Ready: {(isvc.get('status') or {}).get('url')}")
+    return 0
+
+
+def run_update(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from modelpvc.kube.update import update
+
+    spec = _spec(args, args.name)
+    spec = replace(spec, pvc=spec.pvc or "placeholder")
+    display = KubeDisplay()
+    result = update(_cluster(args), spec, display, stop_the_world=args.stop_the_world, timeout=args.timeout)
+    print(f"update took the {result.path} path ({result.why}); serving {result.storage_uri} "
+          f"revision {result.revision}")
+    return 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from modelpvc.kube.doctor import diagnose
+
+    found = diagnose(_cluster(args), args.namespace, isvc=args.isvc, pvc=args.pvc, source_bytes=args.source_bytes)
+    if args.json:
+        print(json.dumps({"namespace": args.namespace, "diagnoses": [d.to_json() for d in found]}, indent=1))
+    elif not found:
+        print(f"doctor: nothing wrong found in {args.namespace}")
+    else:
+        for d in found:
+            print(f"✗ {d.title}\n    evidence: {d.evidence}\n    fix: {d.fix}")
+    return 1 if found else 0

@@ -1,0 +1,146 @@
+"""The cluster adapter: lightkube behind a small dict-in, dict-out surface. API errors become ours here.
+
+Waiting is done by polling ``get`` with a deadline (lightkube's ``wait`` has no timeout and a watch needs
+reconnect handling; a few GETs a second cost nothing).
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from modelpvc.core.errors import ClusterError
+
+Obj = dict[str, Any]
+
+
+class NotFound(ClusterError):
+    pass
+
+
+class Cluster:
+    def __init__(self, kubeconfig: Path | None = None, context: str | None = None,
+                 namespace: str | None = None) -> None:
+        # Imported here: lightkube costs ~0.12 s, which mirror/verify never need.
+        import httpx2
+        from lightkube import Client, KubeConfig
+        from lightkube.generic_resource import create_namespaced_resource
+        from lightkube.resources import batch_v1, core_v1
+
+        try:
+            if kubeconfig is not None:
+                config = KubeConfig.from_file(str(kubeconfig)).get(context_name=context)
+            else:
+                config = KubeConfig.from_env().get(context_name=context)
+        except Exception as e:
+            raise ClusterError(f"cannot load a Kubernetes configuration: {e}",
+                               hint="set KUBECONFIG, pass --kubeconfig, or run inside a cluster") from e
+        self.client = Client(config, namespace=namespace, field_manager="modelpvc",
+                             timeout=httpx2.Timeout(30.0, read=None))
+        self.namespace = namespace or (config.namespace if config is not None else None) or "default"
+        isvc = create_namespaced_resource("serving.kserve.io", "v1beta1", "InferenceService", "inferenceservices")
+        self.kinds: dict[str, Any] = {
+            "Namespace": core_v1.Namespace, "Secret": core_v1.Secret, "Node": core_v1.Node,
+            "PersistentVolumeClaim": core_v1.PersistentVolumeClaim, "Pod": core_v1.Pod, "Event": core_v1.Event,
+            "Job": batch_v1.Job, "InferenceService": isvc,
+        }
+
+    # -- errors ---------------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        from lightkube.core.exceptions import ApiError
+
+        try:
+            return fn()
+        except ApiError as e:
+            code = e.status.code
+            msg = e.status.message or e.status.reason or ""
+            if code == 404:
+                raise NotFound(f"{what}: not found ({msg})") from e
+            if code in (401, 403):
+                raise ClusterError(f"{what}: forbidden ({msg})",
+                                   hint="your user or the service account lacks RBAC permission for this") from e
+            if code == 409:
+                raise ClusterError(f"{what}: conflict ({msg})", hint="it exists already or changed meanwhile") from e
+            if code == 422:
+                raise ClusterError(f"{what}: rejected as invalid ({msg})") from e
+            raise ClusterError(f"{what}: API error {code} ({msg})") from e
+        except OSError as e:
+            raise ClusterError(f"{what}: cannot reach the Kubernetes API ({e})",
+                               hint="check your kubeconfig context and network") from e
+        except Exception as e:
+            if type(e).__module__.startswith("httpx"):
+                raise ClusterError(f"{what}: cannot reach the Kubernetes API ({e})",
+                                   hint="check your kubeconfig context and network") from e
+            raise
+
+    @staticmethod
+    def _dict(o: Any) -> Obj:
+        return o.to_dict() if hasattr(o, "to_dict") else dict(o)
+
+    # -- verbs ----------------------------------------------------------------------------------
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        res = self.kinds[kind]
+        ns = None if kind in ("Namespace", "Node") else (namespace or self.namespace)
+        try:
+            return self._dict(self._call(f"{kind} {name}", lambda: self.client.get(res, name, namespace=ns)))
+        except NotFound:
+            return None
+
+    def list(self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None,
+             fields: dict[str, str] | None = None) -> list[Obj]:
+        res = self.kinds[kind]
+        kw: dict[str, Any] = {"labels": labels, "fields": fields}
+        if kind not in ("Namespace", "Node"):
+            kw["namespace"] = namespace or self.namespace
+        found: list[Any] = self._call(f"list {kind}", lambda: list(self.client.list(res, **kw)))
+        return [self._dict(o) for o in found]
+
+    def create(self, obj: Obj) -> Obj:
+        from lightkube import codecs
+
+        ref = f"{obj['kind']} {obj['metadata']['name']}"
+        return self._dict(self._call(f"create {ref}", lambda: self.client.create(codecs.from_dict(obj))))
+
+    def apply(self, obj: Obj) -> Obj:
+        """Server-side apply with our field manager; creates or updates."""
+        from lightkube import codecs
+
+        ref = f"{obj['kind']} {obj['metadata']['name']}"
+        return self._dict(self._call(f"apply {ref}", lambda: self.client.apply(codecs.from_dict(obj), force=True)))
+
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        from lightkube.types import CascadeType
+
+        res = self.kinds[kind]
+        try:
+            self._call(f"delete {kind} {name}", lambda: self.client.delete(
+                res, name, namespace=namespace or self.namespace, cascade=CascadeType.BACKGROUND))
+            return True
+        except NotFound:
+            return False
+
+    def log(self, pod: str, namespace: str | None = None, follow: bool = False) -> Iterator[str]:
+        lines = self._call(f"log of pod {pod}", lambda: self.client.log(pod, namespace=namespace or self.namespace,
+                                                                      follow=follow))
+        yield from lines
+
+    def events(self, name: str, namespace: str | None = None) -> builtins.list[Obj]:
+        return self.list("Event", namespace, fields={"involvedObject.name": name})
+
+    def poll(self, what: str, fn: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+        """Call ``fn`` until it returns something truthy or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = fn()
+            if got:
+                return got
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}",
+                                   hint="raise --timeout, or run `modelpvc doctor` to see what blocks it")
+            time.sleep(interval)
+
+    def close(self) -> None:
+        self.client.close() if hasattr(self.client, "close") else None

@@ -1,0 +1,65 @@
+"""Small readers of Kubernetes objects as dicts (no I/O)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+Obj = dict[str, Any]
+TERMINAL = ("Succeeded", "Failed")
+
+
+def quantity_bytes(q: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "k": 10**3, "M": 10**6,
+             "G": 10**9, "T": 10**12, "P": 10**15}
+    for u, f in units.items():
+        if q.endswith(u):
+            return int(float(q[: -len(u)]) * f)
+    return int(float(q))
+
+
+def conditions(obj: Obj) -> dict[str, Obj]:
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def is_true(obj: Obj, ctype: str) -> bool:
+    return conditions(obj).get(ctype, {}).get("status") == "True"
+
+
+def pods_using_claim(pods: list[Obj], claim: str) -> list[Obj]:
+    """Pods that hold ``claim`` now: mounted and not finished (there is no field selector for this)."""
+    return [p for p in pods if (p.get("status") or {}).get("phase") not in TERMINAL
+            and any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
+                    for v in (p.get("spec") or {}).get("volumes") or [])]
+
+
+def secret_values(secret: Obj) -> dict[str, str]:
+    out = {}
+    for k, v in (secret.get("data") or {}).items():
+        try:
+            out[k] = base64.b64decode(v).decode().strip()
+        except (ValueError, UnicodeDecodeError):
+            continue
+    for k, v in (secret.get("stringData") or {}).items():
+        out[k] = str(v).strip()
+    return out
+
+
+def openshift_fs_group(ns: Obj) -> int | None:
+    """The first block of ``openshift.io/sa.scc.supplemental-groups`` (e.g. "1001130000/10000")."""
+    ann = (ns.get("metadata") or {}).get("annotations") or {}
+    raw = ann.get("openshift.io/sa.scc.supplemental-groups")
+    if not raw:
+        return None
+    try:
+        return int(raw.split(",")[0].split("/")[0].split("-")[0])
+    except ValueError:
+        return None
+
+
+def terminated_exit_code(pod: Obj) -> int | None:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        t = (cs.get("state") or {}).get("terminated")
+        if t is not None:
+            return int(t.get("exitCode", 1))
+    return None

@@ -1,0 +1,54 @@
+"""``populate``: preflight, create the populate Job, follow it, record the verified revision on the PVC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from modelpvc.core.events import Event, ProgressSink
+from modelpvc.kube import manifests
+from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.jobs import JobResult, run_job
+from modelpvc.kube.preflight import Preflight, run_preflight
+from modelpvc.kube.spec import MOUNT, ModelSpec
+
+REVISION_ANNOTATION = "modelpvc.io/revision"  # + "." + path ("root" for the claim's root)
+SOURCE_ANNOTATION = "modelpvc.io/source"
+
+
+def annotation_key(path: str) -> str:
+    return f"{REVISION_ANNOTATION}.{path.replace('/', '_') or 'root'}"
+
+
+@dataclass
+class PopulateResult:
+    preflight: Preflight
+    job: JobResult
+    summary: dict[str, Any]
+
+
+def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
+             check_source: bool = True, timeout: float = 6 * 3600, link_dest: str | None = None) -> PopulateResult:
+    pf = run_preflight(cluster, spec, sink, create_pvc=create_pvc, check_source=check_source)
+    spec = replace(pf.spec, model_bytes=pf.source_bytes or spec.model_bytes)
+    if link_dest is not None:
+        other = f"{MOUNT}/{link_dest}".rstrip("/")
+        spec = replace(spec, mirror_args=(*spec.mirror_args, "--link-dest", other))
+    job = manifests.populate_job(spec)
+    if pf.node:
+        job["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": pf.node}
+    result = run_job(cluster, job, sink, timeout)
+    summary = result.last("summary") or {}
+    record_revision(cluster, spec, summary.get("revision"))
+    sink.emit(Event("step", {"message": f"populated {spec.storage_uri}: revision {summary.get('revision')}"}))
+    return PopulateResult(pf, result, summary)
+
+
+def record_revision(cluster: Cluster, spec: ModelSpec, revision: str | None) -> None:
+    """Remember on the PVC which revision sits (verified) at which path, and its source."""
+    if not revision:
+        return
+    cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": spec.pvc, "namespace": spec.namespace,
+                                "annotations": {annotation_key(spec.path): revision,
+                                                SOURCE_ANNOTATION: spec.source}}})
