@@ -51,6 +51,12 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _cstatus(name: str, state: dict[str, Any], ready: bool = False, restarts: int = 0) -> dict[str, Any]:
+    """A ContainerStatus with the fields the API requires."""
+    return {"name": name, "image": "fake", "imageID": "fake", "ready": ready, "restartCount": restarts,
+            "state": state}
+
+
 def _merge(dst: Any, src: Any) -> Any:
     if isinstance(dst, dict) and isinstance(src, dict):
         out = dict(dst)
@@ -287,8 +293,8 @@ class FakeCluster:
                 rc = self.procs[(ns, name)].poll()
                 if rc is not None:
                     pod["status"]["phase"] = "Succeeded" if rc == 0 else "Failed"
-                    pod["status"]["containerStatuses"] = [{"name": pod["spec"]["containers"][0]["name"],
-                                                           "state": {"terminated": {"exitCode": rc}}}]
+                    pod["status"]["containerStatuses"] = [_cstatus(pod["spec"]["containers"][0]["name"],
+                                                                   {"terminated": {"exitCode": rc}})]
                     self.put("pods", ns, pod)
 
     def _start(self, ns: str, pod: dict[str, Any]) -> None:
@@ -377,8 +383,7 @@ class FakeCluster:
             report = verify_directory(self.claim_dir(ns, claim) / path, require_manifest=True)
             pod["status"]["phase"] = "Running"
             if report.ok:
-                pod["status"]["containerStatuses"] = [{"name": "kserve-container", "ready": True,
-                                                       "state": {"running": {}}}]
+                pod["status"]["containerStatuses"] = [_cstatus("kserve-container", {"running": {}}, ready=True)]
                 cond = {"type": "Ready", "status": "True"}
                 status.update(conditions=[cond, {"type": "PredictorReady", "status": "True"}], ready=True,
                               url=f"http://{name}.{ns}.example.com", observedGeneration=gen,
@@ -390,8 +395,8 @@ class FakeCluster:
             else:
                 first = next(f for f in report.all_findings if f.severity == "error")
                 msg = f"{first.path}: {first.message}"
-                pod["status"]["containerStatuses"] = [{"name": "kserve-container", "ready": False, "restartCount": 3,
-                                                       "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]
+                pod["status"]["containerStatuses"] = [_cstatus("kserve-container",
+                                                               {"waiting": {"reason": "CrashLoopBackOff"}}, restarts=3)]
                 log = self.root / "logs" / ns / f"{pod_name}.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text(f"INFO Starting vLLM API server\nERROR Failed to load model from /mnt/models: {msg}\n")

@@ -25,7 +25,7 @@ def verify_claim(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
         sink.emit(Event("check", {"ok": True, "message": f"{spec.storage_uri} holds verified revision {recorded} "
                                                          "(recorded by populate)"}))
         return {"ok": True, "revision": recorded}
-    job = manifests.verify_job(spec)
+    job = o.pin_to_node(manifests.verify_job(spec), o.holder_node(cluster.list("Pod", spec.namespace), spec.pvc))
     try:
         result = run_job(cluster, job, sink, timeout)
     except IntegrityError as e:

@@ -63,3 +63,16 @@ def terminated_exit_code(pod: Obj) -> int | None:
         if t is not None:
             return int(t.get("exitCode", 1))
     return None
+
+
+def holder_node(pods: list[Obj], claim: str) -> str | None:
+    """The single node where ``claim`` is mounted now (a Job must run there for an RWO claim)."""
+    nodes = {(p.get("spec") or {}).get("nodeName") for p in pods_using_claim(pods, claim)}
+    nodes.discard(None)
+    return nodes.pop() if len(nodes) == 1 else None
+
+
+def pin_to_node(job: Obj, node: str | None) -> Obj:
+    if node:
+        job["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
+    return job

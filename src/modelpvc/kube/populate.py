@@ -7,6 +7,7 @@ from typing import Any
 
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import manifests
+from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.jobs import JobResult, run_job
 from modelpvc.kube.preflight import Preflight, run_preflight
@@ -34,9 +35,7 @@ def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pv
     if link_dest is not None:
         other = f"{MOUNT}/{link_dest}".rstrip("/")
         spec = replace(spec, mirror_args=(*spec.mirror_args, "--link-dest", other))
-    job = manifests.populate_job(spec)
-    if pf.node:
-        job["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": pf.node}
+    job = o.pin_to_node(manifests.populate_job(spec), pf.node)
     result = run_job(cluster, job, sink, timeout)
     summary = result.last("summary") or {}
     record_revision(cluster, spec, summary.get("revision"))

@@ -108,7 +108,7 @@ def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, crea
                     f"PVC {spec.pvc!r} is too small: {cap} for {pf.source_bytes / 1e9:.1f} GB of selected files",
                     hint=f"grow it: oc patch pvc {spec.pvc} -p "
                          f"'{{\"spec\":{{\"resources\":{{\"requests\":{{\"storage\":\"{need}\"}}}}}}}}'")
-            check(sink, True, f"PVC {spec.pvc} is Bound with {cap} (need {pf.source_bytes / 1e9:.1f} GB)")
+            check(sink, True, f"PVC {spec.pvc} is Bound with {cap} (need {pf.source_bytes / 1e9:.2f} GB)")
         else:
             check(sink, True, f"PVC {spec.pvc} is Bound" + (f" with {cap}" if cap else ""))
 

@@ -119,6 +119,7 @@ def _retire(cluster: Cluster, old: ModelSpec, new: ModelSpec, sink: ProgressSink
     job = manifests.populate_job(spec)
     job["metadata"]["name"] = f"{old.name}-gc"[:63]
     job["spec"]["template"]["spec"]["containers"][0]["args"] = ["gc", f"{MOUNT}/{old.path}".rstrip("/")]
+    o.pin_to_node(job, o.holder_node(cluster.list("Pod", old.namespace), old.pvc))  # RWO: join the server's node
     run_job(cluster, job, sink, timeout=600)
     cluster.delete("Job", job["metadata"]["name"], old.namespace)
     sink.emit(Event("step", {"message": f"removed the old revision at {old.storage_uri}"}))

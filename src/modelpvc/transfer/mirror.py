@@ -192,7 +192,10 @@ def _link_candidates(link_dest: Path, dest: Path) -> dict[str, tuple[FileRecord,
     m = localfs.read_manifest(link_dest)
     if m is None:
         raise DestinationError(f"--link-dest {link_dest} has no manifest; only a completed mirror can be linked from")
-    if os.stat(link_dest).st_dev != os.stat(dest.parent if not dest.exists() else dest).st_dev:
+    existing = dest
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if os.stat(link_dest).st_dev != os.stat(existing).st_dev:
         raise DestinationError(f"--link-dest {link_dest} is on another filesystem than {dest}; hard links need one")
     out = {}
     for rec in m.files:
