@@ -27,9 +27,9 @@ def pattern(inp: SizingInput) -> tuple[str, str]:
     fits = inp.model_bytes * 2 <= inp.node_ephemeral_bytes  # download + the serving copy's page cache
     if inp.model_bytes <= inp.threshold_bytes and fits:
         return ("storage-initializer",
-                f"{inp.model_bytes / 1e9:.1f} GB is under the {inp.threshold_bytes / 1e9:.0f} GB threshold and "
+                f"{inp.model_bytes / 1e9:.2f} GB is under the {inp.threshold_bytes / 1e9:.2f} GB threshold and "
                 "fits comfortably in node ephemeral storage")
-    reason = (f"{inp.model_bytes / 1e9:.1f} GB exceeds the {inp.threshold_bytes / 1e9:.0f} GB threshold"
+    reason = (f"{inp.model_bytes / 1e9:.2f} GB exceeds the {inp.threshold_bytes / 1e9:.2f} GB threshold"
               if inp.model_bytes > inp.threshold_bytes else
               "twice the model does not fit in the node's ephemeral storage")
     return "pvc", reason + ": a per-pod download would risk DiskPressure and slow every cold start"
