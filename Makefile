@@ -30,6 +30,7 @@ test: lint typecheck
 bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/verify_plan.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
