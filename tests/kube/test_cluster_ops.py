@@ -215,7 +215,7 @@ def test_doctor_names_ephemeral_request_secret_key_mismatch_missing_source_and_s
                  "volumes": []}}}, "status": {}})
     # A populate Job whose source prefix does not exist (the in-cluster check is the Job itself).
     r = kube("populate", "--pvc", "c1", "--source", src.uri.rstrip("/") + "-gone/", "--secret", SECRET,
-             "--no-source-check", "--name", "gone")
+             "--source-check", "skip", "--name", "gone")
     assert r.returncode == 3, r.stdout + r.stderr
     rc, found = _doctor(kube, "--isvc", "old", "--source-bytes", str(os.path.getsize(src.dir / "tokenizer.json")
                                                                       * 10**4))
@@ -230,3 +230,22 @@ def test_doctor_on_a_healthy_namespace_says_so(fake, kube):
     r = kube("doctor")
     assert r.returncode == 0 and "nothing wrong found" in r.stdout
 
+
+
+def test_populate_probes_the_source_from_inside_the_cluster(fake, kube, make_model):
+    src = make_model()
+    fake.add_pvc(NS, "c1", "10Mi")
+    r = kube("populate", "--pvc", "c1", "--source", src.uri, "--secret", SECRET, "--source-check", "cluster")
+    # The probe measured the source in the cluster, so the too-small PVC is caught before any copy.
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert f"✓ source {src.uri} holds 9 files, 0.03 GB (probed from inside the cluster)" in r.stdout
+    assert fake.get("jobs", NS, "c1-populate") is None and fake.get("jobs", NS, "c1-populate-probe") is None
+
+
+def test_populate_no_wait_creates_the_job_and_returns(fake, kube, make_model):
+    src = make_model()
+    fake.add_pvc(NS, "c1")
+    r = kube("populate", "--pvc", "c1", "--source", src.uri, "--secret", SECRET, "--no-wait")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "oc logs -f job/c1-populate" in r.stdout
+    assert fake.get("jobs", NS, "c1-populate") is not None

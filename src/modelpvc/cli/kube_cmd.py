@@ -59,7 +59,9 @@ def register(sub: Any) -> None:
     p.add_argument("--size", default="auto", help="size for --create-pvc (auto: source bytes x 1.2)")
     p.add_argument("--storage-class")
     p.add_argument("--access-mode", default="ReadWriteOnce")
-    p.add_argument("--no-source-check", action="store_true", help="do not list the source from this machine")
+    p.add_argument("--source-check", choices=["auto", "local", "cluster", "skip"], default="auto",
+                   help="auto: list the source from here, else with a probe Job in the cluster (default)")
+    p.add_argument("--no-wait", action="store_true", help="create the Job and return")
     p.set_defaults(run=run_populate)
 
     p = sub.add_parser("deploy", help="create or update the InferenceService on a verified claim; wait for Ready",
@@ -117,9 +119,11 @@ def run_populate(args: argparse.Namespace) -> int:
     print(f"populate {spec.storage_uri} in {spec.namespace} from {spec.source}")
     try:
         result = populate(_cluster(args), spec, display, create_pvc=args.create_pvc,
-                          check_source=not args.no_source_check, timeout=args.timeout)
+                          source_check=args.source_check, timeout=args.timeout, wait=not args.no_wait)
     finally:
         display.close()
+    if args.no_wait:
+        return 0
     s = result.summary
     verdict = "up to date, nothing copied" if s.get("noop") else f"{s.get('fetched_files', 0)} files copied"
     checks = ", ".join(f"{n} by {k}" for k, n in (s.get("verified") or {}).items())

@@ -29,13 +29,20 @@ class PopulateResult:
 
 
 def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
-             check_source: bool = True, timeout: float = 6 * 3600, link_dest: str | None = None) -> PopulateResult:
-    pf = run_preflight(cluster, spec, sink, create_pvc=create_pvc, check_source=check_source)
+             source_check: str = "auto", timeout: float = 6 * 3600, link_dest: str | None = None,
+             wait: bool = True) -> PopulateResult:
+    pf = run_preflight(cluster, spec, sink, create_pvc=create_pvc, source_check=source_check)
     spec = replace(pf.spec, model_bytes=pf.source_bytes or spec.model_bytes)
     if link_dest is not None:
         other = f"{MOUNT}/{link_dest}".rstrip("/")
         spec = replace(spec, mirror_args=(*spec.mirror_args, "--link-dest", other))
     job = o.pin_to_node(manifests.populate_job(spec), pf.node)
+    if not wait:
+        cluster.create(job)
+        name = job["metadata"]["name"]
+        sink.emit(Event("step", {"message": f"Job {name} created; follow it with: oc logs -f job/{name} -n "
+                                            f"{spec.namespace}, or re-run populate to wait for it"}))
+        return PopulateResult(pf, JobResult(name), {})
     result = run_job(cluster, job, sink, timeout)
     summary = result.last("summary") or {}
     record_revision(cluster, spec, summary.get("revision"))

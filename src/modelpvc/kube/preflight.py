@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from modelpvc.core.errors import (
@@ -11,7 +12,7 @@ from modelpvc.core.errors import (
     SourceError,
     SourceUnreachable,
 )
-from modelpvc.core.events import Event, ProgressSink
+from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.core.secretkeys import ENDPOINT_KEYS, EXPECTED, find_pair
 from modelpvc.core.settings import Credentials, S3Settings
 from modelpvc.kube import objects as o
@@ -37,7 +38,8 @@ def check(sink: ProgressSink, ok: bool, message: str, hint: str | None = None) -
 
 
 def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
-                  check_source: bool = True, headroom: float = 1.2, bind_timeout: float = 60) -> Preflight:
+                  source_check: str = "auto", headroom: float = 1.2, bind_timeout: float = 60) -> Preflight:
+    """``source_check``: "auto" (from here, else a probe Job in the cluster), "local", "cluster", "skip"."""
     pf = Preflight(spec)
     ns = cluster.get("Namespace", spec.namespace)
     if ns is None:
@@ -69,8 +71,10 @@ def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, crea
           + (f"; endpoint {endpoint}" if endpoint else ""))
     pf.spec = spec
 
-    if check_source:
-        _check_source(pf, values, sink)
+    if source_check in ("auto", "local") and not _check_source(pf, values, sink) and source_check == "auto":
+        source_check = "cluster"
+    if source_check == "cluster":
+        _probe_source(cluster, pf, sink)
 
     pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
     if pvc is None:
@@ -149,7 +153,40 @@ def _bound(cluster: Cluster, spec: ModelSpec) -> dict[str, object] | None:
     return pvc if pvc and (pvc.get("status") or {}).get("phase") == "Bound" else None
 
 
-def _check_source(pf: Preflight, values: dict[str, str], sink: ProgressSink) -> None:
+def _probe_source(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> None:
+    """Where the endpoint only resolves inside the cluster: a short Job runs `modelpvc plan --json` there."""
+    from modelpvc.kube import manifests
+    from modelpvc.kube.jobs import run_job
+
+    job = manifests.populate_job(pf.spec)
+    job["metadata"]["name"] = f"{pf.spec.job_name[:56]}-probe"
+    pod = job["spec"]["template"]["spec"]
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "model-storage"]  # no claim: no Multi-Attach
+    c = pod["containers"][0]
+    c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != "model-storage"]
+    c["args"] = ["plan", pf.spec.source, "--json"]
+    job["spec"]["backoffLimit"] = 0
+    job["spec"]["activeDeadlineSeconds"] = 300
+    try:
+        result = run_job(cluster, job, NullSink(), timeout=300)
+    except SourceError as e:
+        check(sink, False, f"source {pf.spec.source} (probed in the cluster): {e.message}", e.hint)
+        raise
+    finally:
+        cluster.delete("Job", job["metadata"]["name"], pf.spec.namespace)
+    text = "\n".join(result.log)
+    try:
+        plan = json.loads(text[text.index("{"):])
+    except ValueError as e:
+        raise SourceError(f"the in-cluster probe of {pf.spec.source} gave no plan") from e
+    pf.source_bytes = int(plan["bytes"])
+    pf.source_files = len(plan["files"])
+    check(sink, True, f"source {pf.spec.source} holds {pf.source_files} files, {pf.source_bytes / 1e9:.2f} GB "
+                      "(probed from inside the cluster)")
+
+
+def _check_source(pf: Preflight, values: dict[str, str], sink: ProgressSink) -> bool:
+    """List the source from this machine; False when it is not reachable from here."""
     spec = pf.spec
     pair = spec.secret_keys
     creds = Credentials(values[pair[0]], values[pair[1]], origin=f"secret {spec.secret}")
@@ -158,9 +195,9 @@ def _check_source(pf: Preflight, values: dict[str, str], sink: ProgressSink) -> 
     src = S3Source(parse_source(spec.source), settings)
     try:
         objs = src.list_objects()
-    except SourceUnreachable as e:
-        check(sink, True, f"source not reachable from here ({e.message}); the Job will check it in the cluster")
-        return
+    except SourceUnreachable:
+        check(sink, True, f"source endpoint {pf.spec.endpoint_url} not reachable from here; probing from the cluster")
+        return False
     except SourceError as e:
         check(sink, False, f"source {spec.source}: {e.message}", e.hint)
         raise
@@ -172,3 +209,4 @@ def _check_source(pf: Preflight, values: dict[str, str], sink: ProgressSink) -> 
     pf.source_files = len(chosen)
     check(sink, True, f"source {spec.source} holds {len(chosen)} files, {pf.source_bytes / 1e9:.2f} GB"
           + (f" ({len(skips)} duplicates skipped)" if skips else ""))
+    return True
