@@ -246,3 +246,25 @@ def test_second_concurrent_run_is_refused_with_locked_message(make_model, env, p
     proxy.reset()  # lift the throttle; the first run completes
     assert proc.wait(60) == 0
     assert same_tree(src.dir, dest) == []
+
+
+def test_shards_copy_disjoint_shares_concurrently_and_a_final_run_adopts_them(make_model, env, proxy, tmp_path):
+    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=4))
+    dest = tmp_path / "pvc"
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    procs = [subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", src.uri, str(dest), "--shard", f"{i}/3",
+                               "--progress", "json"], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(3)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    fetched = [summary(err)["fetched_files"] for _out, err in outs]
+    assert sum(fetched) == 10 and all(n >= 1 for n in fetched)  # each file fetched by exactly one shard
+    assert proxy.counters.body_bytes == sum(p.stat().st_size for p in src.dir.iterdir())
+    assert not (dest / ".modelpvc" / "manifest.json").exists()  # shares are not a whole model yet
+    proxy.reset()
+    r = run_cli(["mirror", src.uri, str(dest), "--progress", "json"], e)
+    assert r.returncode == 0, r.stderr
+    assert proxy.counters.body_bytes == 0 and summary(r.stderr)["kept_files"] == 10
+    assert same_tree(src.dir, dest) == []
+    assert len(manifest(dest)["files"]) == 10 and manifest(dest)["structure"]["layouts"]
+    assert not (dest / ".modelpvc" / "shards").exists()

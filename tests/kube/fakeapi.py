@@ -227,6 +227,9 @@ class FakeCluster:
                 continue
             pods = [p for p in self.list("pods", ns) if p["metadata"].get("labels", {}).get("job-name") == name]
             failed = sum(1 for p in pods if p["status"].get("phase") == "Failed")
+            if job["spec"].get("completionMode") == "Indexed":
+                self._run_indexed(ns, job, pods, failed)
+                continue
             if any(p["status"].get("phase") == "Succeeded" for p in pods):
                 status.update(succeeded=1, conditions=[{"type": "Complete", "status": "True"}])
             elif failed > int(job["spec"].get("backoffLimit", 6)):
@@ -243,6 +246,38 @@ class FakeCluster:
             else:
                 continue
             self.put("jobs", ns, job)
+
+    def _new_pod(self, ns: str, job: dict[str, Any], index: int | None = None) -> None:
+        tpl = job["spec"]["template"]
+        name = job["metadata"]["name"]
+        meta: dict[str, Any] = {"name": f"{name}-{'' if index is None else f'{index}-'}{uuid.uuid4().hex[:5]}",
+                                "labels": {**(tpl.get("metadata", {}).get("labels") or {}), "job-name": name}}
+        if index is not None:
+            meta["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
+        self.put("pods", ns, {"metadata": meta, "spec": copy.deepcopy(tpl["spec"]), "status": {"phase": "Pending"}})
+
+    def _run_indexed(self, ns: str, job: dict[str, Any], pods: list[dict[str, Any]], failed: int) -> None:
+        """One pod per completion index; Complete when every index succeeded."""
+        status = job["status"]
+        n = int(job["spec"]["completions"])
+        by_index: dict[int, list[dict[str, Any]]] = {}
+        for p in pods:
+            by_index.setdefault(int(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]),
+                                []).append(p)
+        succeeded = sum(1 for i in range(n) if any(p["status"].get("phase") == "Succeeded"
+                                                   for p in by_index.get(i, [])))
+        status["succeeded"] = succeeded
+        if succeeded == n:
+            status["conditions"] = [{"type": "Complete", "status": "True"}]
+        elif failed > int(job["spec"].get("backoffLimit", 6)):
+            status["conditions"] = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                     "message": "Job has reached the specified backoff limit"}]
+        else:
+            for i in range(n):
+                mine = by_index.get(i, [])
+                if all(p["status"].get("phase") == "Failed" for p in mine):
+                    self._new_pod(ns, job, i)
+        self.put("jobs", ns, job)
 
     def _holders(self, ns: str, claim: str, exclude: str) -> list[dict[str, Any]]:
         return [p for p in self.list("pods", ns) if p["metadata"]["name"] != exclude
@@ -322,8 +357,13 @@ class FakeCluster:
             claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
             if claim:
                 mounts[m["mountPath"]] = str(self.claim_dir(ns, claim))
+        index = (pod["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
+        if index is not None:
+            env["JOB_COMPLETION_INDEX"] = index
         args = []
         for a in c.get("args", []):
+            for k, v in env.items():  # Kubernetes expands $(VAR) in args from the container's env
+                a = a.replace(f"$({k})", v)
             for mp, local in mounts.items():
                 if a == mp or a.startswith(mp + "/"):
                     a = local + a[len(mp):]

@@ -249,3 +249,31 @@ def test_populate_no_wait_creates_the_job_and_returns(fake, kube, make_model):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "oc logs -f job/c1-populate" in r.stdout
     assert fake.get("jobs", NS, "c1-populate") is not None
+
+
+def test_populate_parallel_splits_files_across_an_indexed_job_on_rwx(fake, kube, make_model):
+    from modelpvc.model.synthetic import ModelSpec as Synthetic
+
+    src = make_model(Synthetic(total_bytes=24 * 1024 * 1024, shards=4))
+    fake.add_pvc(NS, "shared", "1Gi", mode="ReadWriteMany")
+    r = kube("populate", "--pvc", "shared", "--source", src.uri, "--secret", SECRET, "--parallel", "3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "✓ PVC shared is ReadWriteMany: 3 pods can write it at once" in r.stdout
+    assert "3/3 shards done" in r.stdout
+    assert "done: up to date, nothing copied" not in r.stdout
+    job = fake.get("jobs", NS, "shared-populate-parallel")
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 3
+    pods = [p for p in fake.list("pods", NS) if p["metadata"]["labels"].get("job-name") == job["metadata"]["name"]]
+    assert len(pods) == 3
+    # The final run adopted every shard: it fetched nothing and wrote the whole manifest.
+    assert "copied 0 files (0 B), 10 unchanged" in r.stdout
+    assert same_tree(src.dir, fake.claim_dir(NS, "shared")) == []
+    assert (fake.claim_dir(NS, "shared") / ".modelpvc" / "manifest.json").exists()
+
+
+def test_populate_parallel_refuses_an_rwo_claim(fake, kube, make_model):
+    src = make_model()
+    fake.add_pvc(NS, "c1")
+    r = kube("populate", "--pvc", "c1", "--source", src.uri, "--secret", SECRET, "--parallel", "2")
+    assert r.returncode == 2
+    assert "--parallel 2 needs a ReadWriteMany claim" in r.stdout

@@ -62,6 +62,8 @@ def register(sub: Any) -> None:
     p.add_argument("--source-check", choices=["auto", "local", "cluster", "skip"], default="auto",
                    help="auto: list the source from here, else with a probe Job in the cluster (default)")
     p.add_argument("--no-wait", action="store_true", help="create the Job and return")
+    p.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="N pods split the files (an Indexed Job; ReadWriteMany claims, very large models)")
     p.set_defaults(run=run_populate)
 
     p = sub.add_parser("deploy", help="create or update the InferenceService on a verified claim; wait for Ready",
@@ -108,7 +110,7 @@ def _spec(args: argparse.Namespace, name: str) -> ModelSpec:
         access_mode=getattr(args, "access_mode", "ReadWriteOnce"), runtime=getattr(args, "runtime", "vllm-runtime"),
         gpus=getattr(args, "gpus", 1), args=tuple(getattr(args, "args", ())), cpu=getattr(args, "cpu", None),
         memory=getattr(args, "memory", None), deployment_mode=getattr(args, "deployment_mode", None),
-        image=args.image, fs_group=args.fs_group)
+        image=args.image, fs_group=args.fs_group, parallel=getattr(args, "parallel", 1))
 
 
 def run_populate(args: argparse.Namespace) -> int:

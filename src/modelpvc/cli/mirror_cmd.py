@@ -13,7 +13,7 @@ from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.plan_cmd import add_selection_arguments
 from modelpvc.cli.progress import JsonLines, TtyDisplay, human_bytes
 from modelpvc.cli.signals import stop_on_signals
-from modelpvc.core.errors import IntegrityError
+from modelpvc.core.errors import ConfigError, IntegrityError
 from modelpvc.core.events import NullSink, ProgressSink
 from modelpvc.core.models import Action, Plan
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
@@ -43,6 +43,8 @@ def register(sub: Any) -> None:
     add_selection_arguments(p)
     p.add_argument("--link-dest", type=Path, metavar="DIR",
                    help="another completed mirror on the same volume: unchanged files are hard-linked from it")
+    p.add_argument("--shard", metavar="I/N", help="copy only share I (0-based) of N: one pod of a parallel "
+                   "populate; a final run without --shard adopts the shares and writes the manifest")
     p.add_argument("--no-structure-check", action="store_true",
                    help="publish even if the copy is not a structurally whole model")
     p.set_defaults(run=run)
@@ -132,6 +134,18 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
         print(f"  removed {len(result.removed_partials)} stale partial files")
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: write it as INDEX/COUNT, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {text!r}: the index must be in 0..COUNT-1")
+    return i, n
+
+
 def structure_check(dest: Path, names: list[str]) -> dict[str, Any]:
     """The model layer's structural check, run before the manifest; a broken model is not published."""
     report = check_directory(dest, names)
@@ -154,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             result = mirror(source, args.dest, s3=s3, settings=settings, sink=sink, stop=stop,
                             select=make_selector(args.select, args.include, args.exclude),
                             structure_check=None if args.no_structure_check else structure_check,
-                            link_dest=args.link_dest)
+                            link_dest=args.link_dest, shard=parse_shard(args.shard))
     finally:
         close = getattr(sink, "close", None)
         if close is not None:

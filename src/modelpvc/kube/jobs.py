@@ -15,7 +15,7 @@ from modelpvc.core.errors import (
     ModelpvcError,
     SourceError,
 )
-from modelpvc.core.events import Event, ProgressSink
+from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 
@@ -85,6 +85,42 @@ def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float) ->
                 return result
             raise _failure(name, ns, result, o.conditions(current).get("Failed", {}))
         time.sleep(0.2)
+
+
+def run_indexed_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float) -> list[JobResult]:
+    """Run an Indexed Job; report pods as they finish; one JobResult per completed index."""
+    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    count = int(job["spec"]["completions"])
+    if cluster.get("Job", name, ns) is not None:
+        cluster.delete("Job", name, ns)
+        cluster.poll(f"old Job {name} to go", lambda: cluster.get("Job", name, ns) is None and
+                     _pod_of(cluster, ns, name) is None, timeout=60, interval=0.2)
+    cluster.create(job)
+    sink.emit(Event("step", {"message": f"Indexed Job {name} created: {count} pods split the files"}))
+    deadline = time.monotonic() + timeout
+    done = -1
+    while True:
+        if time.monotonic() > deadline:
+            raise ClusterError(f"Job {name} did not finish within {timeout:.0f}s", hint=f"oc describe job/{name}")
+        current = cluster.get("Job", name, ns) or {}
+        succeeded = int((current.get("status") or {}).get("succeeded") or 0)
+        if succeeded != done:
+            done = succeeded
+            sink.emit(Event("step", {"message": f"{succeeded}/{count} shards done"}))
+        failed = o.is_true(current, "Failed")
+        if o.is_true(current, "Complete") or failed:
+            break
+        time.sleep(0.3)
+    results = []
+    for pod in cluster.list("Pod", ns, labels={"job-name": name}):
+        r = JobResult(name, pod["metadata"]["name"], o.terminated_exit_code(pod))
+        for line in cluster.log(r.pod or "", ns):
+            _line(line, r, NullSink())
+        results.append(r)
+    if failed:
+        bad = next((r for r in results if r.exit_code not in (0, None)), results[-1] if results else JobResult(name))
+        raise _failure(name, ns, bad, o.conditions(current).get("Failed", {}))
+    return [r for r in results if r.exit_code == 0]
 
 
 def _line(line: str, result: JobResult, sink: ProgressSink) -> None:

@@ -110,6 +110,17 @@ def populate_job(spec: ModelSpec) -> Obj:
     return _job(spec, spec.job_name, "populate", WAVES["job"], args, read_only=False)
 
 
+def parallel_populate_job(spec: ModelSpec) -> Obj:
+    """An Indexed Job: pod i copies share i of N (Kubernetes schedules, retries and counts them; we add no
+    scheduler). The Job controller sets JOB_COMPLETION_INDEX in each pod; args expand it."""
+    job = populate_job(spec)
+    job["metadata"]["name"] = f"{spec.job_name[:54]}-parallel"
+    job["spec"].update(completionMode="Indexed", completions=spec.parallel, parallelism=spec.parallel)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    c["args"] = [*c["args"], "--shard", f"$(JOB_COMPLETION_INDEX)/{spec.parallel}"]
+    return job
+
+
 def verify_job(spec: ModelSpec) -> Obj:
     """Replaces the runbook's inspector pod: the claim read-only, one JSON verdict in the log."""
     args = ["verify", spec.model_dir, "--json", "--require-manifest"]

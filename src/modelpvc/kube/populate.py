@@ -9,7 +9,7 @@ from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.jobs import JobResult, run_job
+from modelpvc.kube.jobs import JobResult, run_indexed_job, run_job
 from modelpvc.kube.preflight import Preflight, run_preflight
 from modelpvc.kube.spec import MOUNT, ModelSpec
 
@@ -36,6 +36,12 @@ def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pv
     if link_dest is not None:
         other = f"{MOUNT}/{link_dest}".rstrip("/")
         spec = replace(spec, mirror_args=(*spec.mirror_args, "--link-dest", other))
+    if spec.parallel > 1:
+        shards = run_indexed_job(cluster, manifests.parallel_populate_job(spec), sink, timeout)
+        copied = sum(int((r.last("summary") or {}).get("bytes_fetched", 0)) for r in shards)
+        sink.emit(Event("step", {"message": f"{len(shards)} shards copied {copied / 1e9:.2f} GB; a final run "
+                                            "adopts them, checks the whole model and writes the manifest"}))
+        spec = replace(spec, parallel=1)
     job = o.pin_to_node(manifests.populate_job(spec), pf.node)
     if not wait:
         cluster.create(job)

@@ -117,6 +117,12 @@ def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, crea
             check(sink, True, f"PVC {spec.pvc} is Bound" + (f" with {cap}" if cap else ""))
 
     modes = (pvc.get("spec") or {}).get("accessModes") or [spec.access_mode]
+    if spec.parallel > 1:
+        if "ReadWriteMany" not in modes:
+            check(sink, False, f"--parallel {spec.parallel} needs a ReadWriteMany claim; {spec.pvc} is {modes}")
+            raise ConfigError(f"PVC {spec.pvc!r} is {', '.join(modes)}: parallel pods on several nodes need "
+                              "ReadWriteMany", hint="drop --parallel (one Job copies at the volume's speed)")
+        check(sink, True, f"PVC {spec.pvc} is ReadWriteMany: {spec.parallel} pods can write it at once")
     holders = o.pods_using_claim(cluster.list("Pod", spec.namespace), spec.pvc)
     if holders and "ReadWriteMany" not in modes:
         names = ", ".join(f"{h['metadata']['name']} on {h['spec'].get('nodeName')}" for h in holders)

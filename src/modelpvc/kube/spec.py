@@ -38,6 +38,7 @@ class ModelSpec:
     gitops: str = "none"  # "none" or "argocd"
     model_bytes: int | None = None  # sizes activeDeadlineSeconds when known
     mirror_args: tuple[str, ...] = ()
+    parallel: int = 1  # populate pods splitting the files (an Indexed Job; needs ReadWriteMany)
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -72,6 +73,8 @@ class ModelSpec:
             raise ConfigError(f"--size {self.size!r} is not a Kubernetes quantity", hint="e.g. 120Gi")
         if self.path and (self.path.startswith("/") or ".." in self.path.split("/")):
             raise ConfigError(f"--path {self.path!r} must be a relative directory inside the claim")
+        if not 1 <= self.parallel <= 64:
+            raise ConfigError(f"--parallel {self.parallel} is out of range (1..64)")
         if self.gpus < 0:
             raise ConfigError("--gpus must be >= 0")
         if self.access_mode not in ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"):

@@ -85,36 +85,51 @@ def state_dir(dest: Path) -> Path:
     return dest / STATE_DIR
 
 
-def manifest_path(dest: Path) -> Path:
-    return state_dir(dest) / MANIFEST_NAME
+def shard_state_dir(dest: Path, index: int) -> Path:
+    """Where one pod of a parallel populate keeps its lock, journal and partial manifest."""
+    return state_dir(dest) / "shards" / str(index)
 
 
-def read_manifest(dest: Path) -> Manifest | None:
+def manifest_path(dest: Path, state: Path | None = None) -> Path:
+    return (state or state_dir(dest)) / MANIFEST_NAME
+
+
+def read_manifest(dest: Path, state: Path | None = None) -> Manifest | None:
     """The destination's manifest, or None when absent or unreadable (then it is incomplete)."""
     try:
-        data: Any = json.loads(manifest_path(dest).read_bytes())
+        data: Any = json.loads(manifest_path(dest, state).read_bytes())
         return Manifest.from_json(data)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def write_manifest(dest: Path, manifest: Manifest) -> None:
-    write_atomic(manifest_path(dest), json.dumps(manifest.to_json(), indent=1).encode() + b"\n")
+def shard_manifests(dest: Path) -> list[Manifest]:
+    out = []
+    for d in sorted((state_dir(dest) / "shards").glob("*")):
+        m = read_manifest(dest, d)
+        if m is not None:
+            out.append(m)
+    return out
 
 
-def remove_manifest(dest: Path) -> None:
-    """Mark the destination incomplete before changing it, durably."""
-    p = manifest_path(dest)
+def write_manifest(dest: Path, manifest: Manifest, state: Path | None = None) -> None:
+    write_atomic(manifest_path(dest, state), json.dumps(manifest.to_json(), indent=1).encode() + b"\n")
+
+
+def remove_manifest(dest: Path, state: Path | None = None) -> None:
+    """Mark the destination incomplete before changing it, durably. Parallel pods may race here."""
+    p = manifest_path(dest, state)
     if p.exists():
-        p.unlink()
+        p.unlink(missing_ok=True)
         fsync_dir(p.parent)
 
 
 class DestinationLock:
     """One writer per destination: an ``flock`` on ``.modelpvc/lock``, released when the process dies."""
 
-    def __init__(self, dest: Path) -> None:
-        self.path = state_dir(dest) / "lock"
+    def __init__(self, dest: Path, state: Path | None = None) -> None:
+        self.dest = dest
+        self.path = (state or state_dir(dest)) / "lock"
         self.fd: int | None = None
 
     def __enter__(self) -> DestinationLock:
@@ -122,14 +137,14 @@ class DestinationLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise destination_error(e, self.path.parent.parent, "preparing") from e
+            raise destination_error(e, self.dest, "preparing") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise DestinationLocked(
-                f"{self.path.parent.parent} is being written by another modelpvc run (pid {holder})",
+                f"{self.dest} is being written by another modelpvc run (pid {holder})",
                 hint="wait for it to finish; the lock is released when that process exits",
             ) from None
         os.ftruncate(fd, 0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpvc import __version__
-from modelpvc.core.errors import DestinationError, DestinationFull, IntegrityError
+from modelpvc.core.errors import ConfigError, DestinationError, DestinationFull, IntegrityError
 from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.core.manifest import STATE_DIR, Manifest
 from modelpvc.core.models import Action, FileRecord, ObjectInfo, Plan
@@ -112,8 +112,14 @@ def mirror(
     structure_check: StructureCheck | None = None,
     objects: list[ObjectInfo] | None = None,
     link_dest: Path | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> MirrorResult:
-    """Make ``dest`` an exact, verified copy of the source's selected objects."""
+    """Make ``dest`` an exact, verified copy of the source's selected objects.
+
+    ``shard=(i, n)``: copy only this pod's share of a parallel populate; lock, journal and a partial
+    manifest live in ``.modelpvc/shards/i/``. A later run without ``shard`` adopts what the shards
+    published (nothing is fetched again), checks the whole model and writes the one manifest.
+    """
     sink = sink or NullSink()
     stop = stop or threading.Event()
     t0 = time.monotonic()
@@ -124,17 +130,22 @@ def mirror(
         objects = source.list_objects()
     check_keys(objects, str(source.uri))
     links = _link_candidates(link_dest, dest) if link_dest is not None else {}
+    if shard is not None:
+        select = shard_selector(select, *shard)
+        structure_check = None  # a share of a model is not a whole model
+    state = localfs.shard_state_dir(dest, shard[0]) if shard else localfs.state_dir(dest)
+    adopted = {} if shard else {r.path: r for m in localfs.shard_manifests(dest) for r in m.files}
     if settings.dry_run:
-        return MirrorResult(plan=_plan(source, dest, objects, settings, select, None, links))
+        return MirrorResult(plan=_plan(source, dest, objects, settings, select, None, links, adopted))
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise localfs.destination_error(e, dest, "creating") from e
-    with localfs.DestinationLock(dest):
-        journal = Journal(localfs.state_dir(dest))
-        plan = _plan(source, dest, objects, settings, select, journal, links)
+    with localfs.DestinationLock(dest, state):
+        journal = Journal(state)
+        plan = _plan(source, dest, objects, settings, select, journal, links, adopted)
         sink.emit(Event("plan", {"source": str(source.uri), **plan.summary()}))
-        old = localfs.read_manifest(dest)
+        old = localfs.read_manifest(dest, state)
         work = plan.of(Action.FETCH, Action.RESUME, Action.DELETE, Action.LINK)
         result = MirrorResult(plan=plan)
         wanted = {op.rel for op in plan.selected}
@@ -145,9 +156,13 @@ def mirror(
             result.seconds = time.monotonic() - t0
             journal.remove()
             return result
-        localfs.remove_manifest(dest)
+        localfs.remove_manifest(dest, state)
+        if shard:
+            localfs.remove_manifest(dest)  # the whole destination is changing too
         _check_space(dest, plan, settings)
-        result.removed_partials = _remove_stale_partials(dest, plan)
+        # A shard owns only its share's partials; the others belong to pods running beside it.
+        owned = {op.rel for op in plan.of(Action.FETCH)} if shard else None
+        result.removed_partials = _remove_stale_partials(dest, plan, owned)
         result.deleted = _delete(dest, plan)
         linked = _link(dest, plan, links)
         fetch = plan.of(Action.FETCH, Action.RESUME)
@@ -171,7 +186,7 @@ def mirror(
         finally:
             journal.close()
         result.stats = execu.stats
-        records = _collect_records(plan, {**linked, **execu.records}, journal, old)
+        records = _collect_records(plan, {**adopted, **linked, **execu.records}, journal, old)
         structure = structure_check(dest, sorted(records)) if structure_check else {}
         manifest = Manifest(
             source=str(source.uri), endpoint=source.endpoint, files=list(records.values()),
@@ -180,8 +195,10 @@ def mirror(
             skipped=[{"path": op.rel, "size": op.size, "reason": op.reason} for op in plan.of(Action.SKIP)],
             structure=structure,
         )
-        localfs.write_manifest(dest, manifest)
+        localfs.write_manifest(dest, manifest, state)
         journal.remove()
+        if shard is None and adopted:
+            shutil.rmtree(localfs.state_dir(dest) / "shards", ignore_errors=True)
         result.manifest = manifest
         result.seconds = time.monotonic() - t0
         return result
@@ -225,12 +242,32 @@ def _link(dest: Path, plan: Plan, links: dict[str, tuple[FileRecord, Path]]) -> 
     return out
 
 
+def shard_selector(base: Selector | None, index: int, count: int) -> Selector:
+    """This pod's share: selected files dealt largest first to the least-loaded shard. Every pod lists
+    the same source, so every pod computes the same split without talking to the others."""
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {index}/{count}: the index must be in 0..{count - 1}")
+
+    def select(objects: list[ObjectInfo]) -> dict[str, str]:
+        skips = dict(base(objects)) if base else {}
+        load = [0] * count
+        for o in sorted((o for o in objects if o.rel not in skips), key=lambda o: (-o.size, o.rel)):
+            k = load.index(min(load))
+            load[k] += max(1, o.size)
+            if k != index:
+                skips[o.rel] = f"in shard {k} of {count}"
+        return skips
+
+    return select
+
+
 def _plan(source: ObjectSource, dest: Path, objects: list[ObjectInfo], settings: TransferSettings,
           select: Selector | None, journal: Journal | None,
-          links: dict[str, tuple[FileRecord, Path]] | None = None) -> Plan:
+          links: dict[str, tuple[FileRecord, Path]] | None = None,
+          adopted: dict[str, FileRecord] | None = None) -> Plan:
     files, partials = scan_destination(dest)
-    manifest = localfs.read_manifest(dest)
-    published: dict[str, FileRecord] = dict(manifest.by_path()) if manifest else {}
+    manifest = localfs.read_manifest(dest, journal.path.parent if journal else None)
+    published: dict[str, FileRecord] = {**(adopted or {}), **(manifest.by_path() if manifest else {})}
     ranges_done: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
     if journal is None:
         journal = Journal(localfs.state_dir(dest))
@@ -275,13 +312,13 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
-def _remove_stale_partials(dest: Path, plan: Plan) -> list[str]:
+def _remove_stale_partials(dest: Path, plan: Plan, owned: set[str] | None = None) -> list[str]:
     """Partials that this plan will not resume are leftovers of killed runs: remove them."""
     keep = {op.rel for op in plan.of(Action.RESUME)}
     _files, partials = scan_destination(dest)
     removed = []
     for rel in partials:
-        if rel not in keep:
+        if rel not in keep and (owned is None or rel in owned):
             (dest / (rel + PARTIAL_SUFFIX)).unlink(missing_ok=True)
             removed.append(rel + PARTIAL_SUFFIX)
     return removed

@@ -40,16 +40,17 @@ def plan_mirror(
 ) -> Plan:
     skips = select(objects) if select is not None else {}
     ops: list[Operation] = []
-    wanted: set[str] = set()
     for obj in sorted(objects, key=lambda o: o.rel):
         if obj.rel in skips:
             ops.append(Operation(Action.SKIP, obj.rel, obj.size, obj, reason=skips[obj.rel]))
             continue
-        wanted.add(obj.rel)
         ops.append(_decide(obj, local))
     if delete:
+        # Judged against the whole listing, not the selection: a file another shard (or an --exclude)
+        # leaves alone is still in the source.
+        listed = {o.rel for o in objects}
         for rel, lf in sorted(local.files.items()):
-            if rel not in wanted:
+            if rel not in listed:
                 ops.append(Operation(Action.DELETE, rel, lf.size, None, reason="not in the source"))
     return Plan(source=source, operations=tuple(ops))
 
