@@ -268,3 +268,13 @@ def test_shards_copy_disjoint_shares_concurrently_and_a_final_run_adopts_them(ma
     assert same_tree(src.dir, dest) == []
     assert len(manifest(dest)["files"]) == 10 and manifest(dest)["structure"]["layouts"]
     assert not (dest / ".modelpvc" / "shards").exists()
+
+
+def test_summary_names_a_slow_source_as_the_bottleneck(make_model, env, proxy, tmp_path):
+    src = make_model()
+    proxy.reset(Faults(rate=20e6))
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--progress", "json"],
+                {**env, "AWS_ENDPOINT_URL": proxy.endpoint})
+    assert r.returncode == 0, r.stderr
+    assert summary(r.stderr)["bottleneck"].startswith("source or network")
+    assert "bottleneck: source or network" in r.stdout

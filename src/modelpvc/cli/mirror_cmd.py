@@ -126,6 +126,8 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
           f"{s['linked_files']} hard-linked; "
           f"{s['retries']} retries")
     print(f"  verified: {verified}; revision {s['revision']}")
+    if s.get("bottleneck"):
+        print(f"  bottleneck: {s['bottleneck']}")
     if s["skipped_files"]:
         print(f"  skipped {s['skipped_files']} files ({human_bytes(s['skipped_bytes'])}) not selected")
     if result.deleted:

@@ -123,6 +123,9 @@ class Executor:
         self.records: dict[str, FileRecord] = {}
         self.dirs: set[Path] = set()
         self._counters = [0] * settings.workers
+        # Per-worker seconds spent waiting for bytes vs writing and hashing them: which side is slower.
+        self._wait = [0.0] * settings.workers
+        self._busy = [0.0] * settings.workers
         self._lock = threading.Lock()
         self._to_journal: list[tuple[FileJob, int, int]] = []
         self._published: list[FileRecord] = []  # large files: durable; journalled at the next flush
@@ -167,21 +170,28 @@ class Executor:
         counters = self._counters
         cancel = self.cancel
 
+        busy = self._busy
+
         def on_data(offset: int, data: memoryview) -> None:
             nonlocal pos
             if cancel.is_set():
                 raise _Cancelled
+            t = time.monotonic()
             job.write(start, offset, data)
             if part is not None:
                 part.update(data)
             n = len(data)
             counters[wid] += n
             pos = offset + n
+            busy[wid] += time.monotonic() - t
 
         attempt = 0
         while True:
+            t0 = time.monotonic()
+            b0 = busy[wid]
             try:
                 self.source.read(job.obj, pos, end, buf, on_data)
+                self._wait[wid] += time.monotonic() - t0 - (busy[wid] - b0)
                 break
             except TransientError as e:
                 attempt += 1
@@ -288,6 +298,8 @@ class Executor:
                 last_flush = now
             tick(self.bytes_done())
         self.stats.bytes_fetched = self.bytes_done()
+        self.stats.seconds_waiting_source = sum(self._wait)
+        self.stats.seconds_writing = sum(self._busy)
         tick(self.stats.bytes_fetched)
         self._flush_journal(final=True)
         if self.stop.is_set() and self.failure is None:

@@ -67,7 +67,20 @@ class MirrorResult:
             "verified": verified,
             "revision": self.manifest.revision if self.manifest else None,
             "noop": self.noop,
+            "bottleneck": self.bottleneck(),
         }
+
+    def bottleneck(self) -> str | None:
+        """Which side the workers waited on, when the split is clear (at least 2:1)."""
+        wait, busy = self.stats.seconds_waiting_source, self.stats.seconds_writing
+        if self.stats.bytes_fetched < 16 * 1024 * 1024 or wait + busy <= 0:
+            return None
+        if wait >= 2 * busy:
+            return f"source or network ({100 * wait / (wait + busy):.0f} % of worker time waiting for bytes)"
+        if busy >= 2 * wait:
+            return (f"destination disk or verification ({100 * busy / (wait + busy):.0f} % of worker time "
+                    "writing and hashing)")
+        return None
 
 
 def scan_destination(dest: Path) -> tuple[dict[str, LocalFile], dict[str, LocalFile]]:
