@@ -1,0 +1,79 @@
+"""Endpoint shapes real users have: HTTPS with a private CA (OpenShift service CA, self-signed MinIO), and
+buckets with more than one listing page."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from modelpvc.devtools.s3server import RcloneS3
+from modelpvc.model.synthetic import ModelSpec, generate_model, same_tree
+from tests.conftest import run_cli
+
+
+def _cert(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test service CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minio")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_pem, srv_pem, srv_key = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
+    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    srv_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM))
+    srv_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return ca_pem, srv_pem, srv_key
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[RcloneS3, Path, Path]]:
+    ca, cert, key = _cert(tmp_path)
+    root = tmp_path / "s3"
+    model = root / "models" / "tls"
+    generate_model(model, ModelSpec(total_bytes=4 * 1024 * 1024, shards=2))
+    srv = RcloneS3(root, extra=["--cert", str(cert), "--key", str(key)]).start()
+    yield srv, ca, model
+    srv.stop()
+
+
+def test_https_endpoint_with_a_private_ca(tls_server, env, tmp_path):
+    srv, ca, model = tls_server
+    e = {**env, **srv.env(), "AWS_ENDPOINT_URL": f"https://127.0.0.1:{srv.port}"}
+    r = run_cli(["mirror", "s3://models/tls/", str(tmp_path / "a")], e)
+    assert r.returncode == 3
+    assert "TLS certificate of https://127.0.0.1" in r.stderr and "--ca-bundle" in r.stderr
+    r = run_cli(["mirror", "s3://models/tls/", str(tmp_path / "b"), "--ca-bundle", str(ca)], e)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(model, tmp_path / "b") == []
+    r = run_cli(["mirror", "s3://models/tls/", str(tmp_path / "c"), "--insecure"], e)
+    assert r.returncode == 0, r.stderr
+
+
+def test_listing_past_one_page_copies_every_object(s3root, env, tmp_path):
+    d = s3root / "models" / "many"
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(1234):
+        (d / f"f{i:05d}.txt").write_text(f"{i}\n")
+    r = run_cli(["mirror", "s3://models/many/", str(tmp_path / "pvc"), "--no-structure-check"], env)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(d, tmp_path / "pvc") == []
+    assert "1234 files fetched" in r.stdout
