@@ -41,16 +41,22 @@ def _pod_of(cluster: Cluster, ns: str, job: str) -> o.Obj | None:
     return pods[-1] if pods else None
 
 
+def _replace_finished(cluster: Cluster, ns: str, name: str) -> None:
+    """A finished Job of the same name is deleted (Jobs are immutable); a running one is not ours to stop."""
+    old = cluster.get("Job", name, ns)
+    if old is None:
+        return
+    if not (o.is_true(old, "Complete") or o.is_true(old, "Failed")):
+        raise ClusterError(f"Job {name} is still running in {ns}",
+                           hint=f"follow it with: oc logs -f job/{name} -n {ns}; or delete it first")
+    cluster.delete("Job", name, ns)
+    cluster.poll(f"old Job {name} to go", lambda: cluster.get("Job", name, ns) is None and
+                 _pod_of(cluster, ns, name) is None, timeout=60, interval=0.2)
+
+
 def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float) -> JobResult:
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    old = cluster.get("Job", name, ns)
-    if old is not None:
-        if not (o.is_true(old, "Complete") or o.is_true(old, "Failed")):
-            raise ClusterError(f"Job {name} is still running in {ns}",
-                               hint=f"follow it with: oc logs -f job/{name} -n {ns}; or delete it first")
-        cluster.delete("Job", name, ns)
-        cluster.poll(f"old Job {name} to go", lambda: cluster.get("Job", name, ns) is None and
-                     _pod_of(cluster, ns, name) is None, timeout=60, interval=0.2)
+    _replace_finished(cluster, ns, name)
     cluster.create(job)
     sink.emit(Event("step", {"message": f"Job {name} created"}))
     deadline = time.monotonic() + timeout
@@ -91,10 +97,7 @@ def run_indexed_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: f
     """Run an Indexed Job; report pods as they finish; one JobResult per completed index."""
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
     count = int(job["spec"]["completions"])
-    if cluster.get("Job", name, ns) is not None:
-        cluster.delete("Job", name, ns)
-        cluster.poll(f"old Job {name} to go", lambda: cluster.get("Job", name, ns) is None and
-                     _pod_of(cluster, ns, name) is None, timeout=60, interval=0.2)
+    _replace_finished(cluster, ns, name)
     cluster.create(job)
     sink.emit(Event("step", {"message": f"Indexed Job {name} created: {count} pods split the files"}))
     deadline = time.monotonic() + timeout

@@ -149,16 +149,20 @@ def mirror(
     state = localfs.shard_state_dir(dest, shard[0]) if shard else localfs.state_dir(dest)
     adopted = {} if shard else {r.path: r for m in localfs.shard_manifests(dest) for r in m.files}
     if settings.dry_run:
-        return MirrorResult(plan=_plan(source, dest, objects, settings, select, None, links, adopted))
+        jranges, jpub = Journal(state).load()
+        return MirrorResult(plan=_plan(str(source.uri), dest, objects, settings, select,
+                                       localfs.read_manifest(dest, state),
+                                       jranges, jpub, links, adopted))
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise localfs.destination_error(e, dest, "creating") from e
     with localfs.DestinationLock(dest, state):
         journal = Journal(state)
-        plan = _plan(source, dest, objects, settings, select, journal, links, adopted)
-        sink.emit(Event("plan", {"source": str(source.uri), **plan.summary()}))
+        jranges, jpub = journal.load()  # read once: ranges to resume, files published by a killed run
         old = localfs.read_manifest(dest, state)
+        plan = _plan(str(source.uri), dest, objects, settings, select, old, jranges, jpub, links, adopted)
+        sink.emit(Event("plan", {"source": str(source.uri), **plan.summary()}))
         work = plan.of(Action.FETCH, Action.RESUME, Action.DELETE, Action.LINK)
         result = MirrorResult(plan=plan)
         wanted = {op.rel for op in plan.selected}
@@ -180,11 +184,10 @@ def mirror(
         linked = _link(dest, plan, links)
         fetch = plan.of(Action.FETCH, Action.RESUME)
         exps = expectations(source, [op.obj for op in fetch if op.obj is not None], settings.verify)
-        ranges_done, _published = journal.load()
         jobs = []
         for op, exp in zip(fetch, exps, strict=True):
             assert op.obj is not None
-            done = ranges_done.get((op.rel, op.obj.etag, op.obj.size)) if op.action is Action.RESUME else None
+            done = jranges.get((op.rel, op.obj.etag, op.obj.size)) if op.action is Action.RESUME else None
             jobs.append(FileJob(dest, op.obj, exp, settings.part_size if settings.part_size > 0 else 0, done))
         execu = Executor(source, dest, jobs, journal, s3, settings, sink, stop)
         total = plan.bytes_to_fetch
@@ -199,7 +202,7 @@ def mirror(
         finally:
             journal.close()
         result.stats = execu.stats
-        records = _collect_records(plan, {**adopted, **linked, **execu.records}, journal, old)
+        records = _collect_records(plan, {**adopted, **jpub, **linked, **execu.records}, old)
         structure = structure_check(dest, sorted(records)) if structure_check else {}
         manifest = Manifest(
             source=str(source.uri), endpoint=source.endpoint, files=list(records.values()),
@@ -274,30 +277,19 @@ def shard_selector(base: Selector | None, index: int, count: int) -> Selector:
     return select
 
 
-def _plan(source: ObjectSource, dest: Path, objects: list[ObjectInfo], settings: TransferSettings,
-          select: Selector | None, journal: Journal | None,
-          links: dict[str, tuple[FileRecord, Path]] | None = None,
+def _plan(uri: str, dest: Path, objects: list[ObjectInfo], settings: TransferSettings, select: Selector | None,
+          manifest: Manifest | None, jranges: dict[tuple[str, str, int], list[tuple[int, int]]],
+          jpub: dict[str, FileRecord], links: dict[str, tuple[FileRecord, Path]] | None = None,
           adopted: dict[str, FileRecord] | None = None) -> Plan:
     files, partials = scan_destination(dest)
-    manifest = localfs.read_manifest(dest, journal.path.parent if journal else None)
-    published: dict[str, FileRecord] = {**(adopted or {}), **(manifest.by_path() if manifest else {})}
-    ranges_done: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
-    if journal is None:
-        journal = Journal(localfs.state_dir(dest))
-    jr, jp = journal.load()
-    ranges_done.update(jr)
-    published.update(jp)
-    local = LocalState(files=files, partials=partials, published=published, journal_ranges=ranges_done,
+    published = {**(adopted or {}), **(manifest.by_path() if manifest else {}), **jpub}
+    local = LocalState(files=files, partials=partials, published=published, journal_ranges=jranges,
                        link_candidates={k: v[0] for k, v in (links or {}).items()})
-    return plan_mirror(str(source.uri), objects, local, delete=settings.delete, select=select)
+    return plan_mirror(uri, objects, local, delete=settings.delete, select=select)
 
 
-def _collect_records(plan: Plan, fresh: dict[str, FileRecord], journal: Journal,
-                     old: Manifest | None) -> dict[str, FileRecord]:
-    known: dict[str, FileRecord] = dict(old.by_path()) if old else {}
-    _ranges, published = journal.load()
-    known.update(published)
-    known.update(fresh)
+def _collect_records(plan: Plan, fresh: dict[str, FileRecord], old: Manifest | None) -> dict[str, FileRecord]:
+    known: dict[str, FileRecord] = {**(old.by_path() if old else {}), **fresh}
     out: dict[str, FileRecord] = {}
     for op in plan.selected:
         rec = known.get(op.rel)
