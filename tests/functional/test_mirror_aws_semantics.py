@@ -103,3 +103,24 @@ def test_object_replaced_during_copy_fails_the_if_match_precondition(s3client, m
     buf = memoryview(bytearray(4096))
     with pytest.raises(SourceChanged):
         src.read(ObjectInfo(obj.key, obj.rel, obj.size, obj.etag), 0, 500, buf, lambda o, d: None)
+
+
+def test_keys_with_spaces_plus_and_unicode_are_signed_and_copied(s3client, moto_env, tmp_path):
+    b = _bucket(s3client, "oddkeys")
+    names = ["tokenizer (copy).json", "a+b=c&d.json", "ünïcödé.json", "pct%20.json", "sub dir/x~y.json"]
+    for i, n in enumerate(names):
+        s3client.put_object(Bucket=b, Key=f"m/{n}", Body=f"{i}".encode())
+    r = run_cli(["mirror", "s3://oddkeys/m/", str(tmp_path / "pvc")], moto_env)
+    assert r.returncode == 0, r.stderr
+    for i, n in enumerate(names):
+        assert (tmp_path / "pvc" / n).read_bytes() == f"{i}".encode()
+
+
+def test_a_key_that_is_also_a_directory_is_refused(s3client, moto_env, tmp_path):
+    b = _bucket(s3client, "filedir")
+    s3client.put_object(Bucket=b, Key="m/a", Body=b"file")
+    s3client.put_object(Bucket=b, Key="m/a/b", Body=b"nested")
+    r = run_cli(["mirror", "s3://filedir/m/", str(tmp_path / "pvc")], moto_env)
+    assert r.returncode == 3
+    assert "'m/a' is both a file and a directory of other keys" in r.stderr
+    assert not (tmp_path / "pvc").exists()

@@ -32,6 +32,9 @@ def unsafe_reason(rel: str) -> str | None:
 def check_keys(objects: list[ObjectInfo], source: str) -> None:
     """Refuse the whole run before the first byte when any key is unsafe (documented in README)."""
     bad = [(o.key, r) for o in objects if (r := unsafe_reason(o.rel)) is not None]
+    rels = {o.rel for o in objects}
+    dirs = {rel.rsplit("/", i)[0] for rel in rels for i in range(1, rel.count("/") + 1)}
+    bad += [(o.key, "is both a file and a directory of other keys") for o in objects if o.rel in dirs]
     if bad:
         listed = "; ".join(f"{k!r} {r}" for k, r in bad[:5])
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
