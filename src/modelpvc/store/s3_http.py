@@ -27,6 +27,7 @@ from modelpvc.core.errors import (
     TransientError,
 )
 from modelpvc.core.settings import S3Settings
+from modelpvc.store.sigv4 import SigV4Signer
 
 _DENIED = {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken",
            "ExpiredToken", "AllAccessDisabled", "InvalidSecurity"}
@@ -109,34 +110,30 @@ class S3Http:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             self._ssl = ctx
-        self._signer: Any = None
-        self._creds: Any = None
+        self._signer: Any = None  # botocore's, for refreshing credentials from its chain
+        self._static: SigV4Signer | None = None  # ours, for keys from the environment or a secret
         self._setup_signer()
 
     def _setup_signer(self) -> None:
         s = self.settings
         if s.credentials is None and not s.use_credential_chain:
             return  # anonymous: unsigned requests
-        # Imported here: botocore costs ~0.1 s to import, and anonymous or file:// runs skip it.
-        import botocore.auth
-        import botocore.credentials
-
         if s.credentials is not None:
-            self._creds = botocore.credentials.Credentials(
-                s.credentials.access_key, s.credentials.secret_key, s.credentials.session_token
-            )
-        else:
-            import botocore.session
+            self._static = SigV4Signer(s.credentials.access_key, s.credentials.secret_key, s.region,
+                                       s.credentials.session_token)
+            return
+        # Imported here: botocore costs ~0.1 s to import, and only the credential chain needs it.
+        import botocore.auth
+        import botocore.session
 
-            chain = botocore.session.get_session().get_credentials()
-            if chain is None:
-                raise ConfigError(
-                    "no S3 credentials found",
-                    hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass --credentials-dir, "
-                    "or --anonymous for a public bucket",
-                )
-            self._creds = chain
-        self._signer = botocore.auth.S3SigV4Auth(self._creds, "s3", s.region)
+        chain = botocore.session.get_session().get_credentials()
+        if chain is None:
+            raise ConfigError(
+                "no S3 credentials found",
+                hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass --credentials-dir, "
+                "or --anonymous for a public bucket",
+            )
+        self._signer = botocore.auth.S3SigV4Auth(chain, "s3", s.region)
 
     # -- addressing -----------------------------------------------------------------------------
     def path_for(self, bucket: str, key: str = "") -> tuple[str, str]:
@@ -187,9 +184,11 @@ class S3Http:
         )
         target = path + (f"?{qs}" if qs else "")
         hdrs = dict(headers or {})
-        if self._signer is not None:
+        if self._static is not None:
+            hdrs.update(self._static.sign(method, host_for_signing(host, self.scheme), path, qs, hdrs))
+        elif self._signer is not None:
             hdrs = self._sign(method, f"{self.scheme}://{host}{target}", hdrs)
-        hdrs["Host"] = host
+        hdrs["Host"] = host_for_signing(host, self.scheme)
         conn = self._conn(host)
         what = what or f"s3://{bucket}/{key}"
         try:
@@ -219,6 +218,12 @@ class S3Http:
 
     def close(self) -> None:
         self.drop_connection()
+
+
+def host_for_signing(netloc: str, scheme: str) -> str:
+    """The Host header as clients send it: without the scheme's default port."""
+    default = ":443" if scheme == "https" else ":80"
+    return netloc[: -len(default)] if netloc.endswith(default) else netloc
 
 
 class _Headers(dict[str, str]):
