@@ -278,3 +278,16 @@ def test_summary_names_a_slow_source_as_the_bottleneck(make_model, env, proxy, t
     assert r.returncode == 0, r.stderr
     assert summary(r.stderr)["bottleneck"].startswith("source or network")
     assert "bottleneck: source or network" in r.stdout
+
+
+def test_a_server_that_ignores_range_is_not_trusted_and_whole_objects_work(make_model, env, proxy, tmp_path):
+    src = make_model()
+    proxy.reset(Faults(ignore_range=True))
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    r = run_cli(["mirror", src.uri, str(tmp_path / "a"), "--part-size", "1"], e)
+    assert r.returncode == 3
+    assert "ignored the Range header" in r.stderr and "--part-size 0" in r.stderr
+    assert not list((tmp_path / "a").glob("model-*.safetensors"))
+    r = run_cli(["mirror", src.uri, str(tmp_path / "b"), "--part-size", "0"], e)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, tmp_path / "b") == []

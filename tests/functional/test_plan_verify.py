@@ -71,3 +71,18 @@ def test_verify_deep_and_against_source(make_model, env, tmp_path):
     (src.dir / "generation_config.json").write_text('{"changed": 1}')
     r = run_cli(["verify", str(dest), "--source", src.uri], env)
     assert r.returncode == 5 and "generation_config.json: the source object changed" in r.stdout
+
+
+def test_include_and_exclude_globs(make_model, env, tmp_path):
+    src = make_model()
+    r = run_cli(["plan", src.uri, "--json", "--include", "model-*", "--include", "*.json"], env)
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)
+    assert {f["path"] for f in p["files"]} == {x.name for x in src.dir.iterdir()
+                                               if x.name.startswith("model-") or x.name.endswith(".json")}
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--exclude", "generation_config.json"], env)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "pvc" / "generation_config.json").exists()
+    m = json.loads((tmp_path / "pvc" / ".modelpvc" / "manifest.json").read_text())
+    assert m["skipped"] == [{"path": "generation_config.json", "size": 42,
+                             "reason": "excluded by --exclude generation_config.json"}]

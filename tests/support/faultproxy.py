@@ -29,6 +29,7 @@ class Faults:
     latency: float = 0.0  # seconds before each answer
     rate: float | None = None  # bytes per second across all bodies
     blackhole: bool = False  # accept, read, never answer
+    ignore_range: bool = False  # answer ranged GETs like a server without Range support: 200, whole body
 
 
 @dataclass
@@ -130,6 +131,8 @@ class FaultProxy:
                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
             await writer.drain()
             return True
+        if is_obj_get and f.ignore_range:
+            head = b"\r\n".join(h for h in head.split(b"\r\n") if not h.lower().startswith(b"range:"))
         ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         try:
             uw.write(head)

@@ -185,7 +185,10 @@ class S3Http:
         target = path + (f"?{qs}" if qs else "")
         hdrs = dict(headers or {})
         if self._static is not None:
-            hdrs.update(self._static.sign(method, host_for_signing(host, self.scheme), path, qs, hdrs))
+            # Only host and x-amz-* must be signed; leaving Range/If-Match out keeps requests valid through
+            # proxies that rewrite them (and signing them protects nothing: the body is not signed).
+            amz = {k: v for k, v in hdrs.items() if k.lower().startswith("x-amz-")}
+            hdrs.update(self._static.sign(method, host_for_signing(host, self.scheme), path, qs, amz))
         elif self._signer is not None:
             hdrs = self._sign(method, f"{self.scheme}://{host}{target}", hdrs)
         hdrs["Host"] = host_for_signing(host, self.scheme)
