@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 _BLOCK = 16 * 1024 * 1024
 
@@ -22,11 +24,11 @@ class ModelSpec:
     seed: int = 0
 
 
-def _payload_writer(seed: int):  # type: ignore[no-untyped-def]
+def _payload_writer(seed: int) -> Callable[[BinaryIO, int, int], None]:
     rnd = random.Random(seed)
     pool = bytearray(rnd.randbytes(_BLOCK))
 
-    def write(fh, n: int, tag: int) -> None:  # type: ignore[no-untyped-def]
+    def write(fh: BinaryIO, n: int, tag: int) -> None:
         # Stamp every block with where it is, so a range written at the wrong offset cannot go unseen.
         done = 0
         while done < n:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 import http.client
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 from xml.etree import ElementTree
 
 from modelpvc.core.errors import (
@@ -21,6 +23,7 @@ from modelpvc.store.s3_http import Response, S3Http, s3_error
 
 log = logging.getLogger(__name__)
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+T = TypeVar("T")
 _CHECKSUMS = ("crc64nvme", "crc32c", "crc32", "sha256", "sha1")
 
 
@@ -48,7 +51,7 @@ class S3Source:
         return self.http.endpoint
 
 
-    def _retrying(self, what: str, fn):  # type: ignore[no-untyped-def]
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
         s = self.settings
         try:
             return call_with_retries(
@@ -78,8 +81,7 @@ class S3Source:
             except ElementTree.ParseError as e:
                 raise TransientError(f"listing of {self.uri}: unparsable answer") from e
 
-        result: ElementTree.Element = self._retrying(f"listing {self.uri}", once)
-        return result
+        return self._retrying(f"listing {self.uri}", once)
 
     def list_objects(self) -> list[ObjectInfo]:
         prefix = self.uri.prefix
@@ -179,8 +181,7 @@ class S3Source:
                 raise s3_error(resp.status, b"", what)
             return resp
 
-        result: Response = self._retrying(f"HEAD {what}", once)
-        return result
+        return self._retrying(f"HEAD {what}", once)
 
     def part_size(self, obj: ObjectInfo) -> int | None:
         if obj.multipart_parts is None:
