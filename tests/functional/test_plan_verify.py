@@ -67,6 +67,8 @@ def test_verify_deep_and_against_source(make_model, env, tmp_path):
     assert run_cli(["verify", str(dest)], env).returncode == 0
     r = run_cli(["verify", str(dest), "--deep"], env)
     assert r.returncode == 5 and "model-00003-of-00003.safetensors: md5 is" in r.stdout
+    assert "MISMATCH model-00003-of-00003.safetensors" in r.stderr  # progress as each file is hashed
+    assert "hashed model-00001-of-00003.safetensors" in r.stderr
     # The source moves on: verify --source says stale.
     (src.dir / "generation_config.json").write_text('{"changed": 1}')
     r = run_cli(["verify", str(dest), "--source", src.uri], env)

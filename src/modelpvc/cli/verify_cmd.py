@@ -11,6 +11,7 @@ from typing import Any
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.progress import human_bytes
 from modelpvc.core.errors import ConfigError, ExitCode
+from modelpvc.core.models import FileRecord
 from modelpvc.verify.checks import verify_directory
 from modelpvc.verify.report import VerifyReport
 
@@ -65,8 +66,19 @@ def run(args: argparse.Namespace) -> int:
             objects = src.list_objects()
         finally:
             src.close()
+    progress = None
+    if args.deep and not args.json:
+        done = [0, 0]
+
+        def progress(rec: FileRecord, ok: bool) -> None:
+            done[0] += 1
+            done[1] += rec.size
+            sys.stderr.write(f"  {'hashed' if ok else 'MISMATCH'} {rec.path} ({human_bytes(rec.size)}); "
+                             f"{done[0]} files, {human_bytes(done[1])} so far\n")
+
     report = verify_directory(args.dir, deep=args.deep, require_manifest=args.require_manifest,
-                              source_objects=objects, source_uri=args.source, workers=args.workers)
+                              source_objects=objects, source_uri=args.source, workers=args.workers,
+                              on_hashed=progress)
     if args.json:
         json.dump(report.to_json(), sys.stdout, separators=(",", ":"))
         sys.stdout.write("\n")
