@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -31,12 +32,17 @@ class JsonLines:
         self.stream = stream or sys.stderr
         self.interval = interval
         self._last = 0.0
+        self._lock = threading.Lock()  # workers and the main loop emit concurrently
 
     def _write(self, obj: dict[str, Any]) -> None:
         self.stream.write(json.dumps(obj, separators=(",", ":")) + "\n")
         self.stream.flush()
 
     def emit(self, event: Event) -> None:
+        with self._lock:
+            self._emit(event)
+
+    def _emit(self, event: Event) -> None:
         if event.kind == "tick":
             now = time.monotonic()
             if now - self._last < self.interval:
@@ -61,6 +67,7 @@ class TtyDisplay:
         self.verbose = verbose
         self._last = 0.0
         self._width = 0
+        self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
         text = text[: max(20, shutil.get_terminal_size().columns - 1)]
@@ -75,6 +82,10 @@ class TtyDisplay:
         self._width = 0
 
     def emit(self, event: Event) -> None:
+        with self._lock:
+            self._emit(event)
+
+    def _emit(self, event: Event) -> None:
         d = event.data
         if event.kind == "file_start":
             self.current[d["path"]] = d["size"]
