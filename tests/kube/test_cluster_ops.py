@@ -277,3 +277,22 @@ def test_populate_parallel_refuses_an_rwo_claim(fake, kube, make_model):
     r = kube("populate", "--pvc", "c1", "--source", src.uri, "--secret", SECRET, "--parallel", "2")
     assert r.returncode == 2
     assert "--parallel 2 needs a ReadWriteMany claim" in r.stdout
+
+
+def test_two_updates_in_a_row_keep_exactly_one_revision(fake, kube, make_model):
+    src = make_model()
+    fake.add_pvc(NS, "c1", "1Gi")
+    assert kube("populate", "--pvc", "c1", "--source", src.uri, "--secret", SECRET).returncode == 0
+    assert kube("deploy", "--name", "m", "--pvc", "c1", "--runtime", "rt").returncode == 0
+    uris = []
+    for change in ('{"t": 1}', '{"t": 2}'):
+        (src.dir / "generation_config.json").write_text(change)
+        r = kube("update", "--name", "m", "--secret", SECRET)
+        assert r.returncode == 0, r.stdout + r.stderr
+        uris.append(fake.get("inferenceservices", NS, "m")["spec"]["predictor"]["model"]["storageUri"])
+    assert uris[0] != uris[1] and all(u.startswith("pvc://c1/revisions/") for u in uris)
+    revisions = fake.claim_dir(NS, "c1") / "revisions"
+    assert [p.name for p in revisions.iterdir()] == [uris[1].rstrip("/").rsplit("/", 1)[1]]
+    assert same_tree(src.dir, revisions / uris[1].rstrip("/").rsplit("/", 1)[1]) == []
+    r = kube("update", "--name", "m", "--secret", SECRET)
+    assert r.returncode == 0 and "already serves revision" in r.stdout
