@@ -291,3 +291,28 @@ def test_a_server_that_ignores_range_is_not_trusted_and_whole_objects_work(make_
     r = run_cli(["mirror", src.uri, str(tmp_path / "b"), "--part-size", "0"], e)
     assert r.returncode == 0, r.stderr
     assert same_tree(src.dir, tmp_path / "b") == []
+
+
+def test_a_fully_downloaded_but_unpublished_file_is_verified_and_published_without_fetching(
+        make_model, env, proxy, tmp_path):
+    src = make_model()
+    dest = tmp_path / "pvc"
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    assert run_cli(["mirror", src.uri, str(dest)], e).returncode == 0
+    # Recreate the state a kill leaves between the last range and the rename.
+    name = "model-00002-of-00003.safetensors"
+    rec = next(f for f in manifest(dest)["files"] if f["path"] == name)
+    (dest / name).rename(dest / f"{name}.partial")
+    # The journal such a run leaves: files it published, and every range of the one it did not.
+    lines = [{"t": "published", "path": f["path"], "file": f} for f in manifest(dest)["files"] if f["path"] != name]
+    lines.append({"t": "range", "path": name, "etag": rec["etag"], "size": rec["size"], "start": 0,
+                  "end": rec["size"]})
+    (dest / ".modelpvc" / "journal.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (dest / ".modelpvc" / "manifest.json").unlink()
+    proxy.reset()
+    r = run_cli(["mirror", src.uri, str(dest), "--progress", "json"], e)
+    assert r.returncode == 0, r.stderr
+    assert proxy.counters.body_bytes == 0
+    assert summary(r.stderr)["fetched_files"] == 1  # resumed: verified and published, no bytes fetched
+    assert same_tree(src.dir, dest) == []
+    assert next(f for f in manifest(dest)["files"] if f["path"] == name)["verified"] == "md5"

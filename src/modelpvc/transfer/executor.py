@@ -33,6 +33,9 @@ class _Cancelled(Exception):
     pass
 
 
+FINISH = -1  # a task's start offset meaning "all ranges are on disk: verify and publish the file"
+
+
 @dataclass
 class RunStats:
     bytes_fetched: int = 0
@@ -69,9 +72,12 @@ class _Scheduler:
                 while len(self.active) < self.max_active and self.waiting:
                     job = self.waiting.popleft()
                     rngs = opener(job)  # cheap: open + fallocate
-                    if rngs:
-                        self.active.append((job, deque(rngs)))
-                        self.outstanding += len(rngs)
+                    if not rngs:
+                        # Every range is on disk already (a resumed run): verifying it means hashing the
+                        # whole file, which must not happen under this lock.
+                        return job, FINISH, FINISH
+                    self.active.append((job, deque(rngs)))
+                    self.outstanding += len(rngs)
                 if self.active:
                     self.rr = (self.rr + 1) % len(self.active)
                     job, q = self.active[self.rr]
@@ -140,8 +146,6 @@ class Executor:
         self.sink.emit(Event("file_start", {"path": job.obj.rel, "size": job.obj.size}))
         todo = job.todo()
         job.left = len(todo)
-        if not todo:
-            self._finish_file(job)
         return todo
 
     def _worker(self, wid: int) -> None:
@@ -152,6 +156,9 @@ class Executor:
                 if task is None:
                     break
                 job, start, end = task
+                if start == FINISH:
+                    self._finish_file(job)
+                    continue
                 self._fetch_range(wid, buf, job, start, end)
                 self.sched.range_finished()
         except _Cancelled:
