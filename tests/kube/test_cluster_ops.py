@@ -124,7 +124,7 @@ def test_update_zero_downtime_links_unchanged_files_and_removes_the_old_revision
     assert kube("populate", "--pvc", "c1", "--source", src.uri, "--secret", SECRET).returncode == 0
     assert kube("deploy", "--name", "m", "--pvc", "c1", "--runtime", "rt").returncode == 0
     (src.dir / "generation_config.json").write_text('{"temperature": 0.3}')
-    r = kube("update", "--name", "m", "--secret", SECRET)
+    r = kube("update", "--name", "m")  # source and secret: as populate recorded them on the PVC
     assert r.returncode == 0, r.stdout + r.stderr
     assert "update took the zero-downtime path" in r.stdout
     isvc = fake.get("inferenceservices", NS, "m")

@@ -67,7 +67,11 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run_populate)
 
     p = sub.add_parser("deploy", help="create or update the InferenceService on a verified claim; wait for Ready",
-                       formatter_class=fmt, epilog=EXIT_CODES_HELP)
+                       formatter_class=fmt, epilog=EXIT_CODES_HELP, description=(
+                           "Refuses a claim that does not verify (the revision populate recorded on the PVC, else a "
+                           "verify Job with the claim read-only), applies the InferenceService (storageUri "
+                           "pvc://CLAIM/PATH/, vLLM runtime) and waits for Ready. If it is not, prints the failing "
+                           "condition, the predictor's events and its last log lines."))
     _cluster_args(p)
     _model_args(p, source_required=False)
     _serving_args(p)
@@ -85,6 +89,7 @@ def register(sub: Any) -> None:
     _model_args(p, source_required=False)
     p.add_argument("--name", required=True, help="InferenceService name")
     p.add_argument("--stop-the-world", action="store_true")
+    # --source and --secret default to what populate recorded on the PVC.
     p.set_defaults(run=run_update)
 
     p = sub.add_parser("doctor", help="diagnose the runbook's failure modes and say what to do",

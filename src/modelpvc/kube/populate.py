@@ -15,6 +15,7 @@ from modelpvc.kube.spec import MOUNT, ModelSpec
 
 REVISION_ANNOTATION = "modelpvc.io/revision"  # + "." + path ("root" for the claim's root)
 SOURCE_ANNOTATION = "modelpvc.io/source"
+SECRET_ANNOTATION = "modelpvc.io/secret"  # noqa: S105 -- the Secret's name only, which update re-uses
 
 
 def annotation_key(path: str) -> str:
@@ -63,4 +64,5 @@ def record_revision(cluster: Cluster, spec: ModelSpec, revision: str | None) -> 
     cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                    "metadata": {"name": spec.pvc, "namespace": spec.namespace,
                                 "annotations": {annotation_key(spec.path): revision,
-                                                SOURCE_ANNOTATION: spec.source}}})
+                                                SOURCE_ANNOTATION: spec.source,
+                                                SECRET_ANNOTATION: spec.secret}}})

@@ -20,7 +20,7 @@ from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.deploy import wait_ready
 from modelpvc.kube.jobs import run_job
-from modelpvc.kube.populate import SOURCE_ANNOTATION, populate
+from modelpvc.kube.populate import SECRET_ANNOTATION, SOURCE_ANNOTATION, populate
 from modelpvc.kube.spec import MOUNT, ModelSpec
 from modelpvc.model.select import make_selector
 from modelpvc.store.base import parse_source
@@ -74,11 +74,15 @@ def update(cluster: Cluster, base: ModelSpec, sink: ProgressSink, *, stop_the_wo
     pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
     if pvc is None:
         raise ConfigError(f"PVC {spec.pvc!r} (from the storageUri) not found")
+    ann = (pvc.get("metadata") or {}).get("annotations") or {}
     if not spec.source:
-        recorded = ((pvc.get("metadata") or {}).get("annotations") or {}).get(SOURCE_ANNOTATION)
-        if not recorded:
+        if not ann.get(SOURCE_ANNOTATION):
             raise ConfigError("no --source given and none recorded on the PVC", hint="pass --source s3://...")
-        spec = replace(spec, source=recorded)
+        spec = replace(spec, source=ann[SOURCE_ANNOTATION])
+    if not spec.secret:
+        if not ann.get(SECRET_ANNOTATION):
+            raise ConfigError("no --secret given and none recorded on the PVC", hint="pass --secret NAME")
+        spec = replace(spec, secret=ann[SECRET_ANNOTATION])
     spec = spec.validate()
     modes = (pvc.get("spec") or {}).get("accessModes") or []
     rev = _source_revision(cluster, spec)
