@@ -11,6 +11,7 @@ from modelpvc.core.secretkeys import EXPECTED, find_pair
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.populate import annotation_key
+from modelpvc.model.sizing import parse_size
 
 EPHEMERAL_WARN = 10 * 2**30  # a PVC-backed predictor asking more ephemeral storage than this is suspicious
 
@@ -61,7 +62,7 @@ def _isvc(cluster: Cluster, ns: str, isvc: o.Obj, uri: str) -> list[Diagnosis]:
     model = isvc["spec"]["predictor"]["model"]
     requests = (model.get("resources") or {}).get("requests") or {}
     eph = requests.get("ephemeral-storage")
-    if uri.startswith("pvc://") and eph and o.quantity_bytes(eph) >= EPHEMERAL_WARN:
+    if uri.startswith("pvc://") and eph and parse_size(eph) >= EPHEMERAL_WARN:
         out.append(Diagnosis("ephemeral-request", f"{name} is PVC-backed but requests {eph} of ephemeral storage",
                              f"storageUri {uri}; resources.requests.ephemeral-storage {eph}",
                              "remove the ephemeral-storage request: the weights are on the PVC, and the request "
@@ -149,7 +150,7 @@ def _claim(cluster: Cluster, ns: str, claim: str, source_bytes: int | None) -> l
         out.append(Diagnosis("pvc-pending", f"PVC {claim} is {phase}", "not Bound",
                              "check the storage class; WaitForFirstConsumer binds when a pod uses it"))
     cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
-    if cap and source_bytes is not None and o.quantity_bytes(cap) < source_bytes:
+    if cap and source_bytes is not None and parse_size(cap) < source_bytes:
         out.append(Diagnosis("pvc-too-small", f"PVC {claim} ({cap}) is smaller than the source "
                                               f"({source_bytes / 1e9:.1f} GB)", f"capacity {cap}",
                              "grow the PVC or select fewer files (duplicate formats are skipped by default)"))

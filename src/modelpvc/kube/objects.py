@@ -9,15 +9,6 @@ Obj = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed")
 
 
-def quantity_bytes(q: str) -> int:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "k": 10**3, "M": 10**6,
-             "G": 10**9, "T": 10**12, "P": 10**15}
-    for u, f in units.items():
-        if q.endswith(u):
-            return int(float(q[: -len(u)]) * f)
-    return int(float(q))
-
-
 def conditions(obj: Obj) -> dict[str, Obj]:
     return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 

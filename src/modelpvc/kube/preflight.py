@@ -19,7 +19,7 @@ from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.spec import ModelSpec
 from modelpvc.model.select import make_selector
-from modelpvc.model.sizing import pvc_size_gi
+from modelpvc.model.sizing import parse_size, pvc_size_gi
 from modelpvc.store.base import parse_source
 from modelpvc.store.s3 import S3Source
 
@@ -104,7 +104,7 @@ def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, crea
     if phase == "Bound":
         cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
         if cap and pf.source_bytes is not None:
-            have = o.quantity_bytes(cap)
+            have = parse_size(cap)
             if have < pf.source_bytes:
                 check(sink, False, f"PVC {spec.pvc} holds {cap}, the model needs {pf.source_bytes / 1e9:.1f} GB")
                 need = f"{pvc_size_gi(pf.source_bytes, headroom)}Gi"

@@ -49,11 +49,15 @@ def parse_bandwidth(text: str) -> float:
     return float(t)
 
 
+# Binary suffixes first: "Gi" must match before "G".
+_SIZE_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+               "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+
+
 def parse_size(text: str) -> int:
-    """"80Gi", "45G", "1.5Ti", "123456" -> bytes."""
+    """A Kubernetes quantity or a user's size -> bytes: "80Gi", "45G", "1.5Ti", "123456"."""
     t = text.strip()
-    units = {"Ki": 1024, "Mi": MiB, "Gi": GiB, "Ti": 1024**4, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-    for u, f in units.items():
+    for u, f in _SIZE_UNITS.items():
         if t.endswith(u):
             return int(float(t[: -len(u)]) * f)
-    return int(t)
+    return int(float(t))
