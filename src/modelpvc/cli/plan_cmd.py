@@ -48,21 +48,24 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave matching paths out")
 
 
+HEAD_READ = 64 * 1024  # one GET covers the header of nearly every shard; longer ones take a second
+
+
 def _header_stats(source: ObjectSource, objs: list[ObjectInfo]) -> tuple[int, dict[str, int]]:
     params = 0
     dtypes: dict[str, int] = {}
     for o in objs:
         if not o.rel.endswith(".safetensors") or o.size < 8:
             continue
-        (n,) = struct.unpack("<Q", read_bytes(source, o, 0, 8))
+        head = read_bytes(source, o, 0, min(o.size, HEAD_READ))
+        (n,) = struct.unpack("<Q", head[:8])
         if n > safetensors.MAX_HEADER or 8 + n > o.size:
             continue
-        raw = read_bytes(source, o, 8, 8 + n)
+        if 8 + n > len(head):
+            head += read_bytes(source, o, len(head), 8 + n)
 
-        def read_at(off: int, length: int, raw: bytes = raw, n: int = n) -> bytes:
-            if off == 0:
-                return struct.pack("<Q", n)
-            return raw[off - 8: off - 8 + length]
+        def read_at(off: int, length: int, head: bytes = head) -> bytes:
+            return head[off: off + length]
 
         try:
             h = safetensors.read_header(read_at, o.size)

@@ -80,8 +80,8 @@ class ObjectSource(Protocol):
 
 
 def read_bytes(source: ObjectSource, obj: ObjectInfo, start: int, end: int) -> bytes:
-    """A few bytes of an object (headers for ``plan``), retried like any read."""
-    from modelpvc.core.errors import TransientError
+    """A few bytes of an object (headers for ``plan``), retried like any metadata request."""
+    from modelpvc.core.retry import call_with_retries
 
     out = bytearray(end - start)
     buf = memoryview(bytearray(min(1 << 20, max(1, end - start))))
@@ -89,12 +89,8 @@ def read_bytes(source: ObjectSource, obj: ObjectInfo, start: int, end: int) -> b
     def put(off: int, data: memoryview) -> None:
         out[off - start: off - start + len(data)] = data
 
-    last: TransientError | None = None
-    for _ in range(3):
-        try:
-            source.read(obj, start, end, buf, put)
-            return bytes(out)
-        except TransientError as e:
-            last = e
-    assert last is not None
-    raise last
+    def once() -> bytes:
+        source.read(obj, start, end, buf, put)
+        return bytes(out)
+
+    return call_with_retries(once, attempts=3, base=0.2, cap=2.0)
