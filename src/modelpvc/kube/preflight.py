@@ -14,14 +14,11 @@ from modelpvc.core.errors import (
 )
 from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.core.secretkeys import ENDPOINT_KEYS, EXPECTED, find_pair
-from modelpvc.core.settings import Credentials, S3Settings
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.source import list_selected
 from modelpvc.kube.spec import ModelSpec
-from modelpvc.model.select import make_selector
 from modelpvc.model.sizing import parse_size, pvc_size_gi
-from modelpvc.store.base import parse_source
-from modelpvc.store.s3 import S3Source
 
 
 @dataclass
@@ -194,25 +191,16 @@ def _probe_source(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> None:
 def _check_source(pf: Preflight, values: dict[str, str], sink: ProgressSink) -> bool:
     """List the source from this machine; False when it is not reachable from here."""
     spec = pf.spec
-    pair = spec.secret_keys
-    creds = Credentials(values[pair[0]], values[pair[1]], origin=f"secret {spec.secret}")
-    settings = S3Settings(endpoint_url=spec.endpoint_url, credentials=creds, read_timeout=5.0, max_attempts=2,
-                          metadata_deadline=10.0)
-    src = S3Source(parse_source(spec.source), settings)
     try:
-        objs = src.list_objects()
+        chosen, skipped = list_selected(spec, values, spec.secret_keys)
     except SourceUnreachable:
         check(sink, True, f"source endpoint {pf.spec.endpoint_url} not reachable from here; probing from the cluster")
         return False
     except SourceError as e:
         check(sink, False, f"source {spec.source}: {e.message}", e.hint)
         raise
-    finally:
-        src.close()
-    skips = make_selector("auto", [], [])(objs)
-    chosen = [x for x in objs if x.rel not in skips]
     pf.source_bytes = sum(x.size for x in chosen)
     pf.source_files = len(chosen)
     check(sink, True, f"source {spec.source} holds {len(chosen)} files, {pf.source_bytes / 1e9:.2f} GB"
-          + (f" ({len(skips)} duplicates skipped)" if skips else ""))
+          + (f" ({skipped} duplicates skipped)" if skipped else ""))
     return True

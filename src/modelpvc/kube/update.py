@@ -14,17 +14,14 @@ from modelpvc.core.errors import ConfigError, DestinationError
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.manifest import revision_id
 from modelpvc.core.secretkeys import find_pair
-from modelpvc.core.settings import Credentials, S3Settings
 from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.deploy import wait_ready
 from modelpvc.kube.jobs import run_job
 from modelpvc.kube.populate import SECRET_ANNOTATION, SOURCE_ANNOTATION, populate
+from modelpvc.kube.source import list_selected
 from modelpvc.kube.spec import MOUNT, ModelSpec
-from modelpvc.model.select import make_selector
-from modelpvc.store.base import parse_source
-from modelpvc.store.s3 import S3Source
 
 
 @dataclass
@@ -52,16 +49,8 @@ def _source_revision(cluster: Cluster, spec: ModelSpec) -> str | None:
     pair = find_pair(values)
     if pair is None:
         return None
-    src = S3Source(parse_source(spec.source), S3Settings(
-        endpoint_url=spec.endpoint_url or values.get("AWS_S3_ENDPOINT"),
-        credentials=Credentials(values[pair[0]], values[pair[1]]), read_timeout=5, max_attempts=2,
-        metadata_deadline=10))
-    try:
-        objs = src.list_objects()
-    finally:
-        src.close()
-    skips = make_selector("auto", [], [])(objs)
-    return revision_id([(x.rel, x.size, x.etag) for x in objs if x.rel not in skips])
+    chosen, _skipped = list_selected(spec, values, pair)
+    return revision_id([(x.rel, x.size, x.etag) for x in chosen])
 
 
 def update(cluster: Cluster, base: ModelSpec, sink: ProgressSink, *, stop_the_world: bool = False,

@@ -1,0 +1,29 @@
+"""The source as the cluster commands see it: listed from this machine with the keys a Secret holds."""
+
+from __future__ import annotations
+
+from modelpvc.core.models import ObjectInfo
+from modelpvc.core.secretkeys import ENDPOINT_KEYS
+from modelpvc.core.settings import Credentials, S3Settings
+from modelpvc.kube.spec import ModelSpec
+from modelpvc.model.select import make_selector
+from modelpvc.store.base import parse_source
+from modelpvc.store.s3 import S3Source
+
+
+def list_selected(spec: ModelSpec, values: dict[str, str], pair: tuple[str, str]) -> tuple[list[ObjectInfo], int]:
+    """(objects the populate Job will copy, how many duplicates auto-selection skips).
+
+    Short timeouts: from an operator's laptop an in-cluster endpoint is often unreachable, and the caller
+    then asks the cluster instead (SourceUnreachable).
+    """
+    endpoint = spec.endpoint_url or next((values[k] for k in ENDPOINT_KEYS if values.get(k)), None)
+    settings = S3Settings(endpoint_url=endpoint, read_timeout=5.0, max_attempts=2, metadata_deadline=10.0,
+                          credentials=Credentials(values[pair[0]], values[pair[1]], origin=f"secret {spec.secret}"))
+    src = S3Source(parse_source(spec.source), settings)
+    try:
+        objs = src.list_objects()
+    finally:
+        src.close()
+    skips = make_selector("auto", [], [])(objs)
+    return [x for x in objs if x.rel not in skips], len(skips)
