@@ -44,16 +44,21 @@ def _serving_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--deployment-mode")
 
 
+def _command(sub: Any, name: str, summary: str, description: str, source_required: bool) -> argparse.ArgumentParser:
+    """A cluster command that acts on a model: the cluster and model/storage flags they all take."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description, epilog=EXIT_CODES_HELP,
+                                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _cluster_args(p)
+    _model_args(p, source_required=source_required)
+    return p
+
+
 def register(sub: Any) -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("populate", help="fill a PVC from S3 with a Job: preflight, live progress, verified",
-                       formatter_class=fmt, epilog=EXIT_CODES_HELP, description=(
+    p = _command(sub, "populate", "fill a PVC from S3 with a Job: preflight, live progress, verified", (
                            "Preflight (namespace, secret and its key names, source and its size, PVC bound and big "
                            "enough, pods holding an RWO claim, fsGroup), then create the populate Job, follow its "
                            "progress live, wait, and report the verification. Re-running on a populated claim "
-                           "finishes quickly with nothing copied."))
-    _cluster_args(p)
-    _model_args(p, source_required=True)
+                           "finishes quickly with nothing copied."), source_required=True)
     p.add_argument("--name", default="", help="name for the Job (default: the PVC's)")
     p.add_argument("--create-pvc", action="store_true", help="create the PVC when missing")
     p.add_argument("--size", default="auto", help="size for --create-pvc (auto: source bytes x 1.2)")
@@ -66,34 +71,30 @@ def register(sub: Any) -> None:
                    help="N pods split the files (an Indexed Job; ReadWriteMany claims, very large models)")
     p.set_defaults(run=run_populate)
 
-    p = sub.add_parser("deploy", help="create or update the InferenceService on a verified claim; wait for Ready",
-                       formatter_class=fmt, epilog=EXIT_CODES_HELP, description=(
+    p = _command(sub, "deploy", "create or update the InferenceService on a verified claim; wait for Ready", (
                            "Refuses a claim that does not verify (the revision populate recorded on the PVC, else a "
                            "verify Job with the claim read-only), applies the InferenceService (storageUri "
                            "pvc://CLAIM/PATH/, vLLM runtime) and waits for Ready. If it is not, prints the failing "
-                           "condition, the predictor's events and its last log lines."))
-    _cluster_args(p)
-    _model_args(p, source_required=False)
+                           "condition, the predictor's events and its last log lines."), source_required=False)
     _serving_args(p)
     p.add_argument("--name", required=True, help="InferenceService name")
     p.add_argument("--skip-verify", action="store_true", help="deploy without checking the claim (not advised)")
     p.set_defaults(run=run_deploy)
 
-    p = sub.add_parser("update", help="refresh the served weights; zero-downtime where the storage allows",
-                       formatter_class=fmt, epilog=EXIT_CODES_HELP, description=(
+    p = _command(sub, "update", "refresh the served weights; zero-downtime where the storage allows", (
                            "Zero-downtime: populate revisions/<id>/ beside the served revision (unchanged files "
                            "hard-linked), switch storageUri, wait for Ready, remove the old revision. Otherwise "
                            "(ReadWriteOncePod, no room, or --stop-the-world): delete the InferenceService, wait for "
-                           "its pods, populate, redeploy, wait. It always says which path it took and why."))
-    _cluster_args(p)
-    _model_args(p, source_required=False)
+                           "its pods, populate, redeploy, wait. It always says which path it took and why."),
+                 source_required=False)
     p.add_argument("--name", required=True, help="InferenceService name")
     p.add_argument("--stop-the-world", action="store_true")
     # --source and --secret default to what populate recorded on the PVC.
     p.set_defaults(run=run_update)
 
     p = sub.add_parser("doctor", help="diagnose the runbook's failure modes and say what to do",
-                       formatter_class=fmt, description="Exit 0 when nothing is wrong, 1 when it found problems.")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Exit 0 when nothing is wrong, 1 when it found problems.")
     _cluster_args(p)
     p.add_argument("--isvc", help="InferenceService to look at")
     p.add_argument("--pvc", help="claim to look at")
