@@ -69,14 +69,6 @@ def _merge(dst: Any, src: Any) -> Any:
     return copy.deepcopy(src)
 
 
-def _quantity(q: str) -> int:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-    for u, f in units.items():
-        if q.endswith(u):
-            return int(float(q[: -len(u)]) * f)
-    return int(q)
-
-
 class FakeCluster:
     def __init__(self, root: Path) -> None:
         self.root = root
