@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -307,6 +308,7 @@ def test_a_fully_downloaded_but_unpublished_file_is_verified_and_published_witho
     lines = [{"t": "published", "path": f["path"], "file": f} for f in manifest(dest)["files"] if f["path"] != name]
     lines.append({"t": "range", "path": name, "etag": rec["etag"], "size": rec["size"], "start": 0,
                   "end": rec["size"]})
+    lines.append({"t": "sync", "upto": len(lines)})  # all of it durable
     (dest / ".modelpvc" / "journal.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (dest / ".modelpvc" / "manifest.json").unlink()
     proxy.reset()
@@ -316,3 +318,28 @@ def test_a_fully_downloaded_but_unpublished_file_is_verified_and_published_witho
     assert summary(r.stderr)["fetched_files"] == 1  # resumed: verified and published, no bytes fetched
     assert same_tree(src.dir, dest) == []
     assert next(f for f in manifest(dest)["files"] if f["path"] == name)["verified"] == "md5"
+
+
+def test_complete_files_without_any_record_are_hashed_and_adopted_not_fetched(make_model, env, proxy, tmp_path):
+    """A kill before the journal's first line, or a volume filled by `mc mirror`: the bytes are there but
+    nothing says so. They are hashed against the source's ETag MD5 and adopted; a file that differs is
+    fetched."""
+    src = make_model()
+    dest = tmp_path / "pvc"
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    assert run_cli(["mirror", src.uri, str(dest)], e).returncode == 0
+    shutil.rmtree(dest / ".modelpvc")  # no manifest, no journal
+    (dest / "model-00001-of-00003.safetensors").rename(dest / "model-00001-of-00003.safetensors.partial")
+    differs = dest / "model-00003-of-00003.safetensors"
+    data = bytearray(differs.read_bytes())
+    data[-1] ^= 0xFF  # same length, other content
+    differs.write_bytes(bytes(data))
+    proxy.reset()
+    r = run_cli(["mirror", src.uri, str(dest), "--progress", "json"], e)
+    assert r.returncode == 0, r.stderr
+    s = summary(r.stderr)
+    assert s["adopted_files"] == 8 and s["fetched_files"] == 1, s
+    assert proxy.counters.body_bytes == differs.stat().st_size  # only the file that differed
+    assert same_tree(src.dir, dest) == []
+    assert not list(dest.rglob("*.partial"))
+    assert {f["verified"] for f in manifest(dest)["files"]} == {"md5"}

@@ -17,7 +17,8 @@ def test_plan_of_mixed_mistral_and_hf_repository(make_model, env):
     assert skipped == {"consolidated.safetensors"}
     assert {"params.json", "tekken.json", "config.json", "tokenizer.json"} <= {f["path"] for f in p["files"]}
     assert p["skipped_bytes"] == (src.dir / "consolidated.safetensors").stat().st_size
-    assert p["formats"] == ["hf-safetensors-sharded", "mistral-native"]
+    assert p["formats"] == ["hf-safetensors", "mistral-native"]
+    assert p["layout"] == "hf-safetensors"
     assert p["parameters"] == 3 * (8 * 1024 * 1024 // 2)  # 3 shards of 8 MiB of BF16
     assert p["dtypes"].keys() == {"BF16"}
     assert p["pattern"] == "storage-initializer"
@@ -35,7 +36,7 @@ def test_mirror_auto_selection_skips_duplicates_and_records_them(make_model, env
     assert "skipped 1 files" in r.stdout
     m = json.loads((dest / ".modelpvc" / "manifest.json").read_text())
     assert [s["path"] for s in m["skipped"]] == ["consolidated.safetensors"]
-    assert m["structure"]["layouts"] == ["hf-safetensors-sharded"]
+    assert m["structure"]["layouts"] == ["hf-safetensors"]
     r = run_cli(["mirror", src.uri, str(tmp_path / "all"), "--select", "all"], env)
     assert r.returncode == 0 and (tmp_path / "all" / "consolidated.safetensors").exists()
 
@@ -46,7 +47,7 @@ def test_mirror_refuses_to_publish_a_broken_model(make_model, env, tmp_path):
     dest = tmp_path / "pvc"
     r = run_cli(["mirror", src.uri, str(dest)], env)
     assert r.returncode == 5
-    assert "not a whole model" in r.stderr and "model-00002-of-00003.safetensors" in r.stderr
+    assert "would not load as a model" in r.stderr and "model-00002-of-00003.safetensors" in r.stderr
     assert not (dest / ".modelpvc" / "manifest.json").exists()
     assert run_cli(["mirror", src.uri, str(dest), "--no-structure-check"], env).returncode == 0
 

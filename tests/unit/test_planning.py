@@ -9,12 +9,14 @@ import pytest
 
 from modelpvc.cli.credentials import s3_settings
 from modelpvc.core.errors import ConfigError, UnsafeKey
-from modelpvc.core.models import Action, FileRecord, ObjectInfo
+from modelpvc.core import digests
+from modelpvc.core.models import Action, FileRecord, LocalFile, ObjectInfo, Selection
+from modelpvc.store import journal as journal_mod
+from modelpvc.store.journal import Journal
 from modelpvc.transfer import ranges
-from modelpvc.transfer.digest import SequentialDigest, multipart_etag
-from modelpvc.transfer.journal import Journal
+from modelpvc.transfer.digest import SequentialDigest
 from modelpvc.transfer.keys import check_keys, unsafe_reason
-from modelpvc.transfer.planner import LocalFile, LocalState, plan_mirror
+from modelpvc.transfer.planner import LocalState, plan_mirror
 
 
 def obj(rel: str, size: int = 10, etag: str = "e" * 32) -> ObjectInfo:
@@ -53,7 +55,7 @@ def test_planner_decides_keep_fetch_resume_delete_skip():
                    "changed": FileRecord("changed", "p/changed", 10, "e" * 32, "md5", mtime_ns=5)},
         journal_ranges={("half", "e" * 32, 100): [(0, 40)]},
     )
-    plan = plan_mirror("s3://b/p/", objects, local, delete=True, select=lambda objs: {"dup": "duplicate"})
+    plan = plan_mirror("s3://b/p/", objects, local, delete=True, select=lambda objs: Selection({"dup": "duplicate"}))
     by = {op.rel: op for op in plan.operations}
     assert by["same"].action is Action.KEEP
     assert by["changed"].action is Action.FETCH and by["changed"].reason == "changed in the source"
@@ -82,8 +84,8 @@ def test_sequential_digest_matches_md5_whatever_the_completion_order(tmp_path: P
         parts = ranges.split(len(data), 100_000)
         for s, e in reversed(parts):  # worst order: nothing can be hashed in-stream
             d.feed(s, s, memoryview(data)[s:e])
-            d.completed(fd, s, e)
-        assert d.finish(fd, len(data)).hex() == hashlib.md5(data).hexdigest()
+            d.range_done(fd, s, e)
+        assert d.finish(fd, len(data)) == hashlib.md5(data).hexdigest()
     finally:
         os.close(fd)
 
@@ -101,14 +103,14 @@ def test_sequential_digest_under_concurrent_completion(tmp_path: Path):
         for s, e in mine:
             for off in range(s, e, 8192):
                 d.feed(s, off, memoryview(data)[off:min(e, off + 8192)])
-            d.completed(fd, s, e)
+            d.range_done(fd, s, e)
 
     threads = [threading.Thread(target=work, args=(parts[i::4],)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert d.finish(fd, len(data)).hex() == hashlib.md5(data).hexdigest()
+    assert d.finish(fd, len(data)) == hashlib.md5(data).hexdigest()
     os.close(fd)
 
 
@@ -116,21 +118,108 @@ def test_multipart_etag_formula():
     import hashlib
     parts = [b"a" * 10, b"b" * 5]
     md5s = [hashlib.md5(x).digest() for x in parts]
-    assert multipart_etag(md5s) == hashlib.md5(b"".join(md5s)).hexdigest() + "-2"
-    assert obj("x", etag=multipart_etag(md5s)).multipart_parts == 2
+    assert digests.of_parts("md5", md5s) == hashlib.md5(b"".join(md5s)).hexdigest() + "-2"
+    assert obj("x", etag=digests.of_parts("md5", md5s)).multipart_parts == 2
     assert obj("x", etag="0" * 32).etag_is_md5
 
 
 def test_journal_round_trip_and_torn_line(tmp_path: Path):
     j = Journal(tmp_path)
-    j.ranges_done([("a", "e", 100, 0, 40), ("a", "e", 100, 40, 60)])
-    j.published(FileRecord("b", "p/b", 5, "x", "md5", {"md5": "x"}, 7))
+    j.begin(tmp_path)
+    j.ranges_written([("a", "e", 100, 0, 40), ("a", "e", 100, 40, 60)])
+    j.published([FileRecord("b", "p/b", 5, "x", "md5", {"md5": "x"}, 7)])
     j.close()
     with open(tmp_path / "journal.jsonl", "a") as fh:
         fh.write('{"t":"range","path":"a"')  # a kill mid-write
-    rngs, pub = Journal(tmp_path).load()
-    assert rngs == {("a", "e", 100): [(0, 40), (40, 60)]}
-    assert pub["b"].mtime_ns == 7
+    state = Journal(tmp_path).load()
+    assert state.ranges == {("a", "e", 100): [(0, 60)]}
+    assert state.published["b"].mtime_ns == 7
+    assert state.unsynced  # written since this boot, not yet behind a sync marker
+
+
+def test_journal_after_a_reboot_believes_only_what_was_synced(tmp_path: Path, monkeypatch):
+    j = Journal(tmp_path)
+    j.begin(tmp_path)
+    j.ranges_written([("a", "e", 100, 0, 40)])
+    upto = j.mark()
+    j.ranges_written([("a", "e", 100, 40, 70)])  # appended while the sync ran: not covered by it
+    j.synced(upto)
+    j.ranges_written([("a", "e", 100, 70, 90)])
+    j.close()
+    assert Journal(tmp_path).load().ranges == {("a", "e", 100): [(0, 90)]}  # same boot: the page cache holds it
+    monkeypatch.setattr(journal_mod, "boot_id", lambda: "another-boot")
+    assert Journal(tmp_path).load().ranges == {("a", "e", 100): [(0, 40)]}  # after a crash: only synced bytes
+
+
+def test_journal_drop_forgets_ranges_of_a_file_that_failed_verification(tmp_path: Path):
+    j = Journal(tmp_path)
+    j.begin(tmp_path)
+    j.ranges_written([("a", "e", 100, 0, 100), ("b", "e", 10, 0, 5)])
+    j.dropped("a")
+    j.close()
+    assert Journal(tmp_path).load().ranges == {("b", "e", 10): [(0, 5)]}
+
+
+def test_begin_compacts_the_journal(tmp_path: Path):
+    j = Journal(tmp_path)
+    j.begin(tmp_path)
+    j.ranges_written([("a", "e", 100, s, s + 10) for s in range(0, 100, 10)])
+    j.close()
+    state = Journal(tmp_path).begin(tmp_path)
+    assert state.ranges == {("a", "e", 100): [(0, 100)]}
+    lines = (tmp_path / "journal.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # one merged range, a sync marker, the new run's boot record
+
+
+def test_planner_adopts_unrecorded_complete_copies_and_hashes_instead_of_fetching():
+    objects = [obj("final"), obj("partial"), obj("short"), obj("recorded-changed", etag="f" * 32)]
+    local = LocalState(
+        files={"final": LocalFile(10, 1), "short": LocalFile(3, 1), "recorded-changed": LocalFile(10, 5)},
+        partials={"partial": LocalFile(10, 1)},
+        published={"recorded-changed": FileRecord("recorded-changed", "k", 10, "e" * 32, "md5", mtime_ns=5)})
+    by = {op.rel: op for op in plan_mirror("s3://b/p/", objects, local).operations}
+    assert (by["final"].action, by["final"].local) == (Action.ADOPT, "final")
+    assert (by["partial"].action, by["partial"].local) == (Action.ADOPT, "partial")
+    assert by["short"].action is Action.FETCH
+    assert by["recorded-changed"].action is Action.FETCH  # a known older version: not worth hashing
+    local.can_adopt = False  # --verify size: nothing to hash against
+    assert {op.action for op in plan_mirror("s3://b/p/", objects, local).operations} == {Action.FETCH}
+
+
+@pytest.mark.parametrize("algo", ["crc32", "crc32c", "crc64nvme"])
+def test_crc_of_ranges_combines_to_the_whole_objects_crc(algo):
+    data = os.urandom(300_001)
+    whole = digests.new_hasher(algo)
+    whole.update(data)
+    pieces = []
+    for s, e in ranges.split(len(data), 65_536):
+        h = digests.new_hasher(algo)
+        h.update(data[s:e])
+        pieces.append((e - s, h.digest()))
+    assert digests.combine_ranges(algo, pieces) == whole.digest()
+
+
+def test_piece_digest_hashes_each_range_in_its_thread_and_what_is_missing_from_disk(tmp_path: Path):
+    import base64
+
+    from awscrt import checksums
+
+    from modelpvc.transfer.digest import PieceDigest
+    data = os.urandom(1 << 20)
+    p = tmp_path / "f"
+    p.write_bytes(data)
+    exp = digests.Expectation("checksum-crc64nvme", "whole", "crc64nvme",
+                              base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode())
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        d = PieceDigest(exp, len(data))
+        for s, e in ranges.split(len(data), 100_000)[1::2]:  # every other range streamed; the rest "resumed"
+            d.begin(s, e)
+            d.feed(s, s, memoryview(data)[s:e])
+            d.range_done(fd, s, e)
+        assert d.finish(fd, len(data)) == exp.expected
+    finally:
+        os.close(fd)
 
 
 def _args(**kw: object) -> argparse.Namespace:

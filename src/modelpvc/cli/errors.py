@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from modelpvc.core.errors import ExitCode, ModelpvcError
 
@@ -17,9 +18,27 @@ EXIT_CODES_HELP = """exit codes:
   130  interrupted (SIGINT), 143 terminated (SIGTERM): re-run to resume"""
 
 
-def report(e: BaseException, stream: TextIO | None = None) -> int:
-    """Print a failure for humans and return its exit code."""
+def error_record(e: BaseException, code: int) -> dict[str, Any]:
+    """A failure as data, for programs across a pod boundary: the last JSON line of a failed run.
+    ``error`` is the exception's type name (core.errors), which callers map; they never parse messages."""
+    if isinstance(e, ModelpvcError):
+        return {"event": "error", "error": type(e).__name__, "exit_code": code, "message": e.message,
+                "hint": e.hint}
+    return {"event": "error", "error": "InternalError" if not isinstance(e, KeyboardInterrupt) else "Interrupted",
+            "exit_code": code, "message": f"{type(e).__name__}: {e}", "hint": None}
+
+
+def report(e: BaseException, stream: TextIO | None = None, as_json: bool = False) -> int:
+    """Print a failure for humans (and, in JSON mode, one error record) and return its exit code."""
     stream = stream or sys.stderr
+    code = _report_text(e, stream)
+    if as_json:
+        stream.write(json.dumps(error_record(e, code), separators=(",", ":")) + "\n")
+        stream.flush()
+    return code
+
+
+def _report_text(e: BaseException, stream: TextIO) -> int:
     if isinstance(e, ModelpvcError):
         stream.write(f"modelpvc: error: {e.message}\n")
         if e.hint:

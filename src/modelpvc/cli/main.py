@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as e:
         if isinstance(e, SystemExit):
             raise
-        return report(e)
+        return report(e, as_json=bool(getattr(args, "json_errors", False)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelpvc.cli.cpus import default_workers, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.plan_cmd import add_selection_arguments
@@ -22,7 +23,7 @@ from modelpvc.model.select import make_selector
 from modelpvc.store.base import ObjectSource, parse_source
 from modelpvc.store.local import LocalSource
 from modelpvc.store.s3 import S3Source
-from modelpvc.transfer.mirror import MirrorResult, mirror
+from modelpvc.transfer.mirror import MirrorRequest, MirrorResult, StructureCheck, mirror
 
 DESCRIPTION = """Copy an S3 prefix into a directory (a PVC mount, or any directory): concurrent ranged GETs,
 verified end to end, published atomically, resumable after a kill, idempotent on re-run.
@@ -46,7 +47,9 @@ def register(sub: Any) -> None:
     p.add_argument("--shard", metavar="I/N", help="copy only share I (0-based) of N: one pod of a parallel "
                    "populate; a final run without --shard adopts the shares and writes the manifest")
     p.add_argument("--no-structure-check", action="store_true",
-                   help="publish even if the copy is not a structurally whole model")
+                   help="publish even if the structural check finds errors (a model that would not load)")
+    p.add_argument("--strict", action="store_true",
+                   help="treat structural warnings (metadata loaders tolerate, e.g. a wrong total_size) as errors")
     p.set_defaults(run=run)
 
 
@@ -58,7 +61,9 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--verify", type=VerifyLevel, choices=list(VerifyLevel), default=VerifyLevel.AUTO,
                    help="size: lengths only; auto (default): the source's checksum or ETag MD5 when it offers "
                         "one, else a recorded digest; full: fail when the source offers nothing to check")
-    g.add_argument("--workers", type=int, default=8, help="concurrent requests (default 8)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="concurrent requests (default: 2 per CPU this process may use, from its affinity and "
+                        "cgroup quota, at least 4)")
     g.add_argument("--part-size", type=int, default=32, metavar="MiB",
                    help="ranged-GET size for large objects (default 32; 0 = one GET per object)")
     g.add_argument("--no-space-check", action="store_true", help="skip the free-space check before the copy")
@@ -71,15 +76,14 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def transfer_settings(args: argparse.Namespace) -> TransferSettings:
-    from modelpvc.core.errors import ConfigError
-
-    if args.workers < 1 or args.workers > 256:
-        raise ConfigError(f"--workers {args.workers} is out of range (1..256)")
+    workers = args.workers if args.workers is not None else default_workers(usable_cpus())
+    if workers < 1 or workers > 256:
+        raise ConfigError(f"--workers {workers} is out of range (1..256)")
     if args.part_size < 0:
         raise ConfigError("--part-size must be >= 0")
     part = args.part_size * MiB
     return TransferSettings(
-        workers=args.workers, part_size=part, multipart_threshold=max(part, MiB), verify=args.verify,
+        workers=workers, part_size=part, multipart_threshold=max(part, MiB), verify=args.verify,
         dry_run=args.dry_run, delete=args.delete, check_space=not args.no_space_check,
     )
 
@@ -105,6 +109,8 @@ def choose_sink(args: argparse.Namespace) -> tuple[ProgressSink, bool]:
 
 
 def print_plan(plan: Plan) -> None:
+    for note in plan.notes:
+        print(f"# {note}")
     for op in plan.operations:
         extra = f" ({human_bytes(op.done_bytes)} already here)" if op.done_bytes else ""
         print(f"{op.action.value:7} {op.rel}  {human_bytes(op.size)}  {op.reason}{extra}")
@@ -126,6 +132,9 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
           f"{s['linked_files']} hard-linked; "
           f"{s['retries']} retries")
     print(f"  verified: {verified}; revision {s['revision']}")
+    if s["adopted_files"]:
+        print(f"  adopted {s['adopted_files']} files found complete on disk (hashed locally, not fetched)")
+    print(f"  {s['workers']} workers; layout {s['layout'] or 'none (plain files)'}")
     if s.get("bottleneck"):
         print(f"  bottleneck: {s['bottleneck']}")
     if s["skipped_files"]:
@@ -134,6 +143,10 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
         print(f"  deleted {len(result.deleted)} files the source no longer has")
     if result.removed_partials:
         print(f"  removed {len(result.removed_partials)} stale partial files")
+    for f in result.warnings:
+        print(f"  warning: {f['path']}: {f['message']}")
+    for note in result.plan.notes:
+        print(f"  note: {note}")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -148,18 +161,26 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def structure_check(dest: Path, names: list[str]) -> dict[str, Any]:
-    """The model layer's structural check, run before the manifest; a broken model is not published."""
-    report = check_directory(dest, names)
-    if report.errors:
-        first = "; ".join(f"{f.path}: {f.message}" for f in report.errors[:3])
-        raise IntegrityError(
-            f"the copy is not a whole model ({len(report.errors)} problem(s): {first}); no manifest was written",
-            hint="fix the source (or select different files); --no-structure-check publishes it anyway")
-    return report.to_json()
+def structure_checker(strict: bool) -> StructureCheck:
+    """The model layer's structural check, run before the manifest: a model that would not load is not
+    published; warnings (metadata loaders tolerate) are recorded in the manifest and printed."""
+
+    def check(dest: Path, names: list[str]) -> dict[str, Any]:
+        report = check_directory(dest, names)
+        errors = report.errors_for(strict)
+        if errors:
+            first = "; ".join(f"{f.path}: {f.message}" for f in errors[:3])
+            raise IntegrityError(
+                f"the copy would not load as a model ({len(errors)} problem(s): {first}); no manifest was written",
+                hint="fix the source (or select different files); --no-structure-check publishes it anyway"
+                     + ("; without --strict, warnings do not block publishing" if strict else ""))
+        return report.to_json()
+
+    return check
 
 
 def run(args: argparse.Namespace) -> int:
+    args.json_errors = args.progress == "json" or (args.progress == "auto" and not sys.stderr.isatty())
     settings = transfer_settings(args)
     parsed = parse_source(args.source)
     s3 = s3_settings(args) if parsed.scheme == "s3" else S3Settings()
@@ -167,10 +188,11 @@ def run(args: argparse.Namespace) -> int:
     sink, json_mode = choose_sink(args)
     try:
         with stop_on_signals() as stop:
-            result = mirror(source, args.dest, s3=s3, settings=settings, sink=sink, stop=stop,
-                            select=make_selector(args.select, args.include, args.exclude),
-                            structure_check=None if args.no_structure_check else structure_check,
-                            link_dest=args.link_dest, shard=parse_shard(args.shard))
+            req = MirrorRequest(source, args.dest, s3, settings,
+                                select=make_selector(args.select, args.include, args.exclude, args.loader),
+                                structure_check=None if args.no_structure_check else structure_checker(args.strict),
+                                link_dest=args.link_dest, shard=parse_shard(args.shard))
+            result = mirror(req, sink=sink, stop=stop)
     finally:
         close = getattr(sink, "close", None)
         if close is not None:

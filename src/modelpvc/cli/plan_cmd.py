@@ -42,8 +42,12 @@ def register(sub: Any) -> None:
 def add_selection_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("file selection")
     g.add_argument("--select", choices=["auto", "all"], default="auto",
-                   help="auto (default): with HF safetensors shards present, skip duplicate formats "
-                        "(consolidated*.safetensors, original/, *.pth, .bin weights, *.gguf); all: copy everything")
+                   help="auto (default): copy the one weight copy the serving loader reads and every non-weight "
+                        "file; skip duplicate copies (original/, consolidated*.safetensors beside HF shards, .bin "
+                        "beside .safetensors, GGUF) and training state; all: copy everything")
+    g.add_argument("--for", dest="loader", choices=["vllm", "vllm-mistral"], default="vllm",
+                   help="the loader that will serve it: vllm (default: HF safetensors first) or vllm-mistral "
+                        "(--load-format mistral: consolidated*.safetensors, params.json, tekken.json)")
     g.add_argument("--include", action="append", default=[], metavar="GLOB", help="copy only matching paths")
     g.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave matching paths out")
 
@@ -80,12 +84,13 @@ def _header_stats(source: ObjectSource, objs: list[ObjectInfo]) -> tuple[int, di
 def run(args: argparse.Namespace) -> int:
     from modelpvc.cli.mirror_cmd import make_source
 
+    args.json_errors = args.json
     parsed = parse_source(args.source)
     source = make_source(args.source, s3_settings(args) if parsed.scheme == "s3" else S3Settings())
     try:
         objects = source.list_objects()
         plan = plan_mirror(str(source.uri), objects, LocalState(),
-                           select=make_selector(args.select, args.include, args.exclude))
+                           select=make_selector(args.select, args.include, args.exclude, args.loader))
         selected = [op.obj for op in plan.selected if op.obj is not None]
         params, dtypes = _header_stats(source, selected)
     finally:
@@ -104,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         "bytes": nbytes,
         "skipped_bytes": sum(op.size for op in skipped),
         "formats": detect_layouts([o.rel for o in objects]),
+        "layout": plan.layout,
+        "notes": list(plan.notes),
         "parameters": params,
         "dtypes": dtypes,
         "pvc_size": f"{pvc_size_gi(nbytes, args.headroom)}Gi",
@@ -122,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         print(f"  {len(skipped)} files ({human_bytes(out['skipped_bytes'])}) skipped as duplicates or excluded")
     print(f"formats: {', '.join(out['formats']) or 'unknown'}")
+    for note in plan.notes:
+        print(f"  {note}")
     if params:
         print(f"parameters: {params / 1e9:.2f} B ({', '.join(f'{k} {v / 1e9:.2f} B' for k, v in dtypes.items())})")
     print(f"recommended PVC size: {out['pvc_size']} ({human_bytes(nbytes)} x {args.headroom})")

@@ -17,8 +17,10 @@ from modelpvc.verify.report import VerifyReport
 
 DESCRIPTION = """Is DIR a complete, intact model? By default: structural checks (config.json parses, tokenizer
 present, every shard the index names exists, every safetensors header parses with contiguous tensors and
-the exact file length, the index's total_size matches; .bin, GGUF and Mistral-native layouts too) in
-milliseconds, plus names and sizes against .modelpvc/manifest.json when present. --deep re-hashes every
+the exact file length; .bin, GGUF, Mistral-native and adapter layouts too) in milliseconds, plus names and
+sizes against .modelpvc/manifest.json when present. Errors are what would make loading fail; warnings are
+metadata that transformers and vLLM tolerate (a wrong or missing total_size, a shard the index does not
+name, an index entry no shard holds): printed, exit 0, unless --strict. --deep re-hashes every
 file against the manifest's digests. --source compares with what the bucket holds now.
 
 Usable as an initContainer: a broken volume shows a clear message instead of a vLLM CrashLoopBackOff.
@@ -34,6 +36,8 @@ def register(sub: Any) -> None:
     p.add_argument("--require-manifest", action="store_true",
                    help="fail when there is no manifest (default: warn if the structure is whole)")
     p.add_argument("--source", metavar="s3://BUCKET/PREFIX/", help="compare with what the source holds now")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on warnings too (metadata loaders tolerate: total_size, unindexed shards, ...)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--workers", type=int, default=4, help="parallel hashing for --deep (default 4)")
     add_s3_arguments(p)
@@ -55,6 +59,7 @@ def print_report(r: VerifyReport) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.json_errors = args.json
     if not args.dir.is_dir():
         raise ConfigError(f"{args.dir} is not a directory")
     objects = None
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"  {'hashed' if ok else 'MISMATCH'} {rec.path} ({human_bytes(rec.size)}); "
                              f"{done[0]} files, {human_bytes(done[1])} so far\n")
 
-    report = verify_directory(args.dir, deep=args.deep, require_manifest=args.require_manifest,
+    report = verify_directory(args.dir, deep=args.deep, require_manifest=args.require_manifest, strict=args.strict,
                               source_objects=objects, source_uri=args.source, workers=args.workers,
                               on_hashed=progress)
     if args.json:

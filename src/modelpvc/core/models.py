@@ -30,10 +30,19 @@ class ObjectInfo:
         return None
 
 
+@dataclass(frozen=True)
+class LocalFile:
+    """A file found on the destination."""
+
+    size: int
+    mtime_ns: int
+
+
 class Action(enum.Enum):
     FETCH = "fetch"  # nothing usable locally
     RESUME = "resume"  # a partial file with journalled ranges
     KEEP = "keep"  # already complete and unchanged
+    ADOPT = "adopt"  # complete on disk but not recorded (a kill, another tool): hashed locally, not fetched
     LINK = "link"  # unchanged in another revision on the same volume: hard-linked, not fetched
     DELETE = "delete"  # local file the source no longer has (only with --delete)
     SKIP = "skip"  # not selected (duplicate format, excluded)
@@ -52,6 +61,16 @@ class Operation:
     obj: ObjectInfo | None = None
     reason: str = ""
     done_bytes: int = 0  # for RESUME: bytes already on disk
+    local: str = ""  # for ADOPT: "final" or "partial", the copy to hash
+
+
+@dataclass
+class Selection:
+    """Which listed objects a run leaves out ({rel: reason}) and what it chose and why (for the plan)."""
+
+    skips: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    layout: str = ""  # the weight layout kept, e.g. "hf-safetensors" ("" when not a model)
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,8 @@ class Plan:
 
     source: str
     operations: tuple[Operation, ...]
+    notes: tuple[str, ...] = ()
+    layout: str = ""
 
     def of(self, *actions: Action) -> list[Operation]:
         return [op for op in self.operations if op.action in actions]
@@ -70,7 +91,7 @@ class Plan:
 
     @property
     def selected(self) -> list[Operation]:
-        return self.of(Action.FETCH, Action.RESUME, Action.KEEP, Action.LINK)
+        return self.of(Action.FETCH, Action.RESUME, Action.ADOPT, Action.KEEP, Action.LINK)
 
     @property
     def selected_bytes(self) -> int:

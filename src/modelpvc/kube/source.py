@@ -25,5 +25,5 @@ def list_selected(spec: ModelSpec, values: dict[str, str], pair: tuple[str, str]
         objs = src.list_objects()
     finally:
         src.close()
-    skips = make_selector("auto", [], [])(objs)
+    skips = make_selector("auto", [], [], spec.loader)(objs).skips
     return [x for x in objs if x.rel not in skips], len(skips)

@@ -40,6 +40,7 @@ class ModelSpec:
     mirror_args: tuple[str, ...] = ()
     parallel: int = 1  # populate pods splitting the files (an Indexed Job; needs ReadWriteMany)
     labels: dict[str, str] = field(default_factory=dict)
+    loader: str = "vllm"  # which weight copy to select: "vllm-mistral" when the server loads Mistral-native
 
     @property
     def model_dir(self) -> str:

@@ -10,11 +10,12 @@ from typing import Any
 
 from modelpvc.model.findings import Finding
 
-# bytes per element; sub-byte and 8-bit float types count as 1
-DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "F4": 1, "F6_E2M3": 1,
-    "F6_E3M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8,
-    "U64": 8, "F64": 8, "C64": 8,
+# Bits per element, as the format's reference implementation defines them (safetensors Dtype::bitsize);
+# sub-byte types pack their elements, so a span is elements x bits / 8.
+DTYPE_BITS = {
+    "BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+    "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64,
+    "I64": 64, "U64": 64,
 }
 # The format caps the header at 100 MB; anything larger is hostile or corrupt and is not read.
 MAX_HEADER = 100 * 1000 * 1000
@@ -91,16 +92,21 @@ def read_header(read_at: ReadAt, file_size: int) -> Header:
 
 
 def check(path: str, h: Header, file_size: int) -> list[Finding]:
-    """Every dtype known, every span equal to shape x dtype size, spans contiguous from 0, length exact."""
+    """What the safetensors library checks when it opens a file (safetensors/src/tensor.rs, ``validate``
+    and ``deserialize``): every span equal to shape x dtype size, spans contiguous from 0 with no hole or
+    overlap, and the file exactly as long as the header says. Any of these makes loading fail: errors.
+    A dtype newer than our table is a warning: the span cannot be checked, but the loader may know it."""
     out: list[Finding] = []
     pos = 0
     for t in sorted(h.tensors, key=lambda t: (t.start, t.end)):
-        size = DTYPE_SIZES.get(t.dtype)
-        if size is None:
-            out.append(Finding(path, "unknown-dtype", f"tensor {t.name} has unknown dtype {t.dtype}"))
-        elif t.elements * size != t.end - t.start:
+        bits = DTYPE_BITS.get(t.dtype)
+        if bits is None:
+            out.append(Finding(path, "unknown-dtype", f"tensor {t.name} has dtype {t.dtype}, unknown to this "
+                                                      "version of modelpvc: its size was not checked", "warning"))
+        elif t.elements * bits != 8 * (t.end - t.start):
             out.append(Finding(path, "shape-mismatch", f"tensor {t.name}: shape {list(t.shape)} x {t.dtype} is "
-                                                       f"{t.elements * size} bytes but its span is {t.end - t.start}"))
+                                                       f"{t.elements * bits / 8:g} bytes but its span is "
+                                                       f"{t.end - t.start}"))
         if t.start < pos:
             out.append(Finding(path, "overlap", f"tensor {t.name} starts at {t.start}, inside the previous tensor"))
         elif t.start > pos:

@@ -1,51 +1,101 @@
-"""Which files of a model repository to copy: skip duplicate weight formats beside HF safetensors shards."""
+"""Which files of a model repository to copy: the weight set the serving loader reads, and everything
+that is not weights (configs, tokenizers, code, docs), never duplicate copies or training state.
+
+``--for vllm`` (default) follows vLLM's automatic loader; ``--for vllm-mistral`` its Mistral-native mode
+(``--load-format mistral``: ``consolidated*.safetensors``, ``params.json``, ``tekken.json``). A repository
+with only one loadable weight set keeps it, whatever the loader: a plan never drops the only weights.
+"""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from modelpvc.core.models import ObjectInfo
-from modelpvc.model.layout import detect_layouts
+from modelpvc.core.models import ObjectInfo, Selection
+from modelpvc.model import weights as w
+
+LOADERS: dict[str, tuple[str, ...]] = {
+    "vllm": (w.HF_SAFETENSORS, w.MISTRAL_NATIVE, w.PYTORCH_BIN, w.PYTORCH_PT, w.GGUF, w.META_ORIGINAL),
+    "vllm-mistral": (w.MISTRAL_NATIVE, w.HF_SAFETENSORS, w.PYTORCH_BIN, w.PYTORCH_PT, w.GGUF, w.META_ORIGINAL),
+}
+_WHY = {
+    w.HF_SAFETENSORS: "HF safetensors: vLLM's default loader reads them (through model.safetensors.index.json "
+                      "when sharded)",
+    w.MISTRAL_NATIVE: "Mistral-native consolidated*.safetensors: what --load-format mistral reads",
+    w.PYTORCH_BIN: "PyTorch .bin weights: vLLM reads them when no safetensors exist",
+    w.PYTORCH_PT: "PyTorch .pt/.pth weights: vLLM reads them when neither safetensors nor .bin exist",
+    w.GGUF: "GGUF: the only weights here (vLLM loads one .gguf file)",
+    w.META_ORIGINAL: "Meta's original/ checkpoint: the only weights here",
+}
+_DUPLICATE = {
+    w.HF_SAFETENSORS: "HF safetensors duplicate of the {chosen} weights",
+    w.MISTRAL_NATIVE: "Mistral-native duplicate of the {chosen} weights",
+    w.PYTORCH_BIN: "PyTorch .bin duplicate of the {chosen} weights",
+    w.PYTORCH_PT: "PyTorch .pt/.pth duplicate of the {chosen} weights",
+    w.GGUF: "GGUF duplicate of the {chosen} weights",
+    w.META_ORIGINAL: "original/ holds a duplicate of the weights in Meta's native format",
+}
 
 
-def duplicate_reason(rel: str) -> str | None:
-    """Why ``rel`` duplicates the HF safetensors weights (vLLM loads those), or None to keep it."""
-    name = rel.rsplit("/", 1)[-1]
-    if rel.startswith("original/"):
-        return "original/ holds a duplicate of the weights in Meta's native format"
-    if name.startswith("consolidated") and (name.endswith(".safetensors") or name.endswith(".pth")):
-        return "Mistral-native duplicate of the HF safetensors shards"
-    if name.endswith(".pth") or name.endswith(".pt"):
-        return "PyTorch duplicate of the safetensors weights"
-    if name.endswith(".bin") and (name.startswith("pytorch_model") or name.startswith("model")):
-        return "PyTorch .bin duplicate of the safetensors weights"
-    if name == "pytorch_model.bin.index.json":
-        return "index of the .bin duplicate"
-    if name.endswith(".gguf"):
-        return "GGUF duplicate of the safetensors weights"
-    return None
+def loader_from_args(args: Sequence[str]) -> str:
+    """The loader an InferenceService's server arguments select (``--load-format mistral``)."""
+    items = list(args)
+    for i, a in enumerate(items):
+        value = a.split("=", 1)[1] if a.startswith("--load-format=") else (
+            items[i + 1] if a == "--load-format" and i + 1 < len(items) else None)
+        if value == "mistral":
+            return "vllm-mistral"
+    return "vllm"
 
 
-def make_selector(mode: str, include: list[str], exclude: list[str]) -> Callable[[list[ObjectInfo]], dict[str, str]]:
-    """A planner Selector: {rel: reason} of objects to skip."""
+def choose(names: list[str], loader: str = "vllm") -> Selection:
+    """The weight set to keep and the files to leave out, with reasons."""
+    if loader not in LOADERS:
+        raise ValueError(f"unknown loader {loader!r}")
+    sets = w.weight_sets(names)
+    sel = Selection()
+    for rel in sets.get(w.TRAINING_STATE, []):
+        sel.skips[rel] = "training state (checkpoints, optimizer, scheduler): not read for serving"
+    candidates = [s for s in LOADERS[loader] if s in sets]
+    if w.PEFT_ADAPTER in sets:
+        sel.layout = w.PEFT_ADAPTER
+        sel.notes.append("a PEFT/LoRA adapter: adapter_config.json and its weights are kept; serve it on its "
+                         "base model (vLLM --enable-lora)")
+    if not candidates:
+        if not sel.layout:
+            sel.notes.append("no model weights recognised: every file is copied as is")
+        return sel
+    chosen = candidates[0]
+    sel.layout = sel.layout or chosen
+    sel.notes.append(f"layout {chosen}: {_WHY[chosen]}")
+    if loader == "vllm-mistral" and chosen != w.MISTRAL_NATIVE:
+        sel.notes.append(f"no Mistral-native weights (consolidated*.safetensors) here: kept {chosen}; serve it "
+                         "without --load-format mistral")
+    for other in candidates[1:]:
+        for rel in sets[other]:
+            sel.skips[rel] = _DUPLICATE[other].format(chosen=chosen)
+    ggufs = w.weight_files(sets.get(w.GGUF, []))
+    if chosen == w.GGUF and len(ggufs) > 1:
+        sel.notes.append(f"{len(ggufs)} GGUF files (quantizations): vLLM loads one; copy only it with "
+                         "--include NAME.gguf")
+    return sel
 
-    def select(objects: list[ObjectInfo]) -> dict[str, str]:
-        skips: dict[str, str] = {}
-        names = [o.rel for o in objects]
-        auto = mode == "auto" and any(x.startswith("hf-safetensors") for x in detect_layouts(names))
+
+def make_selector(mode: str, include: list[str], exclude: list[str],
+                  loader: str = "vllm") -> Callable[[list[ObjectInfo]], Selection]:
+    """A planner Selector: ``mode`` "auto" keeps the loader's weight set, "all" keeps every file."""
+
+    def select(objects: list[ObjectInfo]) -> Selection:
+        sel = choose([o.rel for o in objects], loader) if mode == "auto" else Selection()
         for o in objects:
             if include and not any(fnmatch.fnmatch(o.rel, g) for g in include):
-                skips[o.rel] = "not matched by --include"
+                sel.skips[o.rel] = "not matched by --include"
                 continue
             hit = next((g for g in exclude if fnmatch.fnmatch(o.rel, g)), None)
             if hit:
-                skips[o.rel] = f"excluded by --exclude {hit}"
-                continue
-            if auto:
-                why = duplicate_reason(o.rel)
-                if why:
-                    skips[o.rel] = why
-        return skips
+                sel.skips[o.rel] = f"excluded by --exclude {hit}"
+            elif include:
+                sel.skips.pop(o.rel, None)  # asked for by name: --include wins over auto's choice
+        return sel
 
     return select

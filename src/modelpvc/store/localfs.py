@@ -1,17 +1,16 @@
-"""Destination filesystem helpers: durable atomic writes, directory fsync, manifest I/O, the lock."""
+"""Filesystem helpers under the Destination: error translation, durable atomic writes, fsync, the lock."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from modelpvc.core.errors import DestinationError, DestinationFull, DestinationLocked
-from modelpvc.core.manifest import MANIFEST_NAME, STATE_DIR, Manifest
+from modelpvc.core.manifest import STATE_DIR
 
 
 def destination_error(e: OSError, path: Path | str, doing: str) -> DestinationError:
@@ -81,55 +80,12 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise destination_error(e, path, "writing") from e
 
 
-def state_dir(dest: Path) -> Path:
-    return dest / STATE_DIR
-
-
-def shard_state_dir(dest: Path, index: int) -> Path:
-    """Where one pod of a parallel populate keeps its lock, journal and partial manifest."""
-    return state_dir(dest) / "shards" / str(index)
-
-
-def manifest_path(dest: Path, state: Path | None = None) -> Path:
-    return (state or state_dir(dest)) / MANIFEST_NAME
-
-
-def read_manifest(dest: Path, state: Path | None = None) -> Manifest | None:
-    """The destination's manifest, or None when absent or unreadable (then it is incomplete)."""
-    try:
-        data: Any = json.loads(manifest_path(dest, state).read_bytes())
-        return Manifest.from_json(data)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def shard_manifests(dest: Path) -> list[Manifest]:
-    out = []
-    for d in sorted((state_dir(dest) / "shards").glob("*")):
-        m = read_manifest(dest, d)
-        if m is not None:
-            out.append(m)
-    return out
-
-
-def write_manifest(dest: Path, manifest: Manifest, state: Path | None = None) -> None:
-    write_atomic(manifest_path(dest, state), json.dumps(manifest.to_json(), indent=1).encode() + b"\n")
-
-
-def remove_manifest(dest: Path, state: Path | None = None) -> None:
-    """Mark the destination incomplete before changing it, durably. Parallel pods may race here."""
-    p = manifest_path(dest, state)
-    if p.exists():
-        p.unlink(missing_ok=True)
-        fsync_dir(p.parent)
-
-
 class DestinationLock:
     """One writer per destination: an ``flock`` on ``.modelpvc/lock``, released when the process dies."""
 
     def __init__(self, dest: Path, state: Path | None = None) -> None:
         self.dest = dest
-        self.path = (state or state_dir(dest)) / "lock"
+        self.path = (state or dest / STATE_DIR) / "lock"
         self.fd: int | None = None
 
     def __enter__(self) -> DestinationLock:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TypeVar
 from xml.etree import ElementTree
 
+from modelpvc.core.digests import CHECKSUM_PREFERENCE
 from modelpvc.core.errors import (
     SourceError,
     SourceNotFound,
@@ -24,7 +25,6 @@ from modelpvc.store.s3_http import Response, S3Http, s3_error
 log = logging.getLogger(__name__)
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 T = TypeVar("T")
-_CHECKSUMS = ("crc64nvme", "crc32c", "crc32", "sha256", "sha1")
 
 
 def _find(el: ElementTree.Element, name: str) -> str:
@@ -194,18 +194,25 @@ class S3Source:
         return int(length)
 
     def full_checksum(self, obj: ObjectInfo) -> tuple[str, str] | None:
+        """(algorithm, base64 value) of the checksum the source stored, in our order of preference. A
+        composite (per-part) value keeps its ``-N`` suffix; the caller checks it part by part."""
         resp = self._head(obj, None, {"x-amz-checksum-mode": "ENABLED"})
-        ctype = resp.headers.get("x-amz-checksum-type")
-        if obj.multipart_parts is not None and (ctype or "").upper() != "FULL_OBJECT":
-            # A multipart upload's checksum is composite (over part checksums) unless the server says
-            # otherwise; some servers omit the type, so only an explicit FULL_OBJECT is trusted.
-            return None
-        if ctype is not None and ctype.upper() != "FULL_OBJECT":
-            return None
-        for algo in _CHECKSUMS:
+        ctype = (resp.headers.get("x-amz-checksum-type") or "").upper()
+        for algo in CHECKSUM_PREFERENCE:
             value = resp.headers.get(f"x-amz-checksum-{algo}")
-            if value and "-" not in value:
-                return algo, value
+            if not value:
+                continue
+            composite = "-" in value
+            if ctype == "COMPOSITE" and not composite:
+                # Some servers report a composite value without its part count: not checkable as is.
+                continue
+            if ctype == "FULL_OBJECT" and composite:
+                continue
+            if obj.multipart_parts is not None and not composite and ctype != "FULL_OBJECT":
+                # A multipart upload's checksum is composite unless the server says otherwise; some
+                # servers omit both the type and the -N, so only an explicit FULL_OBJECT is trusted.
+                continue
+            return algo, value
         return None
 
     def close(self) -> None:

@@ -1,136 +1,132 @@
-"""What a file's bytes are checked against, and the hashers that compute it while ranges arrive.
+"""Digests computed while ranges arrive, in whichever order and thread they arrive.
 
-A whole-object MD5 or checksum is sequential, but ranges complete out of order. The range that starts
-at the hash cursor is hashed as it streams; other ranges are hashed from the page cache (``pread``)
-once the cursor reaches them. Hashing one file never blocks a receiving thread: a busy hasher lock
-means "skip, catch up later". Multipart ETags hash each part independently, in the worker itself.
+* ``PieceDigest`` (full-object CRCs, multipart ETags, composite checksums): each range is hashed by the
+  thread that received it, straight from its buffer; pieces combine at the end (core.digests). Pieces a
+  previous run wrote, or a retry left half-hashed, are hashed from disk.
+* ``SequentialDigest`` (MD5 of a single-part ETag, SHA-1/SHA-256): bytes must be hashed in offset order.
+  The range that starts at the hash cursor is hashed as it streams; bytes written ahead of the cursor
+  are hashed from the page cache once the cursor reaches them. The scheduler gives each file one worker
+  when it can, so the cursor's range is nearly always the one streaming. A busy hasher lock means "skip,
+  catch up later": hashing never stalls a socket.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
 import threading
-import zlib
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+from modelpvc.core import digests
+from modelpvc.core.digests import Expectation, Hasher
+from modelpvc.store.hashing import pread_into, range_digest
 from modelpvc.transfer import ranges
 
-_READ = 4 * 1024 * 1024
+
+class FileDigest(Protocol):
+    def begin(self, start: int, end: int) -> None: ...
+    def feed(self, range_start: int, offset: int, data: memoryview) -> None: ...
+    def range_restart(self, fd: int, start: int, pos: int) -> None: ...
+    def range_done(self, fd: int, start: int, end: int) -> None: ...
+    def finish(self, fd: int, size: int) -> str: ...
+    def resumed(self, done: list[tuple[int, int]]) -> None: ...
 
 
-class Hasher(Protocol):
-    def update(self, data: Any, /) -> None: ...
-    def digest(self) -> bytes: ...
-
-
-class _Crc32:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def update(self, data: Any) -> None:
-        self.value = zlib.crc32(data, self.value)
-
-    def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
-
-
-def _crt_hasher(name: str) -> Hasher | None:
-    try:
-        from awscrt import checksums  # type: ignore[import-not-found,import-untyped,unused-ignore]
-    except ImportError:
+def for_expectation(exp: Expectation, size: int) -> FileDigest | None:
+    if exp.algorithm is None:
         return None
-    fn: Any = checksums.crc32c if name == "crc32c" else getattr(checksums, "crc64nvme", None)
-    if fn is None:
-        return None
-    width = 4 if name == "crc32c" else 8
-
-    class _Crt:
-        def __init__(self) -> None:
-            self.value = 0
-
-        def update(self, data: Any) -> None:
-            self.value = fn(data, self.value)
-
-        def digest(self) -> bytes:
-            return int(self.value).to_bytes(width, "big")
-
-    return _Crt()
+    if exp.combinable:
+        return PieceDigest(exp, size)
+    return SequentialDigest(exp.algorithm)
 
 
-def new_hasher(algorithm: str) -> Hasher | None:
-    """A hasher for md5, sha1, sha256, crc32 (stdlib) or crc32c/crc64nvme (awscrt, when installed)."""
-    if algorithm in ("md5", "sha1", "sha256"):
-        h: Hasher = hashlib.new(algorithm, usedforsecurity=False)
-        return h
-    if algorithm == "crc32":
-        return _Crc32()
-    if algorithm in ("crc32c", "crc64nvme"):
-        return _crt_hasher(algorithm)
-    return None
+class PieceDigest:
+    """Per-range values, combined at the end. Ranges of a per-part value are cut on part boundaries."""
 
+    def __init__(self, exp: Expectation, size: int) -> None:
+        assert exp.algorithm is not None
+        self.exp = exp
+        self.size = size
+        self.algorithm = exp.algorithm
+        self.live: dict[int, tuple[int, Hasher]] = {}  # range start -> (end, hasher); one worker per range
+        self.pieces: dict[int, tuple[int, bytes]] = {}  # start -> (end, raw digest)
 
-@dataclass(frozen=True)
-class Expectation:
-    """How one file will be verified: ``kind`` is recorded in the manifest as what was checked."""
+    def _useful(self, start: int, end: int) -> bool:
+        """A per-part value needs exactly one part per piece; a CRC takes any piece."""
+        part = self.exp.part_size
+        return self.exp.form != "parts" or (part is not None and start % part == 0 and
+                                            end == min(start + part, self.size))
 
-    kind: str  # "md5", "checksum-<algo>", "multipart-etag", "digest-md5" (nothing to compare), "size"
-    algorithm: str | None = None  # hasher of a sequential digest
-    expected: str | None = None  # hex (md5, multipart etag) or base64 (checksums)
-    part_size: int | None = None  # multipart ETags: ranges are cut on part boundaries
+    def begin(self, start: int, end: int) -> None:
+        if self._useful(start, end):
+            self.live[start] = (end, digests.new_hasher(self.algorithm))
 
-    @property
-    def sequential(self) -> bool:
-        return self.algorithm is not None
+    def feed(self, range_start: int, offset: int, data: memoryview) -> None:
+        cur = self.live.get(range_start)
+        if cur is not None:
+            cur[1].update(data)
 
+    def range_restart(self, fd: int, start: int, pos: int) -> None:
+        cur = self.live.get(start)
+        if cur is not None:
+            h = digests.new_hasher(self.algorithm)
+            pread_into(fd, h, start, pos)  # a retry continues mid-range: re-hash what is already written
+            self.live[start] = (cur[0], h)
 
-def render(exp: Expectation, raw: bytes) -> str:
-    if exp.kind.startswith("checksum-"):
-        return base64.b64encode(raw).decode()
-    return raw.hex()
+    def range_done(self, fd: int, start: int, end: int) -> None:
+        cur = self.live.pop(start, None)
+        if cur is not None and cur[0] == end:
+            self.pieces[start] = (end, cur[1].digest())
 
+    def resumed(self, done: list[tuple[int, int]]) -> None:
+        return None  # pieces written by an earlier run are hashed from disk in finish()
 
-_tls = threading.local()
+    def _cover(self, fd: int, size: int) -> list[tuple[int, int, bytes]]:
+        """Pieces in offset order covering [0, size); missing spans hashed from disk."""
+        out: list[tuple[int, int, bytes]] = []
+        pos = 0
+        for start in sorted(self.pieces):
+            end, raw = self.pieces[start]
+            if start < pos:
+                continue
+            if start > pos:
+                out += self._from_disk(fd, pos, start)
+            out.append((start, end, raw))
+            pos = end
+        if pos < size:
+            out += self._from_disk(fd, pos, size)
+        return out or [(0, 0, range_digest(fd, self.algorithm, 0, 0))]
 
+    def _from_disk(self, fd: int, start: int, end: int) -> list[tuple[int, int, bytes]]:
+        """Hash [start, end) from disk: one piece, or one per part (gaps between parts are part-aligned)."""
+        step = (self.exp.part_size or end - start) if self.exp.form == "parts" else end - start
+        return [(s, min(s + step, end), range_digest(fd, self.algorithm, s, min(s + step, end)))
+                for s in range(start, end, step)]
 
-def _scratch() -> memoryview:
-    """A per-thread read buffer: a fresh 4 MiB ``bytes`` per read costs page faults (measured: ~2 s of
-    system time per GB)."""
-    buf: memoryview | None = getattr(_tls, "buf", None)
-    if buf is None:
-        buf = memoryview(bytearray(_READ))
-        _tls.buf = buf
-    return buf
-
-
-def pread_into(fd: int, hasher: Hasher, start: int, end: int) -> None:
-    """Hash bytes [start, end) of ``fd`` through the thread's scratch buffer."""
-    buf = _scratch()
-    pos = start
-    while pos < end:
-        n = os.preadv(fd, [buf[: min(len(buf), end - pos)]], pos)
-        if not n:
-            raise OSError(f"short read at {pos}")
-        hasher.update(buf[:n])
-        pos += n
+    def finish(self, fd: int, size: int) -> str:
+        pieces = self._cover(fd, size)
+        if self.exp.form == "parts":
+            return digests.of_parts(self.algorithm, [raw for _s, _e, raw in pieces])
+        raw = digests.combine_ranges(self.algorithm, [(e - s, r) for s, e, r in pieces])
+        return digests.encode(self.algorithm, raw)
 
 
 class SequentialDigest:
     """A whole-file digest over ranges that complete in any order."""
 
     def __init__(self, algorithm: str) -> None:
-        hasher = new_hasher(algorithm)
-        if hasher is None:
-            raise ValueError(f"no hasher for {algorithm}")
         self.algorithm = algorithm
-        self.hasher = hasher
+        self.hasher = digests.new_hasher(algorithm)
         self.cursor = 0
         self.done: list[tuple[int, int]] = []
         self.written: dict[int, int] = {}  # in-flight range start -> bytes written up to
         self.lock = threading.Lock()  # held while hashing; receivers only ever try it
         self.meta = threading.Lock()  # guards ``done``; held for microseconds
+
+    def begin(self, start: int, end: int) -> None:
+        return None
+
+    def resumed(self, done: list[tuple[int, int]]) -> None:
+        with self.meta:
+            self.done = ranges.merge([*self.done, *done])
 
     def feed(self, range_start: int, offset: int, data: memoryview) -> None:
         """Note bytes just written; hash them in-stream when they sit exactly at the cursor."""
@@ -145,7 +141,10 @@ class SequentialDigest:
         finally:
             self.lock.release()
 
-    def completed(self, fd: int, start: int, end: int) -> None:
+    def range_restart(self, fd: int, start: int, pos: int) -> None:
+        return None  # the written bytes stay on disk; the cursor catches up over them
+
+    def range_done(self, fd: int, start: int, end: int) -> None:
         """Mark [start, end) written and hash forward from the cursor as far as written data allows."""
         with self.meta:
             self.written.pop(start, None)
@@ -178,14 +177,10 @@ class SequentialDigest:
             pread_into(fd, self.hasher, self.cursor, limit)
             self.cursor = limit
 
-    def finish(self, fd: int, size: int) -> bytes:
-        """The digest once every range is written; waits for a concurrent catch-up to finish."""
+    def finish(self, fd: int, size: int) -> str:
+        """The value once every range is written; waits for a concurrent catch-up to finish."""
         with self.lock:
             self._hash_forward(fd)
             if self.cursor != size:
                 raise OSError(f"digest covers {self.cursor} of {size} bytes")
-            return self.hasher.digest()
-
-
-def multipart_etag(part_md5s: list[bytes]) -> str:
-    return hashlib.md5(b"".join(part_md5s), usedforsecurity=False).hexdigest() + f"-{len(part_md5s)}"
+            return digests.encode(self.algorithm, self.hasher.digest())

@@ -1,12 +1,14 @@
 """Runs the fetches of a plan: a bounded pool of worker threads, one buffer each, writing at offsets.
 
-Memory is ``workers x buffer_size`` whatever the model size. Ranges are handed out round-robin over a
-few open files, so several whole-file digests advance in parallel on different cores.
+Memory is ``workers x buffer_size`` whatever the model size. Files are admitted up to ``workers`` at a
+time and each free worker takes the next range of the file with the fewest workers on it, so with enough
+files every file has a worker of its own: its ranges arrive in order and a sequential digest (MD5) is
+computed from the receive buffer, never from the page cache. Only a model of fewer files than workers
+puts several workers on one file (its ranges are then hashed once the cursor reaches them).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -15,16 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelpvc.core.errors import Interrupted, ModelpvcError, SourceError, TransientError
+from modelpvc.core.errors import Interrupted, SourceError, TransientError
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.models import FileRecord
 from modelpvc.core.retry import backoff_delay
 from modelpvc.core.settings import S3Settings, TransferSettings
 from modelpvc.store.base import ObjectSource
-from modelpvc.store.localfs import fsync_dir, syncfs
-from modelpvc.transfer.digest import pread_into
+from modelpvc.store.destination import Destination
+from modelpvc.store.journal import Journal
+from modelpvc.store.localfs import fsync_dir
 from modelpvc.transfer.filejob import FileJob
-from modelpvc.transfer.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,16 @@ class _Cancelled(Exception):
     pass
 
 
-FINISH = -1  # a task's start offset meaning "all ranges are on disk: verify and publish the file"
+FINISH = -1  # "all ranges are on disk: verify and publish the file"
+ADOPT = -2  # "a complete-looking local copy: hash it and publish it, or fetch the file"
 
 
 @dataclass
 class RunStats:
     bytes_fetched: int = 0
     files_published: int = 0
+    adopted_files: int = 0
+    adopted_bytes: int = 0
     retries: int = 0
     refetched_files: list[str] = field(default_factory=list)
     seconds_waiting_source: float = 0.0
@@ -49,13 +54,12 @@ class RunStats:
 class _Scheduler:
     """Hands out (job, start, end); knows when nothing is queued or in flight any more."""
 
-    def __init__(self, jobs: list[FileJob], active: int) -> None:
+    def __init__(self, jobs: list[FileJob], files_in_flight: int) -> None:
         self.cond = threading.Condition()
         self.waiting: deque[FileJob] = deque(jobs)
         self.active: list[tuple[FileJob, deque[tuple[int, int]]]] = []
-        self.max_active = active
+        self.max_files = max(1, files_in_flight)
         self.outstanding = 0
-        self.rr = 0
         self.closed = False
 
     def add_ranges(self, job: FileJob, rngs: list[tuple[int, int]]) -> None:
@@ -69,28 +73,34 @@ class _Scheduler:
             while True:
                 if self.closed:
                     return None
-                while len(self.active) < self.max_active and self.waiting:
+                while len(self.active) < self.max_files and self.waiting:
                     job = self.waiting.popleft()
+                    if job.adopt is not None:
+                        self.outstanding += 1
+                        return job, ADOPT, ADOPT  # hashing must not happen under this lock
                     rngs = opener(job)  # cheap: open + fallocate
                     if not rngs:
-                        # Every range is on disk already (a resumed run): verifying it means hashing the
-                        # whole file, which must not happen under this lock.
-                        return job, FINISH, FINISH
+                        self.outstanding += 1
+                        return job, FINISH, FINISH  # every range was written by an earlier run
                     self.active.append((job, deque(rngs)))
                     self.outstanding += len(rngs)
                 if self.active:
-                    self.rr = (self.rr + 1) % len(self.active)
-                    job, q = self.active[self.rr]
+                    # The file with the fewest workers; among equals the oldest, so files finish in turn.
+                    i = min(range(len(self.active)), key=lambda k: self.active[k][0].workers)
+                    job, q = self.active[i]
                     s, e = q.popleft()
                     if not q:
-                        self.active.pop(self.rr)
+                        self.active.pop(i)
+                    job.workers += 1
                     return job, s, e
                 if self.outstanding == 0 and not self.waiting:
                     return None
                 self.cond.wait(0.5)
 
-    def range_finished(self) -> None:
+    def task_done(self, job: FileJob, ranged: bool) -> None:
         with self.cond:
+            if ranged:
+                job.workers -= 1
             self.outstanding -= 1
             # Workers only wait at the tail (nothing queued, something in flight): wake them when the
             # last range is done. Waking all on every range cost ~80 futex calls per small file.
@@ -107,13 +117,14 @@ class Executor:
     def __init__(
         self,
         source: ObjectSource,
-        dest: Path,
+        dest: Destination,
         jobs: list[FileJob],
         journal: Journal,
         s3: S3Settings,
         settings: TransferSettings,
         sink: ProgressSink,
         stop: threading.Event,
+        journal_step: int,
     ) -> None:
         self.source = source
         self.dest = dest
@@ -123,22 +134,26 @@ class Executor:
         self.settings = settings
         self.sink = sink
         self.stop = stop
+        # Bytes a worker writes into a range before it journals them: a kill re-fetches at most
+        # workers x journal_step bytes of partly written ranges.
+        self.journal_step = max(1, journal_step)
         self.cancel = threading.Event()
         self.failure: BaseException | None = None
         self.stats = RunStats()
         self.records: dict[str, FileRecord] = {}
         self.dirs: set[Path] = set()
-        self._counters = [0] * settings.workers
+        n = max(1, settings.workers)
+        self._counters = [0] * n
         # Per-worker seconds spent waiting for bytes vs writing and hashing them: which side is slower.
-        self._wait = [0.0] * settings.workers
-        self._busy = [0.0] * settings.workers
+        self._wait = [0.0] * n
+        self._busy = [0.0] * n
         self._lock = threading.Lock()
-        self._to_journal: list[tuple[FileJob, int, int]] = []
-        self._published: list[FileRecord] = []  # large files: durable; journalled at the next flush
-        self._unsynced: list[FileRecord] = []  # small files: journalled after the next syncfs
+        self._dirty: set[FileJob] = set()  # written since the last sync
+        self._small_unsynced = False  # small files published without their own fsync since the last sync
+        self._pub_dirs: set[Path] = set()  # directories of renames since the last sync
         self._finished = threading.Event()
         self._running = 0
-        self.sched = _Scheduler(jobs, active=max(2, min(4, settings.workers // 2)))
+        self.sched = _Scheduler(jobs, files_in_flight=settings.files_in_flight or n)
 
     # -- worker side ---------------------------------------------------------------------------
     def _open(self, job: FileJob) -> list[tuple[int, int]]:
@@ -156,11 +171,15 @@ class Executor:
                 if task is None:
                     break
                 job, start, end = task
-                if start == FINISH:
-                    self._finish_file(job)
-                    continue
-                self._fetch_range(wid, buf, job, start, end)
-                self.sched.range_finished()
+                try:
+                    if start == ADOPT:
+                        self._adopt(job)
+                    elif start == FINISH:
+                        self._finish_file(job)
+                    else:
+                        self._fetch_range(wid, buf, job, start, end)
+                finally:
+                    self.sched.task_done(job, ranged=start >= 0)
         except _Cancelled:
             pass
         except BaseException as e:
@@ -173,23 +192,29 @@ class Executor:
 
     def _fetch_range(self, wid: int, buf: memoryview, job: FileJob, start: int, end: int) -> None:
         pos = start
-        part = hashlib.md5(usedforsecurity=False) if job.exp.kind == "multipart-etag" else None
+        logged = start  # journalled up to here
+        step = self.journal_step
+        obj = job.obj
         counters = self._counters
         cancel = self.cancel
-
         busy = self._busy
+        journal = self.journal
+        job.begin_range(start, end)
+        with self._lock:
+            self._dirty.add(job)
 
         def on_data(offset: int, data: memoryview) -> None:
-            nonlocal pos
+            nonlocal pos, logged
             if cancel.is_set():
                 raise _Cancelled
             t = time.monotonic()
             job.write(start, offset, data)
-            if part is not None:
-                part.update(data)
             n = len(data)
             counters[wid] += n
             pos = offset + n
+            if pos - logged >= step and pos < end:
+                journal.ranges_written([(obj.rel, obj.etag, obj.size, start, pos)])
+                logged = pos
             busy[wid] += time.monotonic() - t
 
         attempt = 0
@@ -197,7 +222,7 @@ class Executor:
             t0 = time.monotonic()
             b0 = busy[wid]
             try:
-                self.source.read(job.obj, pos, end, buf, on_data)
+                self.source.read(obj, pos, end, buf, on_data)
                 self._wait[wid] += time.monotonic() - t0 - (busy[wid] - b0)
                 break
             except TransientError as e:
@@ -207,52 +232,67 @@ class Executor:
                                       hint="the endpoint keeps failing; re-run later to resume") from e
                 with self._lock:
                     self.stats.retries += 1
-                self.sink.emit(Event("retry", {"path": job.obj.rel, "attempt": attempt, "error": str(e)}))
+                self.sink.emit(Event("retry", {"path": obj.rel, "attempt": attempt, "error": str(e)}))
                 deadline = time.monotonic() + backoff_delay(attempt, self.s3.backoff_base, self.s3.backoff_cap)
                 while time.monotonic() < deadline:
                     if cancel.is_set():
                         raise _Cancelled from None
                     time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-                if part is not None and pos > start:
-                    # The part's MD5 restarts; bytes already written are hashed from the page cache.
-                    part = hashlib.md5(usedforsecurity=False)
-                    assert job.fd is not None
-                    pread_into(job.fd, part, start, pos)
-        job.range_done(start, end, part.digest() if part is not None else None)
+                if pos > start:
+                    job.range_restart(start, pos)
+        job.range_done(start, end)
+        if len(job.all_ranges) > 1:  # a one-range file is journalled as published right away
+            journal.ranges_written([(obj.rel, obj.etag, obj.size, start, end)])
         with self._lock:
-            if len(job.all_ranges) > 1:  # a one-range file is published right away: nothing to resume
-                self._to_journal.append((job, start, end))
             job.left -= 1
             last = job.left == 0
         if last:
             self._finish_file(job)
 
     def _finish_file(self, job: FileJob) -> None:
-        ok, digest = job.digest_matches()
+        ok, digest = job.check()
         if not ok:
-            expected = job.exp.expected
-            detail = f"{job.exp.kind} {digest} != expected {expected}"
+            detail = f"{job.exp.kind} {next(iter(digest.values()), '?')} != expected {job.exp.expected}"
             if job.refetches >= 1:
                 raise job.fail(detail)
             log.warning("%s failed verification (%s); fetching it again", job.obj.rel, detail)
             self.sink.emit(Event("warning", {"path": job.obj.rel,
                                              "message": f"verification failed ({job.exp.kind}); fetching again"}))
+            self.journal.dropped(job.obj.rel)
             with self._lock:
                 self.stats.refetched_files.append(job.obj.rel)
                 rngs = job.restart()
                 job.left = len(rngs)
-                self._to_journal = [t for t in self._to_journal if t[0] is not job]
             self.sched.add_ranges(job, rngs)
             return
-        record = job.publish()
+        self._published(job, job.publish(), digest)
+
+    def _adopt(self, job: FileJob) -> None:
+        ok, digest = job.check_adoptable()
+        if ok:
+            with self._lock:
+                self.stats.adopted_files += 1
+                self.stats.adopted_bytes += job.obj.size
+            self._published(job, job.publish_adopted(), digest, adopted=True)
+            return
+        self.sink.emit(Event("warning", {"path": job.obj.rel,
+                                         "message": "the copy found on disk differs from the source; fetching it"}))
+        job.restart(counted=False)
+        rngs = self._open(job)
+        self.sched.add_ranges(job, rngs)
+
+    def _published(self, job: FileJob, record: FileRecord, digest: dict[str, str], adopted: bool = False) -> None:
         record.digest = digest
+        self.journal.published([record])
         with self._lock:
-            (self._unsynced if job.small else self._published).append(record)
+            self._dirty.discard(job)
             self.records[record.path] = record
             self.dirs.add(job.final.parent)
+            self._pub_dirs.add(job.final.parent)
+            self._small_unsynced |= job.small
             self.stats.files_published += 1
-        self.sink.emit(Event("file_done", {"path": record.path, "size": record.size,
-                                           "verified": record.verified}))
+        self.sink.emit(Event("file_done", {"path": record.path, "size": record.size, "verified": record.verified,
+                                           **({"adopted": True} if adopted else {})}))
 
     def _fail(self, e: BaseException) -> None:
         with self._lock:
@@ -265,26 +305,22 @@ class Executor:
     def bytes_done(self) -> int:
         return sum(self._counters)
 
-    def _flush_journal(self, final: bool = False) -> None:
+    def _sync(self) -> None:
+        """Make what was written durable, then say so in the journal (see store.journal)."""
+        upto = self.journal.mark()
         with self._lock:
-            items, self._to_journal = self._to_journal, []
-            published, self._published = self._published, []
-            unsynced = self._unsynced
-            if unsynced and (final or len(unsynced) >= 64):
-                self._unsynced = []
-            else:
-                unsynced = []
-        if unsynced:
-            syncfs(self.dest)
-        self.journal.published_many(published + unsynced)
-        synced: set[int] = set()
-        lines = []
-        for job, s, e in items:
-            if id(job) not in synced:
-                job.datasync()
-                synced.add(id(job))
-            lines.append((job.obj.rel, job.obj.etag, job.obj.size, s, e))
-        self.journal.ranges_done(lines)
+            dirty, self._dirty = self._dirty, set()
+            small, self._small_unsynced = self._small_unsynced, False
+            dirs, self._pub_dirs = self._pub_dirs, set()
+        if not (dirty or small or dirs):
+            return
+        for job in dirty:
+            job.datasync()
+        if small:
+            self.dest.make_durable()
+        for d in sorted(dirs):
+            fsync_dir(d)
+        self.journal.synced(upto)
 
     def run(self, tick: Callable[[int], None]) -> None:
         n = max(1, self.settings.workers)
@@ -295,36 +331,35 @@ class Executor:
             t.start()
         if hasattr(self.stop, "polled"):
             self.stop.polled = True  # signals now just set the flag; this loop turns them into a clean stop
-        last_flush = time.monotonic()
+        last_sync = time.monotonic()
         while not self._finished.wait(0.1):
             if self.stop.is_set():
                 self._interrupt()
             now = time.monotonic()
-            if now - last_flush >= self.settings.journal_interval:
-                self._flush_journal()
-                last_flush = now
+            if now - last_sync >= self.settings.journal_interval:
+                self._sync()
+                last_sync = now
             tick(self.bytes_done())
         self.stats.bytes_fetched = self.bytes_done()
         self.stats.seconds_waiting_source = sum(self._wait)
         self.stats.seconds_writing = sum(self._busy)
         tick(self.stats.bytes_fetched)
-        self._flush_journal(final=True)
+        self._sync()
         if self.stop.is_set() and self.failure is None:
             self._interrupt()
         if self.failure is not None:
             for job in self.jobs:
                 job.discard()
-            if isinstance(self.failure, ModelpvcError):
-                raise self.failure
             raise self.failure
         for d in sorted(self.dirs):
             fsync_dir(d)
 
     def _interrupt(self) -> None:
-        """Stop promptly: workers see ``cancel`` within one buffer; what completed is journalled."""
+        """Stop promptly: workers see ``cancel`` within one buffer; what was written is journalled."""
         self.cancel.set()
         self.sched.close()
         self._finished.wait(1.0)
-        self._flush_journal(final=True)
+        self._sync()
         signum = getattr(self.stop, "signum", 15)
         raise Interrupted(int(signum))
+

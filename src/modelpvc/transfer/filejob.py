@@ -3,54 +3,52 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import threading
 from pathlib import Path
 
+from modelpvc.core.digests import Expectation
 from modelpvc.core.errors import IntegrityError
 from modelpvc.core.models import FileRecord, ObjectInfo
+from modelpvc.store.destination import Destination
+from modelpvc.store.hashing import fd_digest
 from modelpvc.store.localfs import destination_error
-from modelpvc.transfer import ranges
-from modelpvc.transfer.digest import Expectation, SequentialDigest, multipart_etag, pread_into, render
-from modelpvc.transfer.keys import PARTIAL_SUFFIX
+from modelpvc.transfer import digest, ranges
 
 SMALL_FILE = 8 * 1024 * 1024
 
 
 class FileJob:
-    def __init__(self, dest: Path, obj: ObjectInfo, exp: Expectation, part_size: int,
-                 done: list[tuple[int, int]] | None = None) -> None:
+    def __init__(self, dest: Destination, obj: ObjectInfo, exp: Expectation, part_size: int,
+                 done: list[tuple[int, int]] | None = None, adopt: Path | None = None) -> None:
         self.obj = obj
         self.exp = exp
-        self.final = dest / obj.rel
-        self.partial = self.final.with_name(self.final.name + PARTIAL_SUFFIX)
+        self.final = dest.final(obj.rel)
+        self.partial = dest.partial(obj.rel)
         self.lock = threading.Lock()
         self.fd: int | None = None
         self.refetches = 0
         self.left = 0  # ranges not yet written in this run; the executor owns it
-        self.part_size = exp.part_size if exp.part_size else part_size
+        self.workers = 0  # workers on this file right now; the scheduler owns it
+        # Per-part values need one range per upload part; otherwise our own part size.
+        self.part_size = exp.part_size if exp.form == "parts" and exp.part_size else part_size
         self.all_ranges = ranges.split(obj.size, self.part_size)
         self.resumed = ranges.merge(done or [])
-        self._reset_digests()
-
-    def _reset_digests(self) -> None:
-        self.seq = SequentialDigest(self.exp.algorithm) if self.exp.algorithm else None
-        self.part_md5: dict[int, bytes] = {}
+        self.adopt = adopt  # a complete-looking local copy to hash instead of fetching
+        self.digest = digest.for_expectation(exp, obj.size)
 
     def todo(self) -> list[tuple[int, int]]:
-        """Ranges still to fetch: the gaps a previous run left, cut to the part size.
-
-        Multipart ETags need each part's MD5, so there a part is fetched whole unless fully present.
-        """
+        """Ranges still to fetch: the gaps an earlier run left, cut on the part grid, in offset order."""
         if not self.resumed:
             return list(self.all_ranges)
-        if self.exp.part_size:
-            return [(s, e) for s, e in self.all_ranges
-                    if ranges.covered(ranges.clip(self.resumed, s, e)) < e - s]
+        grid = self.part_size if 0 < self.part_size < self.obj.size else self.obj.size or 1
         out: list[tuple[int, int]] = []
         for gs, ge in ranges.gaps(self.resumed, self.obj.size):
-            out += [(gs + a, gs + b) for a, b in ranges.split(ge - gs, self.part_size)]
+            cut = gs
+            while cut < ge:
+                nxt = min(ge, (cut // grid + 1) * grid)
+                out.append((cut, nxt))
+                cut = nxt
         return out
 
     def open(self) -> None:
@@ -79,70 +77,95 @@ class FileJob:
                 os.close(fd)
                 raise destination_error(e, self.partial, "allocating") from e
             self.fd = fd
-            if self.seq is not None and self.resumed:
-                self.seq.done = ranges.merge([*self.seq.done, *self.resumed])
+            if self.digest is not None and self.resumed:
+                self.digest.resumed(self.resumed)
+
+    def begin_range(self, start: int, end: int) -> None:
+        if self.digest is not None:
+            self.digest.begin(start, end)
 
     def write(self, range_start: int, offset: int, data: memoryview) -> None:
         fd = self.fd
         assert fd is not None
         view = data
+        pos = offset
         while view:
             try:
-                n = os.pwrite(fd, view, offset)
+                n = os.pwrite(fd, view, pos)
             except OSError as e:
                 raise destination_error(e, self.partial, "writing") from e
             view = view[n:]
-            offset += n
-        if self.seq is not None:
-            self.seq.feed(range_start, offset - len(data), data)
+            pos += n
+        if self.digest is not None:
+            self.digest.feed(range_start, offset, data)
 
-    def range_done(self, start: int, end: int, part_md5: bytes | None) -> None:
-        if part_md5 is not None and self.exp.part_size:
-            self.part_md5[start // self.exp.part_size] = part_md5
-        if self.seq is not None and self.fd is not None:
-            self.seq.completed(self.fd, start, end)
+    def range_restart(self, start: int, pos: int) -> None:
+        if self.digest is not None and self.fd is not None:
+            self.digest.range_restart(self.fd, start, pos)
+
+    def range_done(self, start: int, end: int) -> None:
+        if self.digest is not None and self.fd is not None:
+            self.digest.range_done(self.fd, start, end)
 
     def datasync(self) -> None:
         with self.lock:
             if self.fd is not None:
                 os.fdatasync(self.fd)
 
-    def digest_matches(self) -> tuple[bool, dict[str, str]]:
-        """(matches the expectation, digest to record). Hashes any bytes the cursor has not reached."""
-        exp = self.exp
+    def check(self) -> tuple[bool, dict[str, str]]:
+        """(matches the expectation, digest to record), once every range is on disk."""
         assert self.fd is not None
-        if exp.kind == "multipart-etag":
-            parts = [self.part_md5.get(i) for i in range(len(self.all_ranges))]
-            if any(p is None for p in parts):
-                # Ranges restored from the journal were not hashed in this process.
-                parts = [p if p is not None else self._hash_range(i) for i, p in enumerate(parts)]
-            value = multipart_etag([p for p in parts if p is not None])
-            return value == exp.expected, {"multipart-etag": value, "part_size": str(exp.part_size)}
-        if self.seq is not None:
-            raw = self.seq.finish(self.fd, self.obj.size)
-            value = render(exp, raw)
-            ok = exp.expected is None or value == exp.expected
-            return ok, {self.seq.algorithm: value}
-        return True, {}
+        if self.digest is None:
+            return True, {}
+        value = self.digest.finish(self.fd, self.obj.size)
+        return self.exp.expected is None or value == self.exp.expected, self.exp.record(value)
 
-    def _hash_range(self, index: int) -> bytes:
-        s, e = self.all_ranges[index]
-        assert self.fd is not None
-        h = hashlib.md5(usedforsecurity=False)
-        pread_into(self.fd, h, s, e)
-        return h.digest()
+    def check_adoptable(self) -> tuple[bool, dict[str, str]]:
+        """Hash the local copy against what the source promises (cheaper than the network)."""
+        assert self.adopt is not None
+        try:
+            fd = os.open(self.adopt, os.O_RDONLY)
+        except OSError as e:
+            raise destination_error(e, self.adopt, "reading") from e
+        try:
+            if os.fstat(fd).st_size != self.obj.size:
+                return False, {}
+            value = fd_digest(fd, self.obj.size, self.exp)
+        finally:
+            os.close(fd)
+        ok = value is not None and self.exp.expected is not None and value == self.exp.expected
+        return ok, self.exp.record(value) if value is not None else {}
 
-    def restart(self) -> list[tuple[int, int]]:
+    def publish_adopted(self) -> FileRecord:
+        """Make the adopted copy durable under its final name."""
+        assert self.adopt is not None
+        try:
+            fd = os.open(self.adopt, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if self.adopt != self.final:
+                os.replace(self.adopt, self.final)
+            st = os.stat(self.final)
+        except OSError as e:
+            raise destination_error(e, self.final, "publishing") from e
+        self.adopt = None
+        return self._record(st.st_mtime_ns)
+
+    def restart(self, *, counted: bool = True) -> list[tuple[int, int]]:
         """Forget everything fetched (after an integrity failure) and return all ranges again."""
-        self.refetches += 1
+        if counted:
+            self.refetches += 1
+        self.adopt = None
         self.resumed = []
-        self._reset_digests()
+        self.digest = digest.for_expectation(self.exp, self.obj.size)
         return list(self.all_ranges)
 
     @property
     def small(self) -> bool:
         """Small files skip their own fsync: the executor makes them durable with one syncfs before
-        journalling them, and before the manifest (2,000 fsyncs cost more than the copy itself)."""
+        journalling them as synced, and before the manifest (2,000 fsyncs cost more than the copy)."""
         return self.obj.size <= SMALL_FILE
 
     def publish(self) -> FileRecord:
@@ -163,8 +186,11 @@ class FileJob:
             st = os.stat(self.final)
         except OSError as e:
             raise destination_error(e, self.final, "publishing") from e
+        return self._record(st.st_mtime_ns)
+
+    def _record(self, mtime_ns: int) -> FileRecord:
         return FileRecord(path=self.obj.rel, key=self.obj.key, size=self.obj.size, etag=self.obj.etag,
-                          verified=self.exp.kind, mtime_ns=st.st_mtime_ns)
+                          verified=self.exp.kind, mtime_ns=mtime_ns)
 
     def fail(self, detail: str) -> IntegrityError:
         return IntegrityError(

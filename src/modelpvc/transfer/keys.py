@@ -5,8 +5,7 @@ from __future__ import annotations
 from modelpvc.core.errors import UnsafeKey
 from modelpvc.core.manifest import STATE_DIR
 from modelpvc.core.models import ObjectInfo
-
-PARTIAL_SUFFIX = ".partial"
+from modelpvc.store.destination import PARTIAL_SUFFIX
 
 
 def unsafe_reason(rel: str) -> str | None:

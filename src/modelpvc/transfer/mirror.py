@@ -1,10 +1,15 @@
-"""``mirror``: list -> plan -> fetch -> verify -> publish -> manifest. The library entry point."""
+"""``mirror``: make a directory an exact, verified copy of a source's selected objects.
+
+The library entry point. A run is four steps around one request: prepare (list, refuse unsafe keys,
+plan against what the destination holds), apply the local changes the plan needs (mark the destination
+incomplete, check space, remove stale partials, delete, hard-link), fetch (the executor), publish
+(check the model's structure, write the manifest last).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -16,23 +21,36 @@ from typing import Any
 from modelpvc import __version__
 from modelpvc.core.errors import ConfigError, DestinationError, DestinationFull, IntegrityError
 from modelpvc.core.events import Event, NullSink, ProgressSink
-from modelpvc.core.manifest import STATE_DIR, Manifest
-from modelpvc.core.models import Action, FileRecord, ObjectInfo, Plan
-from modelpvc.core.settings import S3Settings, TransferSettings
-from modelpvc.store import localfs
+from modelpvc.core.manifest import Manifest
+from modelpvc.core.models import Action, FileRecord, ObjectInfo, Plan, Selection
+from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
 from modelpvc.store.base import ObjectSource
+from modelpvc.store.destination import Destination
+from modelpvc.store.journal import Journal, JournalState
 from modelpvc.transfer.executor import Executor, RunStats
 from modelpvc.transfer.expectations import expectations
 from modelpvc.transfer.filejob import FileJob
-from modelpvc.transfer.journal import Journal
-from modelpvc.transfer.keys import PARTIAL_SUFFIX, check_keys
-from modelpvc.transfer.planner import LocalFile, LocalState, Selector, plan_mirror
+from modelpvc.transfer.keys import check_keys
+from modelpvc.transfer.planner import LocalState, Selector, plan_mirror
 
 log = logging.getLogger(__name__)
 
-# Checks a published directory before the manifest is written: returns a JSON-able report and raises
-# IntegrityError when the model is not whole. Supplied by the caller (the model layer's checker).
+# Checks a published directory before the manifest is written: returns a JSON-able report (findings with
+# their severity) and raises IntegrityError when the model would not load. Supplied by the caller.
 StructureCheck = Callable[[Path, list[str]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class MirrorRequest:
+    source: ObjectSource
+    dest: Path
+    s3: S3Settings
+    settings: TransferSettings
+    select: Selector | None = None
+    structure_check: StructureCheck | None = None
+    objects: list[ObjectInfo] | None = None  # the listing, when the caller has it already
+    link_dest: Path | None = None  # another completed revision on the same filesystem
+    shard: tuple[int, int] | None = None  # (i, n): this pod's share of a parallel populate
 
 
 @dataclass
@@ -44,6 +62,12 @@ class MirrorResult:
     noop: bool = False
     deleted: list[str] = field(default_factory=list)
     removed_partials: list[str] = field(default_factory=list)
+    workers: int = 0
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        found = (self.manifest.structure if self.manifest else {}).get("findings") or []
+        return [f for f in found if f.get("severity") == "warning"]
 
     def summary(self) -> dict[str, Any]:
         mb = self.stats.bytes_fetched / 1e6
@@ -53,8 +77,9 @@ class MirrorResult:
         return {
             "files": len(self.plan.selected),
             "bytes": self.plan.selected_bytes,
-            "fetched_files": len(self.plan.of(Action.FETCH, Action.RESUME)),
+            "fetched_files": len(self.plan.of(Action.FETCH, Action.RESUME, Action.ADOPT)) - self.stats.adopted_files,
             "bytes_fetched": self.stats.bytes_fetched,
+            "adopted_files": self.stats.adopted_files,
             "kept_files": len(self.plan.of(Action.KEEP)),
             "linked_files": len(self.plan.of(Action.LINK)),
             "skipped_files": len(self.plan.of(Action.SKIP)),
@@ -67,6 +92,9 @@ class MirrorResult:
             "verified": verified,
             "revision": self.manifest.revision if self.manifest else None,
             "noop": self.noop,
+            "layout": self.plan.layout,
+            "warnings": len(self.warnings),
+            "workers": self.workers,
             "bottleneck": self.bottleneck(),
         }
 
@@ -83,156 +111,196 @@ class MirrorResult:
         return None
 
 
-def scan_destination(dest: Path) -> tuple[dict[str, LocalFile], dict[str, LocalFile]]:
-    """(final files, partial files keyed by their final name), ignoring ``.modelpvc/``."""
-    files: dict[str, LocalFile] = {}
-    partials: dict[str, LocalFile] = {}
-    if not dest.is_dir():
-        return files, partials
-    for dirpath, dirnames, filenames in os.walk(dest):
-        if dirpath == str(dest):
-            dirnames[:] = [d for d in dirnames if d != STATE_DIR]
-        for name in filenames:
-            p = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(p)
-            except FileNotFoundError:
-                continue
-            rel = os.path.relpath(p, dest).replace(os.sep, "/")
-            if rel.startswith(".") and rel.endswith(".tmp"):
-                continue
-            lf = LocalFile(st.st_size, st.st_mtime_ns)
-            if name.endswith(PARTIAL_SUFFIX):
-                partials[rel[: -len(PARTIAL_SUFFIX)]] = lf
-            else:
-                files[rel] = lf
-    return files, partials
+@dataclass
+class _Run:
+    """What the steps of one run hand each other."""
+
+    req: MirrorRequest
+    dest: Destination
+    objects: list[ObjectInfo]
+    select: Selector | None
+    structure_check: StructureCheck | None
+    links: dict[str, tuple[FileRecord, Path]]
+    adopted_shards: dict[str, FileRecord]
+    started: str
+    t0: float
+    journal: Journal | None = None
+    jstate: JournalState = field(default_factory=JournalState)
+    old: Manifest | None = None
+    plan: Plan = field(default_factory=lambda: Plan("", ()))
+    result: MirrorResult | None = None
+    fresh: dict[str, FileRecord] = field(default_factory=dict)  # linked or fetched by this run
+
+    @property
+    def uri(self) -> str:
+        return str(self.req.source.uri)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def mirror(
-    source: ObjectSource,
-    dest: Path,
-    *,
-    s3: S3Settings,
-    settings: TransferSettings,
-    sink: ProgressSink | None = None,
-    stop: threading.Event | None = None,
-    select: Selector | None = None,
-    structure_check: StructureCheck | None = None,
-    objects: list[ObjectInfo] | None = None,
-    link_dest: Path | None = None,
-    shard: tuple[int, int] | None = None,
-) -> MirrorResult:
-    """Make ``dest`` an exact, verified copy of the source's selected objects.
+def mirror(req: MirrorRequest, sink: ProgressSink | None = None, stop: threading.Event | None = None) -> MirrorResult:
+    """Make ``req.dest`` an exact, verified copy of the source's selected objects.
 
-    ``shard=(i, n)``: copy only this pod's share of a parallel populate; lock, journal and a partial
+    ``req.shard=(i, n)``: copy only this pod's share of a parallel populate; lock, journal and a partial
     manifest live in ``.modelpvc/shards/i/``. A later run without ``shard`` adopts what the shards
     published (nothing is fetched again), checks the whole model and writes the one manifest.
     """
     sink = sink or NullSink()
     stop = stop or threading.Event()
-    t0 = time.monotonic()
-    started = _now()
-    if dest.exists() and not dest.is_dir():
-        raise DestinationError(f"{dest} exists and is not a directory")
-    if objects is None:
-        objects = source.list_objects()
-    check_keys(objects, str(source.uri))
-    links = _link_candidates(link_dest, dest) if link_dest is not None else {}
-    if shard is not None:
-        select = shard_selector(select, *shard)
-        structure_check = None  # a share of a model is not a whole model
-    state = localfs.shard_state_dir(dest, shard[0]) if shard else localfs.state_dir(dest)
-    adopted = {} if shard else {r.path: r for m in localfs.shard_manifests(dest) for r in m.files}
-    if settings.dry_run:
-        jranges, jpub = Journal(state).load()
-        return MirrorResult(plan=_plan(str(source.uri), dest, objects, settings, select,
-                                       localfs.read_manifest(dest, state),
-                                       jranges, jpub, links, adopted))
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise localfs.destination_error(e, dest, "creating") from e
-    with localfs.DestinationLock(dest, state):
-        journal = Journal(state)
-        jranges, jpub = journal.load()  # read once: ranges to resume, files published by a killed run
-        old = localfs.read_manifest(dest, state)
-        plan = _plan(str(source.uri), dest, objects, settings, select, old, jranges, jpub, links, adopted)
-        sink.emit(Event("plan", {"source": str(source.uri), **plan.summary()}))
-        work = plan.of(Action.FETCH, Action.RESUME, Action.DELETE, Action.LINK)
-        result = MirrorResult(plan=plan)
-        wanted = {op.rel for op in plan.selected}
-        if not work and old is not None and old.source == str(source.uri) and \
-                {f.path for f in old.files} == wanted:
-            result.noop = True
-            result.manifest = old
-            result.seconds = time.monotonic() - t0
-            journal.remove()
-            return result
-        localfs.remove_manifest(dest, state)
-        if shard:
-            localfs.remove_manifest(dest)  # the whole destination is changing too
-        _check_space(dest, plan, settings)
-        # A shard owns only its share's partials; the others belong to pods running beside it.
-        owned = {op.rel for op in plan.of(Action.FETCH)} if shard else None
-        result.removed_partials = _remove_stale_partials(dest, plan, owned)
-        result.deleted = _delete(dest, plan)
-        linked = _link(dest, plan, links)
-        fetch = plan.of(Action.FETCH, Action.RESUME)
-        exps = expectations(source, [op.obj for op in fetch if op.obj is not None], settings.verify)
-        jobs = []
-        for op, exp in zip(fetch, exps, strict=True):
-            assert op.obj is not None
-            done = jranges.get((op.rel, op.obj.etag, op.obj.size)) if op.action is Action.RESUME else None
-            jobs.append(FileJob(dest, op.obj, exp, settings.part_size if settings.part_size > 0 else 0, done))
-        execu = Executor(source, dest, jobs, journal, s3, settings, sink, stop)
-        total = plan.bytes_to_fetch
-        t_fetch = time.monotonic()
-
-        def tick(done: int) -> None:
-            sink.emit(Event("tick", {"bytes_done": done, "bytes_total": total,
-                                     "seconds": time.monotonic() - t_fetch}))
-
+    run = _prepare(req)
+    if req.settings.dry_run:
+        run.jstate = run.dest.journal().load()
+        run.old = run.dest.read_manifest()
+        return MirrorResult(plan=_plan(run))
+    run.dest.prepare()
+    with run.dest.lock():
+        run.journal = run.dest.journal()
+        run.jstate = run.journal.begin(run.dest.root)  # read once: ranges to resume, files a killed run published
+        run.old = run.dest.read_manifest()
+        run.plan = _plan(run)
+        sink.emit(Event("plan", {"source": run.uri, "layout": run.plan.layout, "notes": list(run.plan.notes),
+                                 **run.plan.summary()}))
+        run.result = MirrorResult(plan=run.plan, workers=req.settings.workers)
         try:
-            execu.run(tick)
+            if _is_noop(run):
+                run.result.noop = True
+                run.result.manifest = run.old
+                run.journal.remove()
+                return _finished(run)
+            _apply_local_changes(run)
+            _fetch(run, sink, stop)
+            return _publish(run, sink)
         finally:
-            journal.close()
-        result.stats = execu.stats
-        records = _collect_records(plan, {**adopted, **jpub, **linked, **execu.records}, old)
-        structure = structure_check(dest, sorted(records)) if structure_check else {}
-        manifest = Manifest(
-            source=str(source.uri), endpoint=source.endpoint, files=list(records.values()),
-            tool_version=__version__, started_at=started, completed_at=_now(),
-            verify_level=str(settings.verify),
-            skipped=[{"path": op.rel, "size": op.size, "reason": op.reason} for op in plan.of(Action.SKIP)],
-            structure=structure,
-        )
-        localfs.write_manifest(dest, manifest, state)
-        journal.remove()
-        if shard is None and adopted:
-            shutil.rmtree(localfs.state_dir(dest) / "shards", ignore_errors=True)
-        result.manifest = manifest
-        result.seconds = time.monotonic() - t0
-        return result
+            run.journal.close()
 
 
-def _link_candidates(link_dest: Path, dest: Path) -> dict[str, tuple[FileRecord, Path]]:
+def _prepare(req: MirrorRequest) -> _Run:
+    dest = Destination(req.dest, req.shard[0] if req.shard else None)
+    if req.dest.exists() and not req.dest.is_dir():
+        raise DestinationError(f"{req.dest} exists and is not a directory")
+    objects = req.objects if req.objects is not None else req.source.list_objects()
+    check_keys(objects, str(req.source.uri))
+    select, structure_check = req.select, req.structure_check
+    if req.shard is not None:
+        select = shard_selector(select, *req.shard)
+        structure_check = None  # a share of a model is not a whole model
+    return _Run(req=req, dest=dest, objects=objects, select=select, structure_check=structure_check,
+                links=_link_candidates(req.link_dest, dest) if req.link_dest is not None else {},
+                adopted_shards={} if req.shard else {r.path: r for m in dest.shard_manifests() for r in m.files},
+                started=_now(), t0=time.monotonic())
+
+
+def _plan(run: _Run) -> Plan:
+    scan = run.dest.scan()
+    published = {**run.adopted_shards, **(run.old.by_path() if run.old else {}), **run.jstate.published}
+    local = LocalState(files=scan.files, partials=scan.partials, published=published,
+                       journal_ranges=run.jstate.ranges,
+                       link_candidates={k: v[0] for k, v in run.links.items()},
+                       can_adopt=run.req.settings.verify is not VerifyLevel.SIZE)
+    return plan_mirror(run.uri, run.objects, local, delete=run.req.settings.delete, select=run.select)
+
+
+def _is_noop(run: _Run) -> bool:
+    work = run.plan.of(Action.FETCH, Action.RESUME, Action.ADOPT, Action.DELETE, Action.LINK)
+    return (not work and run.old is not None and run.old.source == run.uri
+            and {f.path for f in run.old.files} == {op.rel for op in run.plan.selected})
+
+
+def _apply_local_changes(run: _Run) -> None:
+    assert run.result is not None
+    run.dest.remove_manifest()
+    _check_space(run)
+    # A shard owns only its share's partials; the others belong to pods running beside it.
+    owned = {op.rel for op in run.plan.of(Action.FETCH)} if run.req.shard else None
+    keep = {op.rel for op in run.plan.of(Action.RESUME)} | \
+        {op.rel for op in run.plan.of(Action.ADOPT) if op.local == "partial"}
+    stale = [rel for rel in run.dest.scan().partials if rel not in keep and (owned is None or rel in owned)]
+    run.result.removed_partials = run.dest.remove_partials(stale)
+    run.result.deleted = run.dest.delete([op.rel for op in run.plan.of(Action.DELETE)])
+    for op in run.plan.of(Action.LINK):
+        rec, src = run.links[op.rel]
+        mtime = run.dest.link(op.rel, src)
+        run.fresh[op.rel] = FileRecord(path=op.rel, key=op.obj.key if op.obj else rec.key, size=rec.size,
+                                        etag=rec.etag, verified=rec.verified, digest=dict(rec.digest),
+                                        mtime_ns=mtime)
+
+
+def journal_step(bytes_to_fetch: int, workers: int) -> int:
+    """Bytes a worker writes before journalling them: a kill costs at most ~1 % of the model again
+    (workers x step), within [1, 64] MiB."""
+    return int(min(64 * MiB, max(1 * MiB, 0.01 * bytes_to_fetch / max(1, workers))))
+
+
+def _fetch(run: _Run, sink: ProgressSink, stop: threading.Event) -> None:
+    assert run.result is not None and run.journal is not None
+    settings = run.req.settings
+    fetch = run.plan.of(Action.FETCH, Action.RESUME, Action.ADOPT)
+    exps = expectations(run.req.source, [op.obj for op in fetch if op.obj is not None], settings.verify)
+    jobs = []
+    for op, exp in zip(fetch, exps, strict=True):
+        assert op.obj is not None
+        done = run.jstate.ranges.get((op.rel, op.obj.etag, op.obj.size)) if op.action is Action.RESUME else None
+        adopt = None
+        if op.action is Action.ADOPT:
+            adopt = run.dest.final(op.rel) if op.local == "final" else run.dest.partial(op.rel)
+        jobs.append(FileJob(run.dest, op.obj, exp, max(0, settings.part_size), done, adopt))
+    total = run.plan.bytes_to_fetch
+    execu = Executor(run.req.source, run.dest, jobs, run.journal, run.req.s3, settings, sink, stop,
+                     journal_step(total, settings.workers))
+    t_fetch = time.monotonic()
+
+    def tick(done: int) -> None:
+        sink.emit(Event("tick", {"bytes_done": done, "bytes_total": total, "seconds": time.monotonic() - t_fetch}))
+
+    try:
+        execu.run(tick)
+    finally:
+        run.result.stats = execu.stats
+    run.fresh.update(execu.records)
+
+
+def _publish(run: _Run, sink: ProgressSink) -> MirrorResult:
+    assert run.result is not None and run.journal is not None
+    records = _collect_records(run.plan, {**run.adopted_shards, **run.jstate.published, **run.fresh}, run.old)
+    structure = run.structure_check(run.dest.root, sorted(records)) if run.structure_check else {}
+    for f in structure.get("findings") or []:
+        if f.get("severity") == "warning":
+            sink.emit(Event("warning", {"path": f.get("path"), "message": f.get("message"), "code": f.get("code")}))
+    manifest = Manifest(
+        source=run.uri, endpoint=run.req.source.endpoint, files=list(records.values()),
+        tool_version=__version__, started_at=run.started, completed_at=_now(),
+        verify_level=str(run.req.settings.verify),
+        skipped=[{"path": op.rel, "size": op.size, "reason": op.reason} for op in run.plan.of(Action.SKIP)],
+        structure=structure,
+    )
+    run.dest.write_manifest(manifest)
+    run.journal.remove()
+    if run.req.shard is None and run.adopted_shards:
+        run.dest.clear_shards()
+    run.result.manifest = manifest
+    return _finished(run)
+
+
+def _finished(run: _Run) -> MirrorResult:
+    assert run.result is not None
+    run.result.seconds = time.monotonic() - run.t0
+    return run.result
+
+
+def _link_candidates(link_dest: Path, dest: Destination) -> dict[str, tuple[FileRecord, Path]]:
     """Files of a verified revision (its manifest) that are still intact by size and mtime."""
-    m = localfs.read_manifest(link_dest)
+    other = Destination(link_dest)
+    m = other.read_manifest()
     if m is None:
         raise DestinationError(f"--link-dest {link_dest} has no manifest; only a completed mirror can be linked from")
-    existing = dest
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if os.stat(link_dest).st_dev != os.stat(existing).st_dev:
-        raise DestinationError(f"--link-dest {link_dest} is on another filesystem than {dest}; hard links need one")
+    if not dest.same_filesystem(link_dest):
+        raise DestinationError(f"--link-dest {link_dest} is on another filesystem than {dest.root}; hard links "
+                               "need one")
     out = {}
     for rec in m.files:
-        p = link_dest / rec.path
+        p = other.final(rec.path)
         try:
             st = os.stat(p)
         except FileNotFoundError:
@@ -242,50 +310,24 @@ def _link_candidates(link_dest: Path, dest: Path) -> dict[str, tuple[FileRecord,
     return out
 
 
-def _link(dest: Path, plan: Plan, links: dict[str, tuple[FileRecord, Path]]) -> dict[str, FileRecord]:
-    """Hard-link unchanged files from the other revision: no bytes copied, the same inode shared."""
-    out = {}
-    for op in plan.of(Action.LINK):
-        rec, src = links[op.rel]
-        target = dest / op.rel
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(src, target)
-        except OSError as e:
-            raise localfs.destination_error(e, target, "hard-linking") from e
-        out[op.rel] = FileRecord(path=op.rel, key=op.obj.key if op.obj else rec.key, size=rec.size, etag=rec.etag,
-                                 verified=rec.verified, digest=dict(rec.digest), mtime_ns=rec.mtime_ns)
-    return out
-
-
 def shard_selector(base: Selector | None, index: int, count: int) -> Selector:
     """This pod's share: selected files dealt largest first to the least-loaded shard. Every pod lists
     the same source, so every pod computes the same split without talking to the others."""
     if not 0 <= index < count:
         raise ConfigError(f"--shard {index}/{count}: the index must be in 0..{count - 1}")
 
-    def select(objects: list[ObjectInfo]) -> dict[str, str]:
-        skips = dict(base(objects)) if base else {}
+    def select(objects: list[ObjectInfo]) -> Selection:
+        chosen = base(objects) if base else Selection()
+        skips = dict(chosen.skips)
         load = [0] * count
         for o in sorted((o for o in objects if o.rel not in skips), key=lambda o: (-o.size, o.rel)):
             k = load.index(min(load))
             load[k] += max(1, o.size)
             if k != index:
                 skips[o.rel] = f"in shard {k} of {count}"
-        return skips
+        return Selection(skips=skips, notes=chosen.notes, layout=chosen.layout)
 
     return select
-
-
-def _plan(uri: str, dest: Path, objects: list[ObjectInfo], settings: TransferSettings, select: Selector | None,
-          manifest: Manifest | None, jranges: dict[tuple[str, str, int], list[tuple[int, int]]],
-          jpub: dict[str, FileRecord], links: dict[str, tuple[FileRecord, Path]] | None = None,
-          adopted: dict[str, FileRecord] | None = None) -> Plan:
-    files, partials = scan_destination(dest)
-    published = {**(adopted or {}), **(manifest.by_path() if manifest else {}), **jpub}
-    local = LocalState(files=files, partials=partials, published=published, journal_ranges=jranges,
-                       link_candidates={k: v[0] for k, v in (links or {}).items()})
-    return plan_mirror(uri, objects, local, delete=settings.delete, select=select)
 
 
 def _collect_records(plan: Plan, fresh: dict[str, FileRecord], old: Manifest | None) -> dict[str, FileRecord]:
@@ -299,46 +341,18 @@ def _collect_records(plan: Plan, fresh: dict[str, FileRecord], old: Manifest | N
     return out
 
 
-def _check_space(dest: Path, plan: Plan, settings: TransferSettings) -> None:
-    if not settings.check_space:
+def _check_space(run: _Run) -> None:
+    if not run.req.settings.check_space:
         return
     # RESUME partials are preallocated already; FETCH may replace an existing file of another size.
-    need = sum(op.size for op in plan.of(Action.FETCH))
-    st = os.statvfs(dest)
-    free = st.f_bavail * st.f_frsize
+    need = sum(op.size for op in run.plan.of(Action.FETCH))
+    free = run.dest.free_bytes()
     if need > free:
         raise DestinationFull(
-            f"{dest} has {_gb(free)} free but {_gb(need)} must be fetched; nothing was written",
+            f"{run.dest.root} has {_gb(free)} free but {_gb(need)} must be fetched; nothing was written",
             hint="grow the volume (modelpvc plan recommends a PVC size) or free space",
         )
 
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB"
-
-
-def _remove_stale_partials(dest: Path, plan: Plan, owned: set[str] | None = None) -> list[str]:
-    """Partials that this plan will not resume are leftovers of killed runs: remove them."""
-    keep = {op.rel for op in plan.of(Action.RESUME)}
-    _files, partials = scan_destination(dest)
-    removed = []
-    for rel in partials:
-        if rel not in keep and (owned is None or rel in owned):
-            (dest / (rel + PARTIAL_SUFFIX)).unlink(missing_ok=True)
-            removed.append(rel + PARTIAL_SUFFIX)
-    return removed
-
-
-def _delete(dest: Path, plan: Plan) -> list[str]:
-    out = []
-    for op in plan.of(Action.DELETE):
-        p = dest / op.rel
-        try:
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink(missing_ok=True)
-        except OSError as e:
-            raise localfs.destination_error(e, p, "deleting") from e
-        out.append(op.rel)
-    return out

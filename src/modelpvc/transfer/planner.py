@@ -5,17 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from modelpvc.core.models import Action, FileRecord, ObjectInfo, Operation, Plan
+from modelpvc.core.models import Action, FileRecord, LocalFile, ObjectInfo, Operation, Plan, Selection
 from modelpvc.transfer import ranges
 
-# Decides which listed objects are wanted: returns {rel: reason} for those to skip.
-Selector = Callable[[list[ObjectInfo]], dict[str, str]]
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    size: int
-    mtime_ns: int
+# Decides which listed objects are wanted.
+Selector = Callable[[list[ObjectInfo]], Selection]
 
 
 @dataclass
@@ -28,6 +22,8 @@ class LocalState:
     journal_ranges: dict[tuple[str, str, int], list[tuple[int, int]]] = field(default_factory=dict)
     # --link-dest: files of another verified revision on the same filesystem, by path
     link_candidates: dict[str, FileRecord] = field(default_factory=dict)
+    # Unrecorded local copies can be hashed against what the source promises (not with --verify size).
+    can_adopt: bool = True
 
 
 def plan_mirror(
@@ -38,11 +34,11 @@ def plan_mirror(
     delete: bool = False,
     select: Selector | None = None,
 ) -> Plan:
-    skips = select(objects) if select is not None else {}
+    chosen = select(objects) if select is not None else Selection()
     ops: list[Operation] = []
     for obj in sorted(objects, key=lambda o: o.rel):
-        if obj.rel in skips:
-            ops.append(Operation(Action.SKIP, obj.rel, obj.size, obj, reason=skips[obj.rel]))
+        if obj.rel in chosen.skips:
+            ops.append(Operation(Action.SKIP, obj.rel, obj.size, obj, reason=chosen.skips[obj.rel]))
             continue
         ops.append(_decide(obj, local))
     if delete:
@@ -52,7 +48,7 @@ def plan_mirror(
         for rel, lf in sorted(local.files.items()):
             if rel not in listed:
                 ops.append(Operation(Action.DELETE, rel, lf.size, None, reason="not in the source"))
-    return Plan(source=source, operations=tuple(ops))
+    return Plan(source=source, operations=tuple(ops), notes=tuple(chosen.notes), layout=chosen.layout)
 
 
 def _decide(obj: ObjectInfo, local: LocalState) -> Operation:
@@ -71,6 +67,15 @@ def _decide(obj: ObjectInfo, local: LocalState) -> Operation:
     other = local.link_candidates.get(obj.rel)
     if other is not None and other.etag == obj.etag and other.size == obj.size and have is None:
         return Operation(Action.LINK, obj.rel, obj.size, obj, reason="unchanged in --link-dest")
+    if local.can_adopt and rec is None:
+        # Found complete-looking but unrecorded: killed before its record, or copied by another tool.
+        # Hashing it locally is cheaper than fetching it; a mismatch falls back to a fetch.
+        if have is not None and have.size == obj.size:
+            return Operation(Action.ADOPT, obj.rel, obj.size, obj, local="final",
+                             reason="on disk but not recorded: hashed against the source's digest")
+        if partial is not None and partial.size == obj.size:
+            return Operation(Action.ADOPT, obj.rel, obj.size, obj, local="partial",
+                             reason="an unrecorded .partial of full length: hashed against the source's digest")
     if rec is not None:
         reason = "changed in the source"
     elif have is not None:

@@ -19,14 +19,20 @@ class VerifyReport:
     files_hashed: int = 0
     bytes_hashed: int = 0
     source: str | None = None
+    strict: bool = False  # warnings count as errors
 
     @property
     def all_findings(self) -> list[Finding]:
         return self.structure.findings + self.findings
 
     @property
+    def failing(self) -> list[Finding]:
+        bad = ("error", "warning") if self.strict else ("error",)
+        return [f for f in self.all_findings if f.severity in bad]
+
+    @property
     def ok(self) -> bool:
-        return not any(f.severity == "error" for f in self.all_findings)
+        return not self.failing
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,5 +47,6 @@ class VerifyReport:
             "files_hashed": self.files_hashed,
             "bytes_hashed": self.bytes_hashed,
             "source": self.source,
+            "strict": self.strict,
             "findings": [f.to_json() for f in self.all_findings],
         }
