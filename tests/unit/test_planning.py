@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from modelpvc.cli.credentials import s3_settings
-from modelpvc.core.errors import ConfigError, UnsafeKey
 from modelpvc.core import digests
+from modelpvc.core.errors import ConfigError, UnsafeKey
 from modelpvc.core.models import Action, FileRecord, LocalFile, ObjectInfo, Selection
 from modelpvc.store import journal as journal_mod
 from modelpvc.store.journal import Journal
