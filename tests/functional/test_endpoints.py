@@ -77,3 +77,41 @@ def test_listing_past_one_page_copies_every_object(s3root, env, tmp_path):
     assert r.returncode == 0, r.stderr
     assert same_tree(d, tmp_path / "pvc") == []
     assert "1234 files fetched" in r.stdout
+
+
+def test_aws_ca_bundle_variable_is_honoured(tls_server, env, tmp_path):
+    srv, ca, model = tls_server
+    e = {**env, **srv.env(), "AWS_ENDPOINT_URL": f"https://127.0.0.1:{srv.port}", "AWS_CA_BUNDLE": str(ca)}
+    r = run_cli(["mirror", "s3://models/tls/", str(tmp_path / "pvc")], e)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(model, tmp_path / "pvc") == []
+
+
+def test_aws_profile_with_a_shared_credentials_file(make_model, env, rclone, tmp_path):
+    """No AWS_ACCESS_KEY_ID: the keys come from the profile AWS_PROFILE names, as every AWS SDK reads them."""
+    src = make_model()
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[other]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n"
+                     f"[models]\naws_access_key_id = {rclone.access_key}\n"
+                     f"aws_secret_access_key = {rclone.secret_key}\n")
+    config = tmp_path / "config"
+    config.write_text("[profile models]\nregion = eu-west-1\n")
+    e = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                   "AWS_DEFAULT_REGION")}
+    e.update(AWS_PROFILE="models", AWS_SHARED_CREDENTIALS_FILE=str(creds), AWS_CONFIG_FILE=str(config))
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc")], e)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, tmp_path / "pvc") == []
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc2")], {**e, "AWS_PROFILE": "nope"})
+    assert r.returncode == 2 and "AWS_PROFILE" in r.stderr
+
+
+def test_empty_objects_and_a_model_whose_names_need_encoding(s3root, env, tmp_path):
+    d = s3root / "models" / "odd names"
+    generate_model(d, ModelSpec(total_bytes=2 * 1024 * 1024, shards=2))
+    (d / "empty.txt").write_bytes(b"")
+    (d / "notes #1 + 50% = ok.md").write_text("é")
+    r = run_cli(["mirror", "s3://models/odd names/", str(tmp_path / "pvc"), "--progress", "json"], env)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(d, tmp_path / "pvc") == []
+    assert (tmp_path / "pvc" / "empty.txt").stat().st_size == 0

@@ -124,3 +124,23 @@ def test_a_key_that_is_also_a_directory_is_refused(s3client, moto_env, tmp_path)
     assert r.returncode == 3
     assert "'m/a' is both a file and a directory of other keys" in r.stderr
     assert not (tmp_path / "pvc").exists()
+
+
+def test_folder_markers_are_directories_not_files_and_session_tokens_are_sent(s3client, moto_env, tmp_path):
+    """The MinIO and AWS consoles create 0-byte keys ending in '/' for folders; temporary credentials carry a
+    session token (AWS_SESSION_TOKEN), which must be signed and sent."""
+    b = _bucket(s3client, "markers")
+    s3client.put_object(Bucket=b, Key="m/", Body=b"")
+    s3client.put_object(Bucket=b, Key="m/original/", Body=b"")
+    s3client.put_object(Bucket=b, Key="m/original/params.json", Body=b"{}")
+    s3client.put_object(Bucket=b, Key="m/empty/", Body=b"")
+    s3client.put_object(Bucket=b, Key="m/zero.bin", Body=b"")
+    s3client.put_object(Bucket=b, Key="m/config.json", Body=b'{"a": 1}')
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://markers/m/", str(dest), "--select", "all"],
+                {**moto_env, "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEXAMPLETOKEN"})
+    assert r.returncode == 0, r.stderr
+    assert (dest / "original" / "params.json").read_bytes() == b"{}"
+    assert (dest / "zero.bin").read_bytes() == b""
+    assert sorted(_files(dest)) == ["config.json", "original/params.json", "zero.bin"]
+    assert not (dest / "empty").is_file()

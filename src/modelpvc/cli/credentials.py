@@ -57,6 +57,18 @@ def find_keys(values: Mapping[str, str]) -> tuple[str, str, str] | None:
     return values[pair[0]], values[pair[1]], f"{pair[0]}/{pair[1]}"
 
 
+def _profile_region() -> str | None:
+    """The region the AWS profile's config file sets (``region = ...``), read through botocore."""
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        value = botocore.session.get_session().get_config_variable("region")
+    except botocore.exceptions.BotoCoreError as e:
+        raise ConfigError(f"AWS_PROFILE: {e}", hint="check AWS_PROFILE and the shared credentials/config files") from e
+    return str(value) if value else None
+
+
 def s3_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S3Settings:
     env = os.environ if env is None else env
     secret: dict[str, str] = _read_dir(args.credentials_dir) if args.credentials_dir else {}
@@ -66,7 +78,8 @@ def s3_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
     if endpoint and "://" not in endpoint:
         endpoint = "https://" + endpoint  # data connections sometimes hold a bare host:port
     region = (args.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-              or secret.get("AWS_DEFAULT_REGION") or "us-east-1")
+              or secret.get("AWS_DEFAULT_REGION") or (_profile_region() if env.get("AWS_PROFILE") else None)
+              or "us-east-1")
     creds: Credentials | None = None
     chain = False
     if not args.anonymous:
@@ -94,7 +107,9 @@ def s3_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
         raise ConfigError("--retries must be >= 0 and timeouts > 0")
     return S3Settings(
         endpoint_url=endpoint, region=region, credentials=creds, use_credential_chain=chain,
-        ca_bundle=args.ca_bundle, insecure=args.insecure, path_style=not args.virtual_hosted,
+        # AWS_CA_BUNDLE: the AWS SDKs' and CLI's variable for a private CA (OpenShift service CA, MinIO's).
+        ca_bundle=args.ca_bundle or env.get("AWS_CA_BUNDLE") or None, insecure=args.insecure,
+        path_style=not args.virtual_hosted,
         connect_timeout=args.connect_timeout, read_timeout=args.read_timeout,
         max_attempts=args.retries + 1,
         # Two stalled attempts at most: an endpoint that never answers fails in ~2 x read timeout.

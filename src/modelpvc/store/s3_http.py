@@ -126,7 +126,13 @@ class S3Http:
         import botocore.auth
         import botocore.session
 
-        chain = botocore.session.get_session().get_credentials()
+        import botocore.exceptions
+
+        try:
+            chain = botocore.session.get_session().get_credentials()
+        except botocore.exceptions.BotoCoreError as e:  # a profile that does not exist, a broken config file
+            raise ConfigError(f"AWS credential chain: {e}",
+                              hint="check AWS_PROFILE and the shared credentials/config files") from e
         if chain is None:
             raise ConfigError(
                 "no S3 credentials found",
