@@ -55,8 +55,8 @@ def classify(rel: str) -> str | None:
         return GGUF
     if not _top(rel):
         return None  # nested files are not read by vLLM's loader; they are not a weight copy we judge
-    if name.startswith("adapter_model") and name.endswith((".safetensors", ".bin")):
-        return PEFT_ADAPTER
+    if name.startswith(("adapter_model", "new_embeddings")) and name.endswith((".safetensors", ".bin")):
+        return PEFT_ADAPTER  # new_embeddings.*: an adapter's added-vocabulary rows (vLLM's LoRA loader reads them)
     if name == ADAPTER_CONFIG:
         return PEFT_ADAPTER
     if name.endswith(".safetensors"):

@@ -124,9 +124,8 @@ class S3Http:
             return
         # Imported here: botocore costs ~0.1 s to import, and only the credential chain needs it.
         import botocore.auth
-        import botocore.session
-
         import botocore.exceptions
+        import botocore.session
 
         try:
             chain = botocore.session.get_session().get_credentials()
