@@ -183,3 +183,60 @@ def test_verify_cli_exit_codes_and_json(model: Path, capsys: pytest.CaptureFixtu
     errors = {(f["path"], f["code"]) for f in out["findings"] if f["severity"] == "error"}
     assert errors == {(SHARD2, "missing-shard")}
     assert main(["verify", str(model / "nope")]) == 2
+
+
+def test_index_without_metadata_or_total_size_is_a_warning(model: Path):
+    p = model / "model.safetensors.index.json"
+    idx = json.loads(p.read_text())
+    del idx["metadata"]["total_size"]
+    p.write_text(json.dumps(idx))
+    assert ("model.safetensors.index.json", "no-total-size") in warnings(model) and codes(model) == set()
+    del idx["metadata"]
+    p.write_text(json.dumps(idx))
+    assert ("model.safetensors.index.json", "no-metadata") in warnings(model) and codes(model) == set()
+
+
+def test_total_size_that_counts_file_lengths_is_named_as_such(model: Path):
+    p = model / "model.safetensors.index.json"
+    idx = json.loads(p.read_text())
+    idx["metadata"]["total_size"] = (model / SHARD1).stat().st_size + (model / SHARD2).stat().st_size
+    p.write_text(json.dumps(idx))
+    [w] = [f for f in check_directory(model).warnings if f.code == "total-size"]
+    assert "equals the shards' file lengths" in w.message
+
+
+def test_a_shard_the_index_does_not_name_is_a_warning(model: Path):
+    write_safetensors(model / "model-00003-of-00003.safetensors", [("extra.weight", "BF16", [4, 4])])
+    assert ("model-00003-of-00003.safetensors", "unindexed-shard") in warnings(model) and codes(model) == set()
+
+
+def test_an_index_entry_no_shard_holds_is_a_warning(model: Path):
+    p = model / "model.safetensors.index.json"
+    idx = json.loads(p.read_text())
+    idx["weight_map"]["mtp.fc.weight"] = SHARD2  # huggingface_hub#4725
+    p.write_text(json.dumps(idx))
+    assert ("model.safetensors.index.json", "tensor-not-found") in warnings(model) and codes(model) == set()
+
+
+def test_a_tensor_span_outside_the_file_is_an_error(model: Path):
+    def mutate(h):  # type: ignore[no-untyped-def]
+        k = max((k for k in h if k != "__metadata__"), key=lambda k: h[k]["data_offsets"][1])
+        h[k]["data_offsets"][1] += 9  # past the end of the file; same digit count keeps the header length
+    _rewrite_header(model / SHARD1, mutate)
+    assert {(SHARD1, "shape-mismatch"), (SHARD1, "truncated")} <= codes(model)
+
+
+def test_config_that_does_not_parse_is_an_error(model: Path):
+    (model / "config.json").write_text("{not json")
+    assert ("config.json", "bad-json") in codes(model)
+
+
+def test_weights_without_any_config_or_index_are_plain_files(tmp_path: Path):
+    (tmp_path / "data.safetensors").write_bytes(b"random")
+    r = check_directory(tmp_path)
+    assert r.errors == [] and [f.code for f in r.findings] == ["not-a-model"]
+
+
+def test_a_model_config_without_weights_is_an_error(tmp_path: Path):
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "architectures": ["LlamaForCausalLM"]}')
+    assert (".", "no-weights") in codes(tmp_path)

@@ -94,9 +94,7 @@ def check_directory(root: Path, names: list[str] | None = None) -> StructureRepo
     d = _Dir(root, names)
     sets = w.weight_sets(names)
     r = StructureReport(layouts=detect_layouts(names))
-    described = any(n in d.names for n in ("config.json", "params.json", w.ADAPTER_CONFIG, ST_INDEX, BIN_INDEX,
-                                           w.MISTRAL_INDEX)) or w.GGUF in sets
-    if not r.layouts or not described:
+    if not r.layouts or not w.described(names):
         # Weights need a config (or an index, or GGUF's own header) to be a model a server can load; without
         # one, files named like weights are plain files to us.
         config = d.json("config.json", r, None) if "config.json" in d.names else None

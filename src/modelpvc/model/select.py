@@ -56,14 +56,15 @@ def choose(names: list[str], loader: str = "vllm") -> Selection:
     sel = Selection()
     for rel in sets.get(w.TRAINING_STATE, []):
         sel.skips[rel] = "training state (checkpoints, optimizer, scheduler): not read for serving"
-    candidates = [s for s in LOADERS[loader] if s in sets]
+    candidates = [s for s in LOADERS[loader] if s in sets] if w.described(names) else []
     if w.PEFT_ADAPTER in sets:
         sel.layout = w.PEFT_ADAPTER
         sel.notes.append("a PEFT/LoRA adapter: adapter_config.json and its weights are kept; serve it on its "
                          "base model (vLLM --enable-lora)")
     if not candidates:
         if not sel.layout:
-            sel.notes.append("no model weights recognised: every file is copied as is")
+            sel.notes.append("no model weights recognised (weights need a config.json, params.json or an index): "
+                             "every file is copied as is")
         return sel
     chosen = candidates[0]
     sel.layout = sel.layout or chosen

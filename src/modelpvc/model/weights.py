@@ -90,3 +90,11 @@ def weight_sets(names: list[str]) -> dict[str, list[str]]:
 def weight_files(files: list[str]) -> list[str]:
     """The files of a set that hold tensors (not its index or config)."""
     return [f for f in files if not f.endswith(".json")]
+
+
+def described(names: list[str]) -> bool:
+    """Weights are a model a server can load only with a config (config.json, params.json, an adapter's
+    config), an index, or GGUF's self-describing header; without one, files named like weights are plain files."""
+    have = set(names)
+    return bool(have & {"config.json", "params.json", ADAPTER_CONFIG, HF_INDEX, BIN_INDEX, MISTRAL_INDEX}) or \
+        any(n.endswith(".gguf") for n in names)
