@@ -11,9 +11,7 @@ from modelpvc.cli.main import main
 from modelpvc.kube.podsecurity import pod_spec_of, violations
 from modelpvc.kube.validate import load_crd_schemas, validate_objects
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-SEED = SHARED / "reference" / "seed-runbook-manifests"
-ISVC_CRD = SHARED / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
+SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seed"  # the runbook's reference manifests
 SEED_ARGS = ["render", "--name", "mistral-24b", "--namespace", "private-ai-demo", "--source",
              "s3://llm-models/Mistral-Small-24B-Instruct/full-fp16/", "--endpoint-url",
              "http://minio.model-storage.svc:9000", "--secret", "s3-credentials-kserve", "--pvc", "mistral-24b-pvc",
@@ -75,7 +73,7 @@ def test_seed_scenario_matches_the_reference_intent(capsys):
 def test_every_rendered_object_validates_and_every_pod_is_restricted(capsys):
     objs = list(render(capsys, "--fs-group", "1001130000", "--path", "rev/a", "--deployment-mode",
                        "RawDeployment").values())
-    assert validate_objects(objs, "1.31", load_crd_schemas([ISVC_CRD])) == []
+    assert validate_objects(objs, "1.31", load_crd_schemas([])) == []
     pods = [pod_spec_of(o) for o in objs if pod_spec_of(o) is not None]
     assert len(pods) == 2 and all(violations(p) == [] for p in pods if p is not None)
     job = next(o for o in objs if o["metadata"]["name"] == "mistral-24b-populate")
@@ -84,11 +82,18 @@ def test_every_rendered_object_validates_and_every_pod_is_restricted(capsys):
         == "pvc://mistral-24b-pvc/rev/a/"
 
 
-def test_validate_flag_passes_with_the_crd_and_reports_a_missing_schema(capsys):
-    assert main([*SEED_ARGS, "--validate", "--crd", str(ISVC_CRD)]) == 0
+def test_validate_uses_the_bundled_kserve_crds_and_a_cluster_crd_overrides_them(capsys, tmp_path):
+    assert main([*SEED_ARGS, "--validate"]) == 0
     capsys.readouterr()
-    assert main([*SEED_ARGS, "--validate"]) == 5
-    assert "no schema for serving.kserve.io/v1beta1 InferenceService" in capsys.readouterr().err
+    # A cluster's CRD (oc get crd ... -o yaml) that forbids what we render wins over the bundled one.
+    strict = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+              "spec": {"group": "serving.kserve.io", "names": {"kind": "InferenceService"},
+                       "versions": [{"name": "v1beta1", "schema": {"openAPIV3Schema": {
+                           "type": "object", "properties": {"spec": {"type": "object", "required": ["explainer"]}}}}}]}}
+    crd = tmp_path / "crd.yaml"
+    crd.write_text(yaml.safe_dump(strict))
+    assert main([*SEED_ARGS, "--validate", "--crd", str(crd)]) == 5
+    assert "'explainer' is a required property" in capsys.readouterr().err
 
 
 def test_validation_catches_real_schema_errors():
@@ -96,7 +101,7 @@ def test_validation_catches_real_schema_errors():
                 "metadata": {"name": "x"}, "spec": {"predictor": {"model": {"modelFormat": "vLLM"}}}}
     bad_pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "x"},
                "spec": {"accessModes": "ReadWriteOnce"}}
-    problems = validate_objects([bad_isvc, bad_pvc], "1.31", load_crd_schemas([ISVC_CRD]))
+    problems = validate_objects([bad_isvc, bad_pvc], "1.31", load_crd_schemas([]))
     assert any(p.startswith("InferenceService/x: spec.predictor.model.modelFormat") for p in problems)
     assert any(p.startswith("PersistentVolumeClaim/x: spec.accessModes") for p in problems)
 

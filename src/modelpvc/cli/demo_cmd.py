@@ -33,11 +33,6 @@ def _cli(args: list[str], env: dict[str, str]) -> int:
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
-def _crd() -> Path | None:
-    p = Path.cwd().parent / "shared" / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
-    return p if p.exists() else None
-
-
 def _cluster_demo(src: str, srv: Any, work: Path, env: dict[str, str]) -> bool:
     """populate and deploy against the tests' fake API server, when this is a source checkout."""
     sys.path.insert(0, str(Path.cwd()))
@@ -109,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                    "--pvc", "mistral-24b-pvc", "--size", "auto", "--model-bytes", str(tree_bytes(model_dir)),
                    "--storage-class", "gp3-csi", "--runtime",
                    "vllm-cuda-runtime", "--gpus", "4", "--arg=--max-model-len=32768", "-o", str(work / "manifests"),
-                   *(["--validate", "--crd", str(_crd())] if _crd() else [])], env)
+                   "--validate"], env)
         if rc:
             return 1
         if not _cluster_demo(src, srv, work, env):

@@ -3,6 +3,8 @@ against the CRD's openAPIV3Schema (jsonschema), every pod against the restricted
 
 from __future__ import annotations
 
+import gzip
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +16,40 @@ from modelpvc.kube.podsecurity import pod_spec_of, violations
 CORE_GROUPS = ("v1", "batch/v1", "apps/v1")
 
 
-def load_crd_schemas(paths: list[Path]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> openAPIV3Schema from CRD YAML files (``oc get crd X -o yaml``)."""
+def bundled_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """The KServe CRDs shipped with modelpvc (InferenceService, ServingRuntime, ClusterServingRuntime,
+    ClusterStorageContainer, LocalModelCache), so ``render --validate`` works offline; ``--crd`` files
+    from the cluster (``oc get crd ... -o yaml``) take precedence."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in resources.files("modelpvc.kube").joinpath("schemas").iterdir():
+        if entry.name.endswith(".yaml.gz"):
+            out.update(_schemas(list(yaml.safe_load_all(gzip.decompress(entry.read_bytes())))))
+    return out
+
+
+def load_crd_schemas(paths: list[Path]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> openAPIV3Schema: the bundled CRDs, overridden by CRD YAML files given."""
+    out = bundled_crd_schemas()
     for p in paths:
         try:
             docs = list(yaml.safe_load_all(p.read_text()))
         except (OSError, yaml.YAMLError) as e:
             raise ConfigError(f"cannot read CRD {p}: {e}") from e
-        for crd in docs:
-            if not crd or crd.get("kind") != "CustomResourceDefinition":
-                continue
-            group = crd["spec"]["group"]
-            kind = crd["spec"]["names"]["kind"]
-            for v in crd["spec"]["versions"]:
-                schema = (v.get("schema") or {}).get("openAPIV3Schema")
-                if schema:
-                    out[(f"{group}/{v['name']}", kind)] = schema
+        out.update(_schemas(docs))
+    return out
+
+
+def _schemas(docs: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for crd in docs:
+        if not crd or crd.get("kind") != "CustomResourceDefinition":
+            continue
+        group = crd["spec"]["group"]
+        kind = crd["spec"]["names"]["kind"]
+        for v in crd["spec"]["versions"]:
+            schema = (v.get("schema") or {}).get("openAPIV3Schema")
+            if schema:
+                out[(f"{group}/{v['name']}", kind)] = schema
     return out
 
 
