@@ -35,6 +35,7 @@ def test_populate_copies_verifies_and_rerun_is_a_noop(fake, kube, make_model):
 
 def test_populate_creates_a_pvc_sized_from_the_source(fake, kube, make_model):
     src = make_model()
+    fake.add_storage_class("gp3-csi", "WaitForFirstConsumer")
     r = kube("populate", "--pvc", "new-pvc", "--source", src.uri, "--secret", SECRET, "--create-pvc",
              "--storage-class", "gp3-csi")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -52,9 +53,10 @@ def test_populate_uses_the_key_names_the_secret_really_has(fake, kube, make_mode
     assert r.returncode == 0, r.stdout + r.stderr
     assert "✓ secret minio-keys has keys accesskey/secretkey" in r.stdout
     job = fake.get("jobs", NS, "c1-populate")
-    keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
-            if "valueFrom" in e}
-    assert keys == {"accesskey", "secretkey"}
+    refs = [e["valueFrom"]["secretKeyRef"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+            if "valueFrom" in e]
+    assert {r["key"] for r in refs if not r.get("optional")} == {"accesskey", "secretkey"}
+    assert {r["key"] for r in refs if r.get("optional")} == {"AWS_DEFAULT_REGION"}  # a data connection's, if any
 
 
 def test_populate_with_unusable_secret_lists_found_and_expected_names(fake, kube, make_model):
@@ -101,7 +103,7 @@ def test_deploy_onto_a_populated_claim_becomes_ready(fake, kube, make_model):
     src = make_model()
     fake.add_pvc(NS, "c1")
     assert kube("populate", "--pvc", "c1", "--source", src.uri, "--secret", SECRET).returncode == 0
-    r = kube("deploy", "--name", "mistral-24b", "--pvc", "c1", "--runtime", "vllm-cuda-runtime", "--gpus", "4",
+    r = kube("deploy", "--name", "mistral-24b", "--pvc", "c1", "--runtime", "vllm-cuda-runtime", "--gpus", "2",
              "--arg=--max-model-len=32768")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "holds verified revision" in r.stdout and "mistral-24b is Ready" in r.stdout
@@ -136,7 +138,7 @@ def test_update_zero_downtime_links_unchanged_files_and_removes_the_old_revision
     assert same_tree(src.dir, new) == []
     # The old revision at the claim's root is gone; only revisions/ remains.
     assert sorted(p.name for p in claim.iterdir()) == ["revisions"]
-    assert fake.get("inferenceservices", NS, "m")["status"]["ready"] is True
+    assert _ready(fake, "m")
 
 
 def test_update_falls_back_to_stop_the_world_on_a_readwriteoncepod_claim(fake, kube, make_model):
@@ -146,11 +148,21 @@ def test_update_falls_back_to_stop_the_world_on_a_readwriteoncepod_claim(fake, k
     assert kube("deploy", "--name", "m", "--pvc", "solo", "--runtime", "rt").returncode == 0
     (src.dir / "tokenizer_config.json").write_text('{"changed": true}')
     r = kube("update", "--name", "m", "--secret", SECRET)
+    assert r.returncode == 2, r.stdout + r.stderr  # downtime only when asked for: nothing changed
+    assert "zero-downtime update is impossible: the claim is ReadWriteOncePod" in r.stderr
+    assert "--stop-the-world" in r.stderr
+    assert fake.get("inferenceservices", NS, "m") is not None
+    r = kube("update", "--name", "m", "--secret", SECRET, "--stop-the-world")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "stop-the-world: the claim is ReadWriteOncePod" in r.stdout
     assert "update took the stop-the-world path" in r.stdout
     assert same_tree(src.dir, fake.claim_dir(NS, "solo")) == []
-    assert fake.get("inferenceservices", NS, "m")["status"]["ready"] is True
+    assert _ready(fake, "m")
+
+
+def _ready(fake, name: str) -> bool:  # type: ignore[no-untyped-def]
+    conds = fake.get("inferenceservices", NS, name)["status"]["conditions"]
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
 def _doctor(kube, *args):  # type: ignore[no-untyped-def]
@@ -175,15 +187,20 @@ def test_doctor_names_multi_attach_with_holder_and_node(fake, kube, make_model):
     assert "server-0 on node node-b" in found["multi-attach"]["evidence"]
 
 
-def test_doctor_names_permission_denied_from_a_job_without_fsgroup(fake, kube, make_model):
+def test_doctor_names_permission_denied_under_anyuid_with_the_fsgroup_fix(fake, kube, make_model):
+    """The runbook's "Permission denied": the service account was granted anyuid, which assigns no fsGroup, so
+    the image's user cannot write a fresh volume (owned by root)."""
     src = make_model()
-    fake.add_pvc(NS, "locked", gid=5000)
+    fake.grant_scc(NS, "default", "anyuid")
+    fake.add_pvc(NS, "locked")
     r = kube("populate", "--pvc", "locked", "--source", src.uri, "--secret", SECRET)
     assert r.returncode == 4, r.stdout + r.stderr
     assert "cannot write" in r.stderr
     rc, found = _doctor(kube)
-    assert rc == 1 and "fsGroup" in found["permission-denied"]["fix"]
-    r = kube("populate", "--pvc", "locked", "--source", src.uri, "--secret", SECRET, "--fs-group", "5000")
+    assert rc == 1
+    d = found["permission-denied"]
+    assert "anyuid" in d["evidence"] and "fsGroup: 1001130000" in d["fix"]
+    r = kube("populate", "--pvc", "locked", "--source", src.uri, "--secret", SECRET, "--fs-group", "1001130000")
     assert r.returncode == 0, r.stdout + r.stderr
     assert same_tree(src.dir, fake.claim_dir(NS, "locked")) == []
 
@@ -208,8 +225,9 @@ def test_doctor_names_ephemeral_request_secret_key_mismatch_missing_source_and_s
         "resources": {"requests": {"ephemeral-storage": "80Gi"}}}}}})
     # The runbook's Job: its secret keys do not match the secret's names.
     fake.add_secret(NS, "minio-keys", {"accesskey": "a", "secretkey": "b"})
+    fake.pullable.append("quay.io/minio/mc")
     fake.put("jobs", NS, {"metadata": {"name": "mirror-full-model-to-pvc"}, "spec": {"backoffLimit": 0, "template": {
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "mirror", "image": "mc", "args": ["--help"], "env": [
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "mirror", "image": "quay.io/minio/mc:latest", "env": [
             {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "minio-keys",
                                                                          "key": "AWS_ACCESS_KEY_ID"}}}]}],
                  "volumes": []}}}, "status": {}})

@@ -10,8 +10,11 @@ from typing import Any
 
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.kube_display import KubeDisplay
+from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
+from modelpvc.core.errors import ConfigError
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec
+from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec, Placement
+from modelpvc.model.select import loader_from_args
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
@@ -20,6 +23,9 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--context")
     g.add_argument("-n", "--namespace", required=True)
     g.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait (default 6 h)")
+    g.add_argument("--pending-timeout", type=float, default=120, metavar="S",
+                   help="seconds a pod may stay unschedulable or unable to attach its volume before the command "
+                        "fails with the reason (default 120; config errors and image pulls fail at once)")
 
 
 def _model_args(p: argparse.ArgumentParser, source_required: bool) -> None:
@@ -28,20 +34,11 @@ def _model_args(p: argparse.ArgumentParser, source_required: bool) -> None:
     g.add_argument("--secret", default="", help="Secret with the S3 keys (key names are detected)")
     g.add_argument("--secret-keys", metavar="ACCESS,SECRET", help="force these key names")
     g.add_argument("--endpoint-url", help="S3 endpoint (default: the secret's AWS_S3_ENDPOINT)")
+    g.add_argument("--region", help="S3 region (default: the secret's AWS_DEFAULT_REGION, else us-east-1)")
     g.add_argument("--pvc", default="", help="PersistentVolumeClaim")
     g.add_argument("--path", default="", help="directory inside the claim")
     g.add_argument("--image", default=DEFAULT_IMAGE)
     g.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
-
-
-def _serving_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("serving")
-    g.add_argument("--runtime", default="vllm-runtime")
-    g.add_argument("--gpus", type=int, default=1)
-    g.add_argument("--arg", action="append", default=[], dest="args", metavar="ARG")
-    g.add_argument("--cpu")
-    g.add_argument("--memory")
-    g.add_argument("--deployment-mode")
 
 
 def _command(sub: Any, name: str, summary: str, description: str, source_required: bool) -> argparse.ArgumentParser:
@@ -55,41 +52,53 @@ def _command(sub: Any, name: str, summary: str, description: str, source_require
 
 def register(sub: Any) -> None:
     p = _command(sub, "populate", "fill a PVC from S3 with a Job: preflight, live progress, verified", (
-                           "Preflight (namespace, secret and its key names, source and its size, PVC bound and big "
-                           "enough, pods holding an RWO claim, fsGroup), then create the populate Job, follow its "
-                           "progress live, wait, and report the verification. Re-running on a populated claim "
-                           "finishes quickly with nothing copied."), source_required=True)
+        "Preflight (namespace, secret and its key names, source and its size, storage class, PVC bound and big "
+        "enough, pods holding an RWO claim, fsGroup), then create the populate Job where it can mount the claim "
+        "(on the node of a pod that holds it, tolerating that node's taints; for a WaitForFirstConsumer claim, "
+        "in the serving nodes' zone), follow its progress live, wait, and report the verification. A Job that "
+        "cannot start fails in seconds with the reason. Re-running on a populated claim finishes quickly with "
+        "nothing copied."), source_required=True)
     p.add_argument("--name", default="", help="name for the Job (default: the PVC's)")
     p.add_argument("--create-pvc", action="store_true", help="create the PVC when missing")
     p.add_argument("--size", default="auto", help="size for --create-pvc (auto: source bytes x 1.2)")
     p.add_argument("--storage-class")
     p.add_argument("--access-mode", default="ReadWriteOnce")
+    p.add_argument("--zone", action="append", default=[], metavar="ZONE",
+                   help="the serving nodes' zone: a WaitForFirstConsumer volume binds where the Job lands "
+                        "(default: found from --isvc-base/--node-selector or the InferenceService on the claim)")
     p.add_argument("--source-check", choices=["auto", "local", "cluster", "skip"], default="auto",
                    help="auto: list the source from here, else with a probe Job in the cluster (default)")
     p.add_argument("--no-wait", action="store_true", help="create the Job and return")
     p.add_argument("--parallel", type=int, default=1, metavar="N",
                    help="N pods split the files (an Indexed Job; ReadWriteMany claims, very large models)")
+    add_serving_arguments(p)
     p.set_defaults(run=run_populate)
 
-    p = _command(sub, "deploy", "create or update the InferenceService on a verified claim; wait for Ready", (
-                           "Refuses a claim that does not verify (the revision populate recorded on the PVC, else a "
-                           "verify Job with the claim read-only), applies the InferenceService (storageUri "
-                           "pvc://CLAIM/PATH/, vLLM runtime) and waits for Ready. If it is not, prints the failing "
-                           "condition, the predictor's events and its last log lines."), source_required=False)
-    _serving_args(p)
-    p.add_argument("--name", required=True, help="InferenceService name")
+    p = _command(sub, "deploy", "create the InferenceService on a verified claim; wait until it serves it", (
+        "Refuses a claim that does not verify (the revision populate recorded on the PVC, else a verify Job "
+        "with the claim read-only), applies the InferenceService with server-side apply (from --isvc-base or "
+        "the flags) and waits until the predictor pods that mount the claim are Ready. If they cannot start "
+        "(unschedulable, Multi-Attach, crash-looping on an incomplete model) it says why in seconds."),
+        source_required=False)
+    add_serving_arguments(p)
+    p.add_argument("--name", help="InferenceService name (default: the --isvc-base's)")
     p.add_argument("--skip-verify", action="store_true", help="deploy without checking the claim (not advised)")
     p.set_defaults(run=run_deploy)
 
-    p = _command(sub, "update", "refresh the served weights; zero-downtime where the storage allows", (
-                           "Zero-downtime: populate revisions/<id>/ beside the served revision (unchanged files "
-                           "hard-linked), switch storageUri, wait for Ready, remove the old revision. Otherwise "
-                           "(ReadWriteOncePod, no room, or --stop-the-world): delete the InferenceService, wait for "
-                           "its pods, populate, redeploy, wait. It always says which path it took and why."),
-                 source_required=False)
+    p = _command(sub, "update", "refresh the served weights; zero-downtime where the cluster allows", (
+        "Zero-downtime: populate revisions/<id>/ beside the served revision (unchanged files hard-linked), "
+        "switch only storageUri (server-side apply: every other field stays as its owner set it), wait until "
+        "the new revision's pods are Ready, remove the old revision. It needs room on the claim and room for a "
+        "second predictor pod (KServe rolls out surge-first); without, it says why and changes nothing, unless "
+        "--stop-the-world: delete the InferenceService, populate, recreate it exactly as it was, wait. An "
+        "InferenceService Argo CD manages is changed in Git, not here (--gitops FILE writes it)."),
+        source_required=False)
     p.add_argument("--name", required=True, help="InferenceService name")
-    p.add_argument("--stop-the-world", action="store_true")
-    # --source and --secret default to what populate recorded on the PVC.
+    p.add_argument("--stop-the-world", action="store_true",
+                   help="accept downtime when a zero-downtime update is impossible (or always, when given)")
+    p.add_argument("--gitops", type=Path, metavar="FILE",
+                   help="the InferenceService's manifest in your Git checkout: write the new storageUri there "
+                        "(for an Argo CD-managed InferenceService) instead of changing the cluster")
     p.set_defaults(run=run_update)
 
     p = sub.add_parser("doctor", help="diagnose the runbook's failure modes and say what to do",
@@ -109,14 +118,18 @@ def _cluster(args: argparse.Namespace) -> Cluster:
 
 def _spec(args: argparse.Namespace, name: str) -> ModelSpec:
     keys = tuple(args.secret_keys.split(",")) if args.secret_keys else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    if len(keys) != 2:
+        raise ConfigError(f"--secret-keys {args.secret_keys!r}: give two names, ACCESS,SECRET")
+    serving = serving_from_args(args) if hasattr(args, "isvc_base") else None
+    kw: dict[str, Any] = {"serving": serving} if serving is not None else {}
     return ModelSpec(
         name=name, namespace=args.namespace, source=args.source, pvc=args.pvc, secret=args.secret,
-        endpoint_url=args.endpoint_url, secret_keys=(keys[0], keys[-1]), path=args.path.strip("/"),
+        endpoint_url=args.endpoint_url, secret_keys=(keys[0], keys[1]), path=args.path.strip("/"),
         size=getattr(args, "size", "100Gi"), storage_class=getattr(args, "storage_class", None),
-        access_mode=getattr(args, "access_mode", "ReadWriteOnce"), runtime=getattr(args, "runtime", "vllm-runtime"),
-        gpus=getattr(args, "gpus", 1), args=tuple(getattr(args, "args", ())), cpu=getattr(args, "cpu", None),
-        memory=getattr(args, "memory", None), deployment_mode=getattr(args, "deployment_mode", None),
-        image=args.image, fs_group=args.fs_group, parallel=getattr(args, "parallel", 1))
+        access_mode=getattr(args, "access_mode", "ReadWriteOnce"), region=args.region,
+        placement=Placement(zones=tuple(getattr(args, "zone", []))), image=args.image, fs_group=args.fs_group,
+        parallel=getattr(args, "parallel", 1),
+        loader=loader_from_args(serving.effective_args) if serving is not None else "vllm", **kw)
 
 
 def run_populate(args: argparse.Namespace) -> int:
@@ -126,8 +139,8 @@ def run_populate(args: argparse.Namespace) -> int:
     display = KubeDisplay()
     print(f"populate {spec.storage_uri} in {spec.namespace} from {spec.source}")
     try:
-        result = populate(_cluster(args), spec, display, create_pvc=args.create_pvc,
-                          source_check=args.source_check, timeout=args.timeout, wait=not args.no_wait)
+        result = populate(_cluster(args), spec, display, create_pvc=args.create_pvc, source_check=args.source_check,
+                          timeout=args.timeout, wait=not args.no_wait, pending_grace=args.pending_timeout)
     finally:
         display.close()
     if args.no_wait:
@@ -142,9 +155,14 @@ def run_populate(args: argparse.Namespace) -> int:
 def run_deploy(args: argparse.Namespace) -> int:
     from modelpvc.kube.deploy import deploy
 
-    spec = _spec(args, args.name).validate(needs_source=False)
+    base_name = (((serving_from_args(args).base or {}).get("metadata") or {}).get("name"))
+    name = args.name or base_name
+    if not name:
+        raise ConfigError("deploy needs --name (or an --isvc-base that has one)")
+    spec = _spec(args, name).validate(needs_source=False)
     display = KubeDisplay()
-    isvc = deploy(_cluster(args), spec, display, timeout=min(args.timeout, 3600), skip_verify=args.skip_verify)
+    isvc = deploy(_cluster(args), spec, display, timeout=min(args.timeout, 3600), skip_verify=args.skip_verify,
+                  pending_grace=args.pending_timeout)
     print(f"{spec.name} is Ready: {(isvc.get('status') or {}).get('url')}")
     return 0
 
@@ -152,12 +170,14 @@ def run_deploy(args: argparse.Namespace) -> int:
 def run_update(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from modelpvc.kube.update import update
+    from modelpvc.kube.update import UpdateOptions, update
 
     spec = _spec(args, args.name)
     spec = replace(spec, pvc=spec.pvc or "placeholder")
     display = KubeDisplay()
-    result = update(_cluster(args), spec, display, stop_the_world=args.stop_the_world, timeout=args.timeout)
+    result = update(_cluster(args), spec, display, UpdateOptions(
+        stop_the_world=args.stop_the_world, timeout=args.timeout, pending_grace=args.pending_timeout,
+        gitops_file=args.gitops))
     print(f"update took the {result.path} path ({result.why}); serving {result.storage_uri} "
           f"revision {result.revision}")
     return 0

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                   "load_s": round(seconds_at(nbytes, parse_bandwidth(b)), 1)} for b in bands]
     out: dict[str, Any] = {
         "source": str(plan.source),
-        "files": [{"path": op.rel, "size": op.size} for op in plan.selected],
+        "files": [{"path": op.rel, "size": op.size, "etag": op.obj.etag if op.obj else ""} for op in plan.selected],
         "skipped": [{"path": op.rel, "size": op.size, "reason": op.reason} for op in skipped],
         "bytes": nbytes,
         "skipped_bytes": sum(op.size for op in skipped),

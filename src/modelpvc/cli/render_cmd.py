@@ -10,24 +10,32 @@ from typing import Any
 import yaml
 
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
+from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
 from modelpvc.core.errors import ConfigError, IntegrityError
 from modelpvc.kube import manifests
-from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec
+from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec, Placement
+from modelpvc.model.select import loader_from_args
 from modelpvc.model.sizing import parse_size, pvc_size_gi
 
 DESCRIPTION = f"""Write the PVC, the populate Job (runs `modelpvc mirror` from {DEFAULT_IMAGE}), a verify Job
 (replaces the runbook's inspector pod) and the InferenceService (storageUri pvc://CLAIM/PATH, vLLM runtime)
 as a YAML stream, or one file per object with -o DIR.
 
+Start from your own InferenceService with --isvc-base FILE: every field of it is kept (tolerations, node
+selector, resources, replicas, labels, annotations, service account, args); modelpvc sets storageUri and
+its label. Without a base the flags build one, labelled opendatahub.io/dashboard=true for OpenShift AI.
+
 Pods satisfy the Pod Security "restricted" profile and OpenShift restricted-v2. runAsUser and fsGroup are
 left unset so that OpenShift's SCC admission assigns them from the namespace's ranges (the serving pod and
-the Job then agree); pass --fs-group only on clusters that do not (plain Kubernetes with a volume that
-needs a group).
+the Job then agree); pass --fs-group only on clusters that do not (plain Kubernetes).
 
-GitOps: sync-wave annotations order PVC (1) -> populate Job (2) -> verify Job (3) -> InferenceService (4).
---gitops argocd makes the Jobs Argo CD Sync hooks with BeforeHookCreation: re-created and waited for on
-each sync, which is cheap because a populated volume makes the Job a no-op. Plain mode sets
-ttlSecondsAfterFinished instead."""
+The Jobs read the endpoint and region from the secret when it is an OpenShift AI data connection
+(AWS_S3_ENDPOINT, AWS_DEFAULT_REGION, optional keys) unless --endpoint-url/--region are given.
+
+GitOps (--gitops argocd): the Jobs are Sync hooks (BeforeHookCreation) in the PVC's wave, so a
+WaitForFirstConsumer claim binds when the Job's pod lands (a later wave would wait for the Pending claim
+forever: argo-cd#12840); they prefer the predictor's node and tolerate its taints (an RWO claim can only be
+written there); the PVC is protected from deletion and pruning. Plain mode sets ttlSecondsAfterFinished."""
 
 KINDS = ["pvc", "job", "isvc", "verify-job"]
 
@@ -35,8 +43,8 @@ KINDS = ["pvc", "job", "isvc", "verify-job"]
 def register(sub: Any) -> None:
     p = sub.add_parser("render", help="write the Kubernetes manifests (PVC, Jobs, InferenceService)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--name", required=True, help="InferenceService name (other objects derive theirs)")
-    p.add_argument("--namespace", "-n", required=True)
+    p.add_argument("--name", help="InferenceService name (default: the --isvc-base's); other objects derive theirs")
+    p.add_argument("--namespace", "-n", help="default: the --isvc-base's")
     p.add_argument("--source", required=True, metavar="s3://BUCKET/PREFIX/")
     p.add_argument("--secret", required=True, help="Secret holding the S3 keys")
     p.add_argument("--secret-keys", default="AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY", metavar="ACCESS,SECRET",
@@ -45,26 +53,28 @@ def register(sub: Any) -> None:
     p.add_argument("--path", default="", help="directory inside the claim (default: its root)")
     p.add_argument("--size", default="auto",
                    help="PVC size (e.g. 120Gi), or auto: from --model-bytes, else from the source (plan)")
+    p.add_argument("--revisions", type=int, choices=[1, 2], default=2,
+                   help="--size auto makes room for this many revisions (default 2: `update` then populates "
+                        "the new one beside the served one, without downtime)")
     p.add_argument("--model-bytes", help="model size for --size auto and the Job deadline (e.g. 45G)")
-    p.add_argument("--headroom", type=float, default=1.2)
+    p.add_argument("--headroom", type=float, default=1.1, help="--size auto multiplies by this (default 1.1)")
     p.add_argument("--storage-class")
     p.add_argument("--access-mode", default="ReadWriteOnce")
-    p.add_argument("--runtime", default="vllm-runtime", help="ServingRuntime name (we reference it)")
-    p.add_argument("--gpus", type=int, default=1)
-    p.add_argument("--arg", action="append", default=[], dest="args", metavar="ARG",
-                   help="server argument, repeatable: --arg=--max-model-len=32768")
-    p.add_argument("--cpu")
-    p.add_argument("--memory")
-    p.add_argument("--deployment-mode", help="Serverless or RawDeployment (Knative/Standard in KServe >= 0.16)")
+    p.add_argument("--zone", action="append", default=[], metavar="ZONE",
+                   help="the serving nodes' zone(s): the populate Job lands there, so a WaitForFirstConsumer "
+                        "volume binds where the server can mount it")
     p.add_argument("--image", default=DEFAULT_IMAGE, help="modelpvc image for the Jobs")
     p.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
     p.add_argument("--gitops", choices=["none", "argocd"], default="none")
     p.add_argument("--kinds", default="pvc,job,isvc", help=f"objects to write, from {','.join(KINDS)}")
     p.add_argument("-o", "--output-dir", type=Path, help="one file per object instead of stdout")
-    p.add_argument("--validate", action="store_true", help="validate before writing; fail on any problem")
+    p.add_argument("--validate", action="store_true",
+                   help="validate before writing (Kubernetes schema, the bundled KServe CRDs, restricted profile)")
     p.add_argument("--k8s-version", default="1.31", help="Kubernetes schema version for --validate (1.31)")
     p.add_argument("--crd", action="append", type=Path, default=[],
-                   help="CRD YAML for KServe kinds (oc get crd inferenceservices.serving.kserve.io -o yaml)")
+                   help="your cluster's CRD YAML (oc get crd inferenceservices.serving.kserve.io -o yaml): "
+                        "validates against it instead of the bundled one")
+    add_serving_arguments(p)
     add_s3_arguments(p)
     p.set_defaults(run=run)
 
@@ -73,22 +83,37 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
     keys = tuple(k.strip() for k in args.secret_keys.split(","))
     if len(keys) != 2 or not all(keys):
         raise ConfigError(f"--secret-keys {args.secret_keys!r}: give two names, ACCESS,SECRET")
+    serving = serving_from_args(args)
+    base_meta = (serving.base or {}).get("metadata") or {}
+    name = args.name or base_meta.get("name")
+    namespace = args.namespace or base_meta.get("namespace")
+    if not name or not namespace:
+        raise ConfigError("--name and --namespace are needed (or an --isvc-base that has them)")
     model_bytes = parse_size(args.model_bytes) if args.model_bytes else None
+    loader = loader_from_args(serving.effective_args)
     size = args.size
     if size == "auto":
         if model_bytes is None:
-            model_bytes = _source_bytes(args)
-        size = f"{pvc_size_gi(model_bytes, args.headroom)}Gi"
+            model_bytes = _source_bytes(args, loader)
+        size = f"{pvc_size_gi(model_bytes * args.revisions, args.headroom)}Gi"
+        sys.stderr.write(f"--size auto: {size} for {args.revisions} revision(s) of {model_bytes / 1e9:.1f} GB "
+                         f"x {args.headroom} headroom"
+                         + (" (room for `update` to populate the new revision beside the served one)"
+                            if args.revisions == 2 else " (updates will stop the server: no room for two)")
+                         + "\n")
+    predictor = serving.predictor()
+    placement = Placement(tolerations=tuple(predictor.get("tolerations") or ()), zones=tuple(args.zone),
+                          follow=name if args.gitops == "argocd" else None)
     return ModelSpec(
-        name=args.name, namespace=args.namespace, source=args.source, pvc=args.pvc, secret=args.secret,
+        name=name, namespace=namespace, source=args.source, pvc=args.pvc, secret=args.secret,
         endpoint_url=args.endpoint_url, secret_keys=(keys[0], keys[1]), path=args.path.strip("/"), size=size,
-        storage_class=args.storage_class, access_mode=args.access_mode, runtime=args.runtime, gpus=args.gpus,
-        args=tuple(args.args), cpu=args.cpu, memory=args.memory, deployment_mode=args.deployment_mode,
-        image=args.image, fs_group=args.fs_group, gitops=args.gitops, model_bytes=model_bytes,
+        storage_class=args.storage_class, access_mode=args.access_mode, serving=serving, placement=placement,
+        region=args.region, image=args.image, fs_group=args.fs_group, gitops=args.gitops, model_bytes=model_bytes,
+        loader=loader,
     ).validate()
 
 
-def _source_bytes(args: argparse.Namespace) -> int:
+def _source_bytes(args: argparse.Namespace, loader: str) -> int:
     from modelpvc.cli.mirror_cmd import make_source
     from modelpvc.model.select import make_selector
     from modelpvc.transfer.planner import LocalState, plan_mirror
@@ -97,7 +122,8 @@ def _source_bytes(args: argparse.Namespace) -> int:
         raise ConfigError(f"--source {args.source!r} is not an s3:// URI")
     src = make_source(args.source, s3_settings(args))
     try:
-        plan = plan_mirror(str(src.uri), src.list_objects(), LocalState(), select=make_selector("auto", [], []))
+        plan = plan_mirror(str(src.uri), src.list_objects(), LocalState(),
+                           select=make_selector("auto", [], [], loader))
     finally:
         src.close()
     return plan.selected_bytes

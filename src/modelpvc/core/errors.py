@@ -85,6 +85,10 @@ class DestinationFull(DestinationError):
     """Not enough free space for what must be fetched."""
 
 
+class DestinationNotWritable(DestinationError):
+    """The destination refuses writes (permissions, read-only): on Kubernetes, usually the pod's fsGroup."""
+
+
 class DestinationLocked(DestinationError):
     """Another run holds the destination's lock."""
 
@@ -105,6 +109,36 @@ class Interrupted(ModelpvcError):
 
 
 class ClusterError(ModelpvcError):
-    """The Kubernetes API refused or failed a request."""
+    """The Kubernetes API refused or failed a request, or the cluster cannot run what was asked."""
 
     exit_code = ExitCode.CLUSTER
+
+
+class FieldConflict(ClusterError):
+    """Server-side apply: another field manager owns a field we would change."""
+
+
+class PodBlocked(ClusterError):
+    """A pod of ours cannot start and will not by waiting (config error, image, unschedulable, attach)."""
+
+
+def error_types() -> dict[str, type[ModelpvcError]]:
+    """Every error class by name: how a typed error record that crossed a pod boundary becomes an error
+    again (the record's ``error`` field is the class name; nothing parses its message)."""
+    out: dict[str, type[ModelpvcError]] = {}
+    todo: list[type[ModelpvcError]] = [ModelpvcError]
+    while todo:
+        cls = todo.pop()
+        out[cls.__name__] = cls
+        todo += cls.__subclasses__()
+    return out
+
+
+def from_record(record: dict[str, object], prefix: str) -> ModelpvcError:
+    """An error record from another process (``{"event": "error", "error": <type>, ...}``) as our error."""
+    cls = error_types().get(str(record.get("error")), ClusterError)
+    message = f"{prefix}: {record.get('message')}"
+    hint = record.get("hint")
+    if issubclass(cls, Interrupted):
+        return ClusterError(message, hint="it was stopped (evicted or deleted); re-run to resume where it stopped")
+    return cls(message, hint=str(hint) if hint else None)

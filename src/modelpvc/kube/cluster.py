@@ -12,9 +12,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from modelpvc.core.errors import ClusterError
+from modelpvc.core.errors import ClusterError, FieldConflict
 
 Obj = dict[str, Any]
+
+
+CLUSTER_SCOPED = ("Namespace", "Node", "StorageClass", "PersistentVolume", "ClusterStorageContainer")
 
 
 class NotFound(ClusterError):
@@ -27,8 +30,8 @@ class Cluster:
         # Imported here: lightkube costs ~0.12 s, which mirror/verify never need.
         import httpx2
         from lightkube import Client, KubeConfig
-        from lightkube.generic_resource import create_namespaced_resource
-        from lightkube.resources import batch_v1, core_v1
+        from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+        from lightkube.resources import batch_v1, core_v1, storage_v1
 
         try:
             if kubeconfig is not None:
@@ -42,10 +45,15 @@ class Cluster:
                              timeout=httpx2.Timeout(30.0, read=None))
         self.namespace = namespace or (config.namespace if config is not None else None) or "default"
         isvc = create_namespaced_resource("serving.kserve.io", "v1beta1", "InferenceService", "inferenceservices")
+        runtime = create_namespaced_resource("serving.kserve.io", "v1alpha1", "ServingRuntime", "servingruntimes")
+        csc = create_global_resource("serving.kserve.io", "v1alpha1", "ClusterStorageContainer",
+                                     "clusterstoragecontainers")
         self.kinds: dict[str, Any] = {
             "Namespace": core_v1.Namespace, "Secret": core_v1.Secret, "Node": core_v1.Node,
-            "PersistentVolumeClaim": core_v1.PersistentVolumeClaim, "Pod": core_v1.Pod, "Event": core_v1.Event,
-            "Job": batch_v1.Job, "InferenceService": isvc,
+            "PersistentVolumeClaim": core_v1.PersistentVolumeClaim, "PersistentVolume": core_v1.PersistentVolume,
+            "Pod": core_v1.Pod, "Event": core_v1.Event, "ConfigMap": core_v1.ConfigMap,
+            "StorageClass": storage_v1.StorageClass, "Job": batch_v1.Job, "InferenceService": isvc,
+            "ServingRuntime": runtime, "ClusterStorageContainer": csc,
         }
 
     # -- errors ---------------------------------------------------------------------------------
@@ -55,18 +63,7 @@ class Cluster:
         try:
             return fn()
         except ApiError as e:
-            code = e.status.code
-            msg = e.status.message or e.status.reason or ""
-            if code == 404:
-                raise NotFound(f"{what}: not found ({msg})") from e
-            if code in (401, 403):
-                raise ClusterError(f"{what}: forbidden ({msg})",
-                                   hint="your user or the service account lacks RBAC permission for this") from e
-            if code == 409:
-                raise ClusterError(f"{what}: conflict ({msg})", hint="it exists already or changed meanwhile") from e
-            if code == 422:
-                raise ClusterError(f"{what}: rejected as invalid ({msg})") from e
-            raise ClusterError(f"{what}: API error {code} ({msg})") from e
+            raise _api_error(what, e) from e
         except OSError as e:
             raise ClusterError(f"{what}: cannot reach the Kubernetes API ({e})",
                                hint="check your kubeconfig context and network") from e
@@ -83,7 +80,7 @@ class Cluster:
     # -- verbs ----------------------------------------------------------------------------------
     def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
         res = self.kinds[kind]
-        ns = None if kind in ("Namespace", "Node") else (namespace or self.namespace)
+        ns = None if kind in CLUSTER_SCOPED else (namespace or self.namespace)
         try:
             return self._dict(self._call(f"{kind} {name}", lambda: self.client.get(res, name, namespace=ns)))
         except NotFound:
@@ -93,7 +90,7 @@ class Cluster:
              fields: dict[str, str] | None = None) -> list[Obj]:
         res = self.kinds[kind]
         kw: dict[str, Any] = {"labels": labels, "fields": fields}
-        if kind not in ("Namespace", "Node"):
+        if kind not in CLUSTER_SCOPED:
             kw["namespace"] = namespace or self.namespace
         found: list[Any] = self._call(f"list {kind}", lambda: list(self.client.list(res, **kw)))
         return [self._dict(o) for o in found]
@@ -104,20 +101,35 @@ class Cluster:
         ref = f"{obj['kind']} {obj['metadata']['name']}"
         return self._dict(self._call(f"create {ref}", lambda: self.client.create(codecs.from_dict(obj))))
 
-    def apply(self, obj: Obj) -> Obj:
-        """Server-side apply with our field manager; creates or updates."""
+    def apply(self, obj: Obj, force: bool = False, manager: str | None = None) -> Obj:
+        """Server-side apply as ``manager`` (default: our field manager): sets exactly the fields of ``obj``;
+        a field this manager applied before and omits now is removed, so a partial change must use a manager
+        of its own. A field another manager owns is a FieldConflict unless ``force``."""
         from lightkube import codecs
+        from lightkube.core.exceptions import ApiError
 
         ref = f"{obj['kind']} {obj['metadata']['name']}"
-        return self._dict(self._call(f"apply {ref}", lambda: self.client.apply(codecs.from_dict(obj), force=True)))
+
+        def send() -> Any:
+            try:
+                return self.client.apply(codecs.from_dict(obj), force=force, field_manager=manager)
+            except ApiError as e:
+                if e.status.code == 409:
+                    raise FieldConflict(f"apply {ref}: {e.status.message}",
+                                        hint="another tool manages these fields (kubectl, Argo CD): change them "
+                                             "there, or let modelpvc take them over where it offers to") from e
+                raise
+
+        return self._dict(self._call(f"apply {ref}", send))
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
         from lightkube.types import CascadeType
 
         res = self.kinds[kind]
+        ns = None if kind in CLUSTER_SCOPED else (namespace or self.namespace)
         try:
             self._call(f"delete {kind} {name}", lambda: self.client.delete(
-                res, name, namespace=namespace or self.namespace, cascade=CascadeType.BACKGROUND))
+                res, name, namespace=ns, cascade=CascadeType.BACKGROUND))
             return True
         except NotFound:
             return False
@@ -144,3 +156,19 @@ class Cluster:
 
     def close(self) -> None:
         self.client.close() if hasattr(self.client, "close") else None
+
+
+def _api_error(what: str, e: Any) -> ClusterError:
+    """An API Status as our error, by its code."""
+    code = e.status.code
+    msg = e.status.message or e.status.reason or ""
+    if code == 404:
+        return NotFound(f"{what}: not found ({msg})")
+    if code in (401, 403):
+        return ClusterError(f"{what}: forbidden ({msg})",
+                            hint="your user or the service account lacks RBAC permission for this")
+    if code == 409:
+        return ClusterError(f"{what}: conflict ({msg})", hint="it exists already or changed meanwhile")
+    if code == 422:
+        return ClusterError(f"{what}: rejected as invalid ({msg})")
+    return ClusterError(f"{what}: API error {code} ({msg})")

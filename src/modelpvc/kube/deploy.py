@@ -1,21 +1,32 @@
-"""``deploy``: refuse an unverified claim, apply the InferenceService, wait for Ready, explain failures."""
+"""``deploy``: refuse an unverified claim, apply the InferenceService, wait until the pods that serve the
+claim are Ready, explain failures.
+
+Readiness is what KServe really reports, not its counters: ``status.observedGeneration`` is copied from
+the predictor Deployment (KServe's PropagateRawStatus), not the InferenceService's generation, and ``Ready``
+stays True during a surge-first rollout while the old pod serves. So we wait for the predictor pods that
+mount the new storage URI (claim and subPath at /mnt/models) to be Ready.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from modelpvc.core.errors import ClusterError, ConfigError, IntegrityError
+from modelpvc.core.errors import ClusterError, ConfigError, IntegrityError, PodBlocked
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.jobs import run_job
+from modelpvc.kube.gitops import argo_managed, refuse_argo
+from modelpvc.kube.jobs import PENDING_GRACE, run_job
+from modelpvc.kube.podstate import PREDICTOR_LABEL, Watch, is_ready, serves
 from modelpvc.kube.populate import annotation_key
-from modelpvc.kube.spec import ModelSpec
+from modelpvc.kube.spec import ModelSpec, Placement
 
 
-def verify_claim(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float = 900) -> dict[str, Any]:
+def verify_claim(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float = 900,
+                 pending_grace: float = PENDING_GRACE) -> dict[str, Any]:
     """The claim's verdict: the populate result recorded on the PVC, else a verify Job's JSON report."""
     pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
     if pvc is None:
@@ -25,9 +36,14 @@ def verify_claim(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
         sink.emit(Event("check", {"ok": True, "message": f"{spec.storage_uri} holds verified revision {recorded} "
                                                          "(recorded by populate)"}))
         return {"ok": True, "revision": recorded}
-    job = o.pin_to_node(manifests.verify_job(spec), o.holder_node(cluster.list("Pod", spec.namespace), spec.pvc))
+    from dataclasses import replace
+
+    holders = o.pods_using_claim(cluster.list("Pod", spec.namespace), spec.pvc)
+    node = o.holder_node(holders, spec.pvc)
+    tolerations = tuple(t for h in holders for t in h["spec"].get("tolerations") or [])
+    job = manifests.verify_job(replace(spec, placement=Placement(node=node, tolerations=tolerations)))
     try:
-        result = run_job(cluster, job, sink, timeout)
+        result = run_job(cluster, job, sink, timeout, pending_grace)
     except IntegrityError as e:
         raise IntegrityError(f"{spec.storage_uri} does not hold a verified model: {e.message}",
                              hint="run modelpvc populate for this claim and path") from e
@@ -39,61 +55,70 @@ def verify_claim(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
     return report
 
 
-def wait_ready(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float) -> o.Obj:
-    def ready() -> o.Obj | None:
+def wait_serving(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float,
+                 pending_grace: float = PENDING_GRACE) -> o.Obj:
+    """Until the predictor pods that mount ``spec.storage_uri`` are Ready (as many as minReplicas) and the
+    InferenceService is Ready; a pod that cannot start or crashes fails it with the reason."""
+    deadline = time.monotonic() + timeout
+    watch = Watch(cluster, pending_grace)
+    while True:
         isvc = cluster.get("InferenceService", spec.name, spec.namespace)
         if isvc is None:
-            return None
-        gen = (isvc.get("metadata") or {}).get("generation")
-        status = isvc.get("status") or {}
-        if gen is not None and status.get("observedGeneration") not in (None, gen):
-            return None
-        if o.is_true(isvc, "Ready"):
+            raise ClusterError(f"InferenceService {spec.name} disappeared while waiting for it")
+        ready_cond = o.conditions(isvc).get("Ready", {})
+        if ready_cond.get("reason") == "RuntimeNotRecognized" or \
+                ((isvc.get("status") or {}).get("modelStatus") or {}).get("transitionStatus") == "InvalidSpec":
+            raise _not_ready(cluster, spec, isvc, None)
+        want = max(1, int(isvc["spec"]["predictor"].get("minReplicas") or 1))
+        pods = [p for p in cluster.list("Pod", spec.namespace, labels={PREDICTOR_LABEL: spec.name})
+                if serves(p, spec.pvc, spec.path) and not p["metadata"].get("deletionTimestamp")]
+        for p in pods:
+            blocked = watch.check(p)
+            if blocked is not None:
+                raise _not_ready(cluster, spec, isvc, p, blocked.message)
+        if sum(1 for p in pods if is_ready(p)) >= want and o.is_true(isvc, "Ready"):
+            sink.emit(Event("step", {"message": f"InferenceService {spec.name} serves {spec.storage_uri}: "
+                                                f"{want} pod(s) Ready at {(isvc.get('status') or {}).get('url')}"}))
             return isvc
-        if (status.get("modelStatus") or {}).get("transitionStatus") in ("BlockedByFailedLoad", "InvalidSpec"):
-            raise _not_ready(cluster, spec, isvc)
-        return None
-
-    try:
-        isvc: o.Obj = cluster.poll(f"InferenceService {spec.name} to be Ready", ready, timeout, interval=0.3)
-    except ClusterError as e:
-        if "timed out" not in e.message:
-            raise
-        current = cluster.get("InferenceService", spec.name, spec.namespace) or {}
-        raise _not_ready(cluster, spec, current, timed_out=timeout) from e
-    sink.emit(Event("step", {"message": f"InferenceService {spec.name} is Ready at "
-                                        f"{(isvc.get('status') or {}).get('url')}"}))
-    return isvc
+        if time.monotonic() > deadline:
+            raise _not_ready(cluster, spec, isvc, pods[-1] if pods else None, f"not Ready within {timeout:.0f}s")
+        time.sleep(0.3)
 
 
-def _not_ready(cluster: Cluster, spec: ModelSpec, isvc: o.Obj, timed_out: float | None = None) -> ClusterError:
+def _not_ready(cluster: Cluster, spec: ModelSpec, isvc: o.Obj, pod: o.Obj | None,
+               why: str | None = None) -> ClusterError:
     cond = o.conditions(isvc).get("Ready", {})
     failure = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo") or {}
-    lines = [f"condition Ready={cond.get('status', '?')} {cond.get('reason', '')}: {cond.get('message', '')}"]
+    lines = [why] if why else []
+    lines.append(f"condition Ready={cond.get('status', '?')} {cond.get('reason', '')}: {cond.get('message', '')}")
     if failure:
         lines.append(f"last failure: {failure.get('reason')}: {failure.get('message')}")
-    pods = [p for p in cluster.list("Pod", spec.namespace,
-                                    labels={"serving.kserve.io/inferenceservice": spec.name})]
-    for p in pods[-1:]:
-        pname = p["metadata"]["name"]
+    if pod is not None:
+        pname = pod["metadata"]["name"]
         for ev in cluster.events(pname, spec.namespace)[-3:]:
             lines.append(f"event on {pname}: {ev.get('reason')}: {ev.get('message')}")
         try:
-            tail = list(cluster.log(pname, spec.namespace))[-3:]
+            tail = list(cluster.log(pname, spec.namespace))[-3:] if pod["status"].get("phase") != "Pending" else []
         except ClusterError:
             tail = []
         lines += [f"log {pname}: {t.rstrip()}" for t in tail]
-    what = f"did not become Ready within {timed_out:.0f}s" if timed_out else "failed to load the model"
-    return ClusterError(f"InferenceService {spec.name} {what}:\n  " + "\n  ".join(lines),
-                        hint="run `modelpvc doctor --isvc " + spec.name + "` for a diagnosis")
+    cls = PodBlocked if why and pod is not None else ClusterError
+    return cls(f"InferenceService {spec.name} does not serve {spec.storage_uri}:\n  " + "\n  ".join(lines),
+               hint=f"run `modelpvc doctor -n {spec.namespace} --isvc {spec.name}` for a diagnosis")
 
 
 def deploy(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, timeout: float = 1800,
-           skip_verify: bool = False) -> o.Obj:
+           skip_verify: bool = False, pending_grace: float = PENDING_GRACE) -> o.Obj:
+    current = cluster.get("InferenceService", spec.name, spec.namespace)
+    desired = manifests.inference_service(spec)
+    if current is not None and argo_managed(current):
+        refuse_argo(current, desired)
     if not skip_verify:
-        report = verify_claim(cluster, spec, sink)
+        report = verify_claim(cluster, spec, sink, pending_grace=pending_grace)
         if not report.get("ok", False):
             raise IntegrityError(f"{spec.storage_uri} does not verify: {json.dumps(report.get('findings'))}")
-    cluster.apply(manifests.inference_service(spec))
+    # Server-side apply with our field manager: fields another manager (kubectl, the dashboard) set are a
+    # conflict to resolve, not something to overwrite silently.
+    cluster.apply(desired)
     sink.emit(Event("step", {"message": f"InferenceService {spec.name} applied with storageUri {spec.storage_uri}"}))
-    return wait_ready(cluster, spec, sink, timeout)
+    return wait_serving(cluster, spec, sink, timeout, pending_grace)

@@ -1,8 +1,13 @@
-"""``doctor``: name the runbook's failure modes from cluster state, each with evidence and the fix."""
+"""``doctor``: name the runbook's failure modes from cluster state, each with evidence and the fix.
+
+Every diagnosis comes from typed state: container waiting reasons, pod conditions, the SCC annotation
+OpenShift puts on a pod, the claims and nodes involved, and the error records our Jobs log as their last
+JSON line (their ``error`` type). Messages from the cluster are quoted as evidence, never parsed.
+"""
 
 from __future__ import annotations
 
-import re
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +15,8 @@ from modelpvc.core.errors import ModelpvcError
 from modelpvc.core.secretkeys import EXPECTED, find_pair
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.placement import explain_unschedulable
+from modelpvc.kube.podstate import PREDICTOR_LABEL, attach_holders, missing_secret_keys, waiting_reason
 from modelpvc.kube.populate import annotation_key
 from modelpvc.model.sizing import parse_size
 
@@ -27,6 +34,22 @@ class Diagnosis:
         return {"code": self.code, "title": self.title, "evidence": self.evidence, "fix": self.fix}
 
 
+# What a Job's error record (its type) means for the runbook's failure modes.
+JOB_ERRORS: dict[str, tuple[str, str, str]] = {
+    "SourceNotFound": ("source-missing", "the source model is not in the bucket",
+                       "check the prefix (the log lists the nearest existing ones) or import the model first"),
+    "AccessDenied": ("access-denied", "the S3 credentials were refused",
+                     "fix the key pair in the secret; modelpvc never prints it"),
+    "SourceUnreachable": ("source-unreachable", "the S3 endpoint did not answer from the pod",
+                          "check the endpoint (AWS_S3_ENDPOINT / --endpoint-url) and network policies"),
+    "DestinationFull": ("pvc-too-small", "the volume is too small",
+                        "grow the PVC (modelpvc plan recommends a size) and re-run populate"),
+    "DestinationNotWritable": ("permission-denied", "the Job could not write the volume", ""),
+    "IntegrityError": ("integrity", "the bytes did not match the source",
+                       "check the object in the bucket; re-run populate (it fetches failed files again)"),
+}
+
+
 def diagnose(cluster: Cluster, namespace: str, isvc: str | None = None, pvc: str | None = None,
              source_bytes: int | None = None) -> list[Diagnosis]:
     out: list[Diagnosis] = []
@@ -40,13 +63,14 @@ def diagnose(cluster: Cluster, namespace: str, isvc: str | None = None, pvc: str
         uri = str(isvc_obj["spec"]["predictor"]["model"].get("storageUri", ""))
         if uri.startswith("pvc://"):
             claims.add(uri.removeprefix("pvc://").split("/")[0])
-        out += _isvc(cluster, namespace, isvc_obj, uri)
+        out += _isvc(cluster, namespace, isvc_obj, uri, pods)
+    ns_obj = cluster.get("Namespace", namespace) or {}
     for p in pods:
-        out += _pod(cluster, namespace, p, pods)
+        out += _pod(cluster, p, ns_obj)
     for job in cluster.list("Job", namespace):
-        out += _job(cluster, namespace, job)
+        out += _job(cluster, namespace, job, ns_obj)
     for c in sorted(claims):
-        out += _claim(cluster, namespace, c, source_bytes)
+        out += _claim(cluster, namespace, c, source_bytes, pods)
     seen: set[tuple[str, str]] = set()
     unique = []
     for d in out:
@@ -56,7 +80,7 @@ def diagnose(cluster: Cluster, namespace: str, isvc: str | None = None, pvc: str
     return unique
 
 
-def _isvc(cluster: Cluster, ns: str, isvc: o.Obj, uri: str) -> list[Diagnosis]:
+def _isvc(cluster: Cluster, ns: str, isvc: o.Obj, uri: str, pods: list[o.Obj]) -> list[Diagnosis]:
     out = []
     name = isvc["metadata"]["name"]
     model = isvc["spec"]["predictor"]["model"]
@@ -67,89 +91,138 @@ def _isvc(cluster: Cluster, ns: str, isvc: o.Obj, uri: str) -> list[Diagnosis]:
                              f"storageUri {uri}; resources.requests.ephemeral-storage {eph}",
                              "remove the ephemeral-storage request: the weights are on the PVC, and the request "
                              "only makes the pod hard to schedule"))
-    status = isvc.get("status") or {}
-    failure = (status.get("modelStatus") or {}).get("lastFailureInfo") or {}
-    ready = o.conditions(isvc).get("Ready", {})
-    if ready.get("status") != "True" and (failure or ready.get("reason") == "CrashLoopBackOff"):
+    predictors = [p for p in pods if (p["metadata"].get("labels") or {}).get(PREDICTOR_LABEL) == name]
+    crashing = [p for p in predictors if waiting_reason(p) == "CrashLoopBackOff"]
+    failure = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo") or {}
+    if crashing:
         claim, _, path = uri.removeprefix("pvc://").partition("/")
         out.append(Diagnosis("incomplete-claim", f"{name} cannot load its model: the claim is empty or incomplete",
-                             f"{failure.get('reason', ready.get('reason'))}: "
-                             f"{failure.get('message', ready.get('message'))}",
+                             f"pod {crashing[0]['metadata']['name']} is in CrashLoopBackOff; "
+                             f"{failure.get('reason', '')}: {failure.get('message', '')}",
                              f"populate it: modelpvc populate --pvc {claim} --path '{path.strip('/')}' "
                              "--source s3://... ; deploy verifies the claim before it switches"))
     return out
 
 
-def _pod(cluster: Cluster, ns: str, pod: o.Obj, pods: list[o.Obj]) -> list[Diagnosis]:
+def _pod(cluster: Cluster, pod: o.Obj, ns_obj: o.Obj) -> list[Diagnosis]:
     out = []
     name = pod["metadata"]["name"]
-    for ev in cluster.events(name, ns):
-        msg = str(ev.get("message", ""))
-        if "Multi-Attach" in msg:
-            claim = next(((v.get("persistentVolumeClaim") or {}).get("claimName")
-                          for v in pod["spec"].get("volumes", []) if v.get("persistentVolumeClaim")), "?")
-            holders = [h for h in o.pods_using_claim(pods, claim or "") if h["metadata"]["name"] != name]
+    phase = (pod.get("status") or {}).get("phase")
+    reason = waiting_reason(pod)
+    if reason == "CreateContainerConfigError":
+        missing = missing_secret_keys(cluster, pod)
+        secrets = {(e.get("valueFrom") or {}).get("secretKeyRef", {}).get("name")
+                   for c in pod["spec"].get("containers") or [] for e in c.get("env") or []} - {None}
+        found: list[str] = []
+        for s in secrets:
+            found += sorted((cluster.get("Secret", str(s), pod["metadata"]["namespace"]) or {}).get("data") or {})
+        pair = find_pair(found)
+        fix = f"render/populate with --secret-keys {pair[0]},{pair[1]}" if pair else f"add keys {EXPECTED}"
+        out.append(Diagnosis("secret-keys", f"pod {name}: its secret key names do not match the secret",
+                             "it needs " + "; ".join(missing), fix))
+    if phase == "Pending":
+        holders = attach_holders(cluster, pod)
+        if holders:
+            claim = next((v["persistentVolumeClaim"]["claimName"] for v in pod["spec"].get("volumes") or []
+                          if v.get("persistentVolumeClaim")), "?")
             where = ", ".join(f"{h['metadata']['name']} on node {h['spec'].get('nodeName')}" for h in holders)
             out.append(Diagnosis("multi-attach", f"pod {name} is blocked: RWO claim {claim} is attached elsewhere",
-                                 f"{ev.get('reason')}: {msg}; held by {where or 'another pod'}",
-                                 "run the pod on the holder's node (populate pins its Job there), or stop the holder "
-                                 "(modelpvc update --stop-the-world), or use a ReadWriteMany claim"))
-        m = re.search(r"couldn't find key (\S+) in Secret (\S+)/(\S+)", msg)
-        if m:
-            secret = cluster.get("Secret", m.group(3), ns)
-            found = sorted((secret or {}).get("data", {}))
-            pair = find_pair(found)
-            fix = (f"render/populate with --secret-keys {pair[0]},{pair[1]}" if pair else
-                   f"add keys {EXPECTED} to the secret")
-            out.append(Diagnosis("secret-keys", f"pod {name}: the Job's secret key names do not match the secret",
-                                 f"{msg}; the secret has: {', '.join(found) or 'no keys'}", fix))
+                                 f"pod on node {pod['spec'].get('nodeName')}; claim held by {where}",
+                                 "run the pod on the holder's node (populate pins its Jobs there), or stop the "
+                                 "holder (modelpvc update --stop-the-world), or use a ReadWriteMany claim"))
+        why = explain_unschedulable(cluster, pod)
+        if why is not None:
+            out.append(Diagnosis("unschedulable", f"pod {name} cannot be scheduled", why.evidence, why.fix))
     return out
 
 
-def _job(cluster: Cluster, ns: str, job: o.Obj) -> list[Diagnosis]:
+def _last_error(cluster: Cluster, ns: str, job: str) -> tuple[dict[str, Any] | None, o.Obj | None]:
+    pods = cluster.list("Pod", ns, labels={"job-name": job})
+    pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
+    for p in reversed(pods):
+        try:
+            lines = list(cluster.log(p["metadata"]["name"], ns))
+        except ModelpvcError:
+            continue
+        for line in reversed(lines):
+            if line.startswith("{"):
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and rec.get("event") == "error":
+                    return rec, p
+        return None, p
+    return None, None
+
+
+def _job(cluster: Cluster, ns: str, job: o.Obj, ns_obj: o.Obj) -> list[Diagnosis]:
     if not o.is_true(job, "Failed"):
         return []
     name = job["metadata"]["name"]
-    pods = cluster.list("Pod", ns, labels={"job-name": name})
-    tail: list[str] = []
-    for p in pods[-1:]:
-        try:
-            tail = [line.rstrip() for line in cluster.log(p["metadata"]["name"], ns)][-8:]
-        except ModelpvcError:
-            tail = []
-    text = "\n".join(tail)
-    evidence = "last log lines:\n      " + "\n      ".join(tail) if tail else "no log"
-    if "Permission denied" in text or "cannot write" in text:
-        ns_obj = cluster.get("Namespace", ns) or {}
-        fs = o.openshift_fs_group(ns_obj)
-        fix = (f"on OpenShift leave fsGroup unset (the SCC assigns {fs}); elsewhere set the Job's fsGroup to the "
-               "volume's group (--fs-group N)" if fs else
-               "set the pod's fsGroup to the group that owns the volume (--fs-group N); HOME must be writable "
-               "(modelpvc's Jobs set HOME=/tmp)")
-        return [Diagnosis("permission-denied", f"Job {name} could not write the volume", evidence, fix)]
-    if "no objects under" in text or "does not exist on" in text:
-        return [Diagnosis("source-missing", f"Job {name}: the source model is not in the bucket", evidence,
-                          "check the prefix (the log lists the nearest existing ones) or upload the model first")]
-    if "access denied" in text:
-        return [Diagnosis("access-denied", f"Job {name}: the S3 credentials were refused", evidence,
-                          "fix the key pair in the secret; modelpvc never prints it")]
-    if "no space" in text or "free but" in text:
-        return [Diagnosis("pvc-too-small", f"Job {name}: the volume is too small", evidence,
-                          "grow the PVC (modelpvc plan recommends a size) and re-run populate")]
-    return [Diagnosis("job-failed", f"Job {name} failed", evidence, "read the log; re-run populate to resume")]
+    cond = o.conditions(job).get("Failed", {})
+    record, pod = _last_error(cluster, ns, name)
+    if record is None:
+        if cond.get("reason") == "DeadlineExceeded":
+            return [Diagnosis("job-deadline", f"Job {name} ran out of time", f"{cond.get('message')}",
+                              "it could not start or the copy is slower than the deadline assumes; see its pod's "
+                              "events, re-run populate to resume")]
+        return [Diagnosis("job-failed", f"Job {name} failed", f"{cond.get('reason')}: {cond.get('message')}",
+                          "read its log; re-run populate to resume"), *_scc_risk(pod, ns_obj)]
+    code, title, fix = JOB_ERRORS.get(str(record.get("error")), ("job-failed", "failed", "read its log; re-run "
+                                                                                        "populate to resume"))
+    evidence = f"{record.get('error')}: {record.get('message')}"
+    if code == "permission-denied":
+        fix = _fs_group_fix(pod, ns_obj)
+        scc = ((pod or {}).get("metadata", {}).get("annotations") or {}).get("openshift.io/scc")
+        if scc:
+            evidence += f"; the pod was admitted by SCC {scc}"
+    return [Diagnosis(code, f"Job {name}: {title}", evidence, fix)]
 
 
-def _claim(cluster: Cluster, ns: str, claim: str, source_bytes: int | None) -> list[Diagnosis]:
+def _fs_group_fix(pod: o.Obj | None, ns_obj: o.Obj) -> str:
+    group = o.openshift_fs_group(ns_obj)
+    scc = (((pod or {}).get("metadata") or {}).get("annotations") or {}).get("openshift.io/scc")
+    if scc == "anyuid":
+        return (f"the anyuid SCC sets no fsGroup, so a fresh volume (owned by root) is not writable: set "
+                f"securityContext.fsGroup: {group} on the Job (render/populate --fs-group {group}), or remove the "
+                "anyuid grant from its service account so restricted-v2 assigns it")
+    if group is not None:
+        return (f"restricted-v2 assigns fsGroup {group}; the volume's files belong to another group: set "
+                "fsGroupChangePolicy: Always once (or --fs-group) so the kubelet fixes the ownership")
+    return ("set the pod's fsGroup to a group that may write the volume (render/populate --fs-group N); HOME must "
+            "be writable (modelpvc's Jobs set HOME=/tmp)")
+
+
+def _scc_risk(pod: o.Obj | None, ns_obj: o.Obj) -> list[Diagnosis]:
+    """A Job that is not ours failed; if it ran under anyuid without fsGroup, that is the runbook's
+    "Permission denied" whatever its log says."""
+    if pod is None:
+        return []
+    scc = ((pod.get("metadata") or {}).get("annotations") or {}).get("openshift.io/scc")
+    has_group = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup") is not None
+    mounts_claim = any(v.get("persistentVolumeClaim") for v in (pod.get("spec") or {}).get("volumes") or [])
+    if scc == "anyuid" and not has_group and mounts_claim:
+        return [Diagnosis("permission-denied", f"pod {pod['metadata']['name']} writes a volume without fsGroup",
+                          "admitted by SCC anyuid, no securityContext.fsGroup", _fs_group_fix(pod, ns_obj))]
+    return []
+
+
+def _claim(cluster: Cluster, ns: str, claim: str, source_bytes: int | None, pods: list[o.Obj]) -> list[Diagnosis]:
     pvc = cluster.get("PersistentVolumeClaim", claim, ns)
     if pvc is None:
         return [Diagnosis("pvc-missing", f"PVC {claim} not found", f"namespace {ns}",
                           "create it (modelpvc populate --create-pvc --size auto)")]
     out = []
-    phase = (pvc.get("status") or {}).get("phase")
-    if phase != "Bound":
-        out.append(Diagnosis("pvc-pending", f"PVC {claim} is {phase}", "not Bound",
-                             "check the storage class; WaitForFirstConsumer binds when a pod uses it"))
-    cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
+    status = pvc.get("status") or {}
+    phase = status.get("phase")
+    waits_for_consumer = any(c.get("reason") == "WaitForFirstConsumer" for c in status.get("conditions") or [])
+    if phase != "Bound" and not (waits_for_consumer and not o.pods_using_claim(pods, claim)):
+        # Pending before its first consumer is how WaitForFirstConsumer classes work, not a problem.
+        out.append(Diagnosis("pvc-pending", f"PVC {claim} is {phase}", "not Bound although a pod uses it"
+                             if waits_for_consumer else "not Bound",
+                             "check the storage class and its provisioner (oc describe pvc)"))
+    cap = (status.get("capacity") or {}).get("storage")
     if cap and source_bytes is not None and parse_size(cap) < source_bytes:
         out.append(Diagnosis("pvc-too-small", f"PVC {claim} ({cap}) is smaller than the source "
                                               f"({source_bytes / 1e9:.1f} GB)", f"capacity {cap}",

@@ -1,4 +1,10 @@
-"""Run a Job of ours and follow it: live progress from its pod's JSON lines, its exit code as our error."""
+"""Run a Job of ours and follow it: live progress from its pod's JSON lines, its failure as our error.
+
+A failure crosses the pod boundary as data: the pod's last JSON line is ``{"event": "error", "error":
+<type>, ...}`` (cli/errors.py), and the type name becomes the same exception class here (one table,
+core.errors.error_types). A pod a real cluster would leave Pending (config error, image, unschedulable,
+Multi-Attach) fails the command in seconds with the reason and the fix (podstate.py).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpvc.core.errors import (
-    ClusterError,
-    DestinationError,
-    ExitCode,
-    IntegrityError,
-    ModelpvcError,
-    SourceError,
-)
+from modelpvc.core.errors import ClusterError, IntegrityError, ModelpvcError, PodBlocked, from_record
 from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.podstate import Watch
 
-ERRORS: dict[int, type[ModelpvcError]] = {ExitCode.SOURCE: SourceError, ExitCode.DESTINATION: DestinationError,
-                                          ExitCode.INTEGRITY: IntegrityError}
+PENDING_GRACE = 120.0  # seconds a pod may stay unschedulable or unattachable before we call it stuck
 
 
 @dataclass
@@ -41,7 +40,7 @@ def _pod_of(cluster: Cluster, ns: str, job: str) -> o.Obj | None:
     return pods[-1] if pods else None
 
 
-def _replace_finished(cluster: Cluster, ns: str, name: str) -> None:
+def replace_finished(cluster: Cluster, ns: str, name: str) -> None:
     """A finished Job of the same name is deleted (Jobs are immutable); a running one is not ours to stop."""
     old = cluster.get("Job", name, ns)
     if old is None:
@@ -54,14 +53,15 @@ def _replace_finished(cluster: Cluster, ns: str, name: str) -> None:
                  _pod_of(cluster, ns, name) is None, timeout=60, interval=0.2)
 
 
-def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float) -> JobResult:
+def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
+            pending_grace: float = PENDING_GRACE) -> JobResult:
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    _replace_finished(cluster, ns, name)
+    replace_finished(cluster, ns, name)
     cluster.create(job)
     sink.emit(Event("step", {"message": f"Job {name} created"}))
     deadline = time.monotonic() + timeout
     result = JobResult(name)
-    warned: set[str] = set()
+    watch = Watch(cluster, pending_grace)
     followed: set[str] = set()
     while True:
         if time.monotonic() > deadline:
@@ -73,11 +73,11 @@ def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float) ->
             pname = pod["metadata"]["name"]
             result.pod = pname
             phase = (pod.get("status") or {}).get("phase")
-            for ev in cluster.events(pname, ns):
-                msg = f"{ev.get('reason')}: {ev.get('message')}"
-                if ev.get("type") == "Warning" and msg not in warned:
-                    warned.add(msg)
-                    sink.emit(Event("warning", {"path": f"pod/{pname}", "message": msg}))
+            if phase == "Pending":
+                blocked = watch.check(pod)
+                if blocked is not None:
+                    cluster.delete("Job", name, ns)  # it would wait forever; nothing of it ran
+                    raise PodBlocked(f"Job {name}: {blocked.message}", hint=blocked.hint)
             if phase in ("Running", "Succeeded", "Failed") and pname not in followed:
                 followed.add(pname)
                 result.records.clear()
@@ -89,23 +89,29 @@ def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float) ->
                 result.exit_code = o.terminated_exit_code(cluster.get("Pod", pod["metadata"]["name"], ns) or pod)
             if o.is_true(current, "Complete"):
                 return result
-            raise _failure(name, ns, result, o.conditions(current).get("Failed", {}))
+            raise failure(name, ns, result, o.conditions(current).get("Failed", {}))
         time.sleep(0.2)
 
 
-def run_indexed_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float) -> list[JobResult]:
+def run_indexed_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
+                    pending_grace: float = PENDING_GRACE) -> list[JobResult]:
     """Run an Indexed Job; report pods as they finish; one JobResult per completed index."""
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
     count = int(job["spec"]["completions"])
-    _replace_finished(cluster, ns, name)
+    replace_finished(cluster, ns, name)
     cluster.create(job)
     sink.emit(Event("step", {"message": f"Indexed Job {name} created: {count} pods split the files"}))
     deadline = time.monotonic() + timeout
+    watch = Watch(cluster, pending_grace)
     done = -1
     while True:
         if time.monotonic() > deadline:
             raise ClusterError(f"Job {name} did not finish within {timeout:.0f}s", hint=f"oc describe job/{name}")
         current = cluster.get("Job", name, ns) or {}
+        for pod in cluster.list("Pod", ns, labels={"job-name": name}):
+            if (pod.get("status") or {}).get("phase") == "Pending" and (blocked := watch.check(pod)):
+                cluster.delete("Job", name, ns)
+                raise PodBlocked(f"Job {name}: {blocked.message}", hint=blocked.hint)
         succeeded = int((current.get("status") or {}).get("succeeded") or 0)
         if succeeded != done:
             done = succeeded
@@ -122,7 +128,7 @@ def run_indexed_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: f
         results.append(r)
     if failed:
         bad = next((r for r in results if r.exit_code not in (0, None)), results[-1] if results else JobResult(name))
-        raise _failure(name, ns, bad, o.conditions(current).get("Failed", {}))
+        raise failure(name, ns, bad, o.conditions(current).get("Failed", {}))
     return [r for r in results if r.exit_code == 0]
 
 
@@ -149,15 +155,16 @@ def _line(line: str, result: JobResult, sink: ProgressSink) -> None:
         sink.emit(Event("log", {"line": text}))
 
 
-def _failure(name: str, ns: str, result: JobResult, cond: dict[str, Any]) -> ModelpvcError:
-    errors = [line for line in result.log if line.startswith("modelpvc: error:")]
-    hints = [line.strip() for line in result.log if line.strip().startswith("hint:")]
-    detail = errors[-1].removeprefix("modelpvc: error: ") if errors else (cond.get("message") or "failed")
+def failure(name: str, ns: str, result: JobResult, cond: dict[str, Any]) -> ModelpvcError:
+    """The Job's failure as the error its pod reported (by type), else as the Job controller's reason."""
+    record = result.last("error")
     verdict = result.last("verify")
+    where = f"Job {name} failed (pod {result.pod}, exit {result.exit_code})"
+    if record is not None:
+        return from_record(record, where)
     if verdict is not None:
         problems = [f"{f['path']}: {f['message']}" for f in verdict.get("findings", []) if f.get("severity") == "error"]
-        detail = "; ".join(problems[:5]) or detail
-    cls = ERRORS.get(result.exit_code or -1, ClusterError)
-    tail = "\n    ".join(result.log[-5:])
-    hint = hints[-1].removeprefix("hint: ") if hints else f"last log lines:\n    {tail}"
-    return cls(f"Job {name} failed (pod {result.pod}, exit {result.exit_code}): {detail}", hint=hint)
+        return IntegrityError(f"{where}: " + ("; ".join(problems[:5]) or "verification failed"))
+    tail = "\n    ".join(result.log[-5:]) or "(no log)"
+    return ClusterError(f"{where}: {cond.get('reason', 'Failed')}: {cond.get('message', '')}",
+                        hint=f"last log lines:\n    {tail}")

@@ -6,15 +6,21 @@ no-op) and therefore safe to re-apply and safe under GitOps.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from modelpvc.kube.spec import MOUNT, ModelSpec
+from modelpvc.kube.spec import MOUNT, ModelSpec, Placement
 
 Obj = dict[str, Any]
-WAVES = {"pvc": "1", "job": "2", "verify-job": "3", "isvc": "4"}  # PVC -> Job -> InferenceService
+# Argo CD sync waves. The PVC shares the populate Job's wave: with a WaitForFirstConsumer class the claim
+# stays Pending (Argo CD: Progressing) until a pod uses it, so a later wave would wait for it forever
+# (argo-cd#12840); in the same wave the Job's pod binds it.
+WAVES = {"pvc": "1", "job": "1", "verify-job": "2", "isvc": "3"}
 COPY_FLOOR_BPS = 50 * 1024 * 1024  # activeDeadlineSeconds assumes at least this copy rate
 # Inside the pod, not on this machine: the Job mounts a private emptyDir there and points HOME at it.
 POD_TMP = "/tmp"  # noqa: S108
+OUR_LABEL = "modelpvc.io/claim"  # the one label we put on a user's InferenceService
+DASHBOARD = {"opendatahub.io/dashboard": "true"}  # OpenShift AI lists only InferenceServices that carry it
 
 
 def _meta(spec: ModelSpec, name: str, component: str, wave: str) -> Obj:
@@ -29,8 +35,8 @@ def pvc(spec: ModelSpec) -> Obj:
     if spec.storage_class:
         body["storageClassName"] = spec.storage_class
     meta = _meta(spec, spec.pvc, "model-storage", WAVES["pvc"])
-    # Deleting the application must not delete 100 GB of weights by accident.
-    meta["annotations"]["argocd.argoproj.io/sync-options"] = "Delete=false"
+    # Neither deleting the application nor pruning it may delete 100 GB of weights by accident.
+    meta["annotations"]["argocd.argoproj.io/sync-options"] = "Delete=false,Prune=false"
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": body}
 
 
@@ -47,15 +53,29 @@ def _pod_security(spec: ModelSpec) -> Obj:
     return sc
 
 
+def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> Obj:
+    ref: Obj = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
 def _credentials_env(spec: ModelSpec) -> list[Obj]:
     access, secret = spec.secret_keys
     env: list[Obj] = [
-        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": spec.secret, "key": access}}},
-        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": spec.secret, "key": secret}}},
+        _secret_env("AWS_ACCESS_KEY_ID", spec.secret, access),
+        _secret_env("AWS_SECRET_ACCESS_KEY", spec.secret, secret),
         {"name": "HOME", "value": POD_TMP},  # an arbitrary UID has no passwd entry and HOME=/ is read-only
     ]
     if spec.endpoint_url:
         env.append({"name": "AWS_ENDPOINT_URL", "value": spec.endpoint_url})
+    else:
+        # An OpenShift AI data connection carries the endpoint; `mirror` reads AWS_S3_ENDPOINT.
+        env.append(_secret_env("AWS_S3_ENDPOINT", spec.secret, "AWS_S3_ENDPOINT", optional=True))
+    if spec.region:
+        env.append({"name": "AWS_DEFAULT_REGION", "value": spec.region})
+    else:
+        env.append(_secret_env("AWS_DEFAULT_REGION", spec.secret, "AWS_DEFAULT_REGION", optional=True))
     return env
 
 
@@ -64,6 +84,25 @@ def deadline_seconds(model_bytes: int | None) -> int:
     if not model_bytes:
         return 6 * 3600
     return int(2 * model_bytes / COPY_FLOOR_BPS) + 600
+
+
+def place(pod: Obj, placement: Placement, predictor_label: str | None = None) -> Obj:
+    """Put a Job's pod where it can mount the claim: pinned to the holder's node (tolerating its taints), in
+    the serving nodes' zones (a WaitForFirstConsumer volume binds where its first pod lands), or near the
+    predictor (GitOps, where the node is not known when rendering)."""
+    if placement.node:
+        pod["nodeSelector"] = {"kubernetes.io/hostname": placement.node}
+    if placement.tolerations:
+        pod["tolerations"] = [dict(t) for t in placement.tolerations]
+    if placement.zones:
+        pod.setdefault("affinity", {})["nodeAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In",
+                                                         "values": list(placement.zones)}]}]}}
+    if placement.follow and predictor_label:
+        pod.setdefault("affinity", {})["podAffinity"] = {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {
+                "matchLabels": {predictor_label: placement.follow}}}}]}
+    return pod
 
 
 def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str], read_only: bool) -> Obj:
@@ -79,25 +118,25 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
         "securityContext": restricted_container_security(),
     }
     meta = _meta(spec, name, component, wave)
+    pod: Obj = {
+        "restartPolicy": "Never",
+        "securityContext": _pod_security(spec),
+        "containers": [container],
+        "volumes": [{"name": "model-storage", "persistentVolumeClaim": {"claimName": spec.pvc,
+                                                                        "readOnly": read_only}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    place(pod, spec.placement, "serving.kserve.io/inferenceservice")
     job_spec: Obj = {
         "backoffLimit": 3 if not read_only else 0,  # a failed verification will not pass on a retry
         "activeDeadlineSeconds": deadline_seconds(spec.model_bytes) if not read_only else 900,
-        "template": {
-            "metadata": {"labels": dict(meta["labels"])},
-            "spec": {
-                "restartPolicy": "Never",
-                "securityContext": _pod_security(spec),
-                "containers": [container],
-                "volumes": [{"name": "model-storage", "persistentVolumeClaim": {"claimName": spec.pvc,
-                                                                                "readOnly": read_only}},
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-            },
-        },
+        "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod},
     }
     if spec.gitops == "argocd":
         # A Sync-phase hook: Argo CD deletes and recreates it on every sync (BeforeHookCreation) and waits
-        # for it between the PVC's wave and the InferenceService's. Re-running is harmless: on a populated
-        # volume the Job is a no-op that exits 0 in seconds. No TTL: the hook policy does the cleanup.
+        # for it between the PVC and the InferenceService. Re-running is harmless: on a populated volume
+        # the Job is a no-op that exits 0 in seconds. No TTL: the hook policy does the cleanup. The
+        # deadline bounds a sync whose Job cannot start (a Multi-Attach it could not avoid).
         meta["annotations"]["argocd.argoproj.io/hook"] = "Sync"
         meta["annotations"]["argocd.argoproj.io/hook-delete-policy"] = "BeforeHookCreation"
     else:
@@ -106,7 +145,8 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
 
 
 def populate_job(spec: ModelSpec) -> Obj:
-    args = ["mirror", spec.source, spec.model_dir, "--progress", "json", *spec.mirror_args]
+    loader = ["--for", spec.loader] if spec.loader != "vllm" else []
+    args = ["mirror", spec.source, spec.model_dir, "--progress", "json", *loader, *spec.mirror_args]
     return _job(spec, spec.job_name, "populate", WAVES["job"], args, read_only=False)
 
 
@@ -128,26 +168,66 @@ def verify_job(spec: ModelSpec) -> Obj:
 
 
 def inference_service(spec: ModelSpec) -> Obj:
-    resources: Obj = {"requests": {}, "limits": {}}
-    if spec.gpus:
-        resources["requests"]["nvidia.com/gpu"] = str(spec.gpus)
-        resources["limits"]["nvidia.com/gpu"] = str(spec.gpus)
-    if spec.cpu:
-        resources["requests"]["cpu"] = spec.cpu
-    if spec.memory:
-        resources["requests"]["memory"] = spec.memory
-        resources["limits"]["memory"] = spec.memory
-    # Weights live on the PVC: no large ephemeral-storage request (the seed's predictor still asked 80Gi).
-    model: Obj = {"modelFormat": {"name": "vLLM"}, "runtime": spec.runtime, "storageUri": spec.storage_uri}
-    if spec.args:
-        model["args"] = list(spec.args)
-    if resources["requests"] or resources["limits"]:
-        model["resources"] = {k: v for k, v in resources.items() if v}
-    meta = _meta(spec, spec.name, "inference", WAVES["isvc"])
-    if spec.deployment_mode:
-        meta["annotations"]["serving.kserve.io/deploymentMode"] = spec.deployment_mode
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": meta,
-            "spec": {"predictor": {"model": model}}}
+    """The user's InferenceService (``serving.base``) with only what we own set: ``storageUri`` and our
+    label; or, without a base, one built from the flags. Serving flags given override the base."""
+    sv = spec.serving
+    if sv.base is not None:
+        isvc = copy.deepcopy(sv.base)
+        isvc.pop("status", None)
+        meta = isvc.setdefault("metadata", {})
+        for k in ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"):
+            meta.pop(k, None)
+        meta["name"] = spec.name
+        meta["namespace"] = spec.namespace
+    else:
+        meta = _meta(spec, spec.name, "inference", WAVES["isvc"])
+        meta["labels"].update(DASHBOARD)
+        isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": meta,
+                "spec": {"predictor": {"model": {"modelFormat": {"name": "vLLM"}}}}}
+    meta.setdefault("labels", {})[OUR_LABEL] = spec.pvc
+    meta["labels"].update(sv.labels)
+    if sv.annotations:
+        meta.setdefault("annotations", {}).update(sv.annotations)
+    if sv.deployment_mode:
+        meta.setdefault("annotations", {})["serving.kserve.io/deploymentMode"] = sv.deployment_mode
+    pred = isvc["spec"].setdefault("predictor", {})
+    model = pred.setdefault("model", {})
+    model["storageUri"] = spec.storage_uri
+    if sv.runtime is not None or sv.base is None:
+        model["runtime"] = sv.runtime or "vllm-runtime"
+    if sv.args is not None:
+        model["args"] = list(sv.args)
+    _resources(model, sv.gpus if sv.gpus is not None else (None if sv.base is not None else 1), sv.cpu, sv.memory)
+    if sv.min_replicas is not None:
+        pred["minReplicas"] = sv.min_replicas
+    if sv.max_replicas is not None:
+        pred["maxReplicas"] = sv.max_replicas
+    if sv.tolerations:
+        pred["tolerations"] = [dict(t) for t in sv.tolerations]
+    if sv.node_selector:
+        pred["nodeSelector"] = dict(sv.node_selector)
+    return isvc
+
+
+def _resources(model: Obj, gpus: int | None, cpu: str | None, memory: str | None) -> None:
+    res = model.setdefault("resources", {})
+    requests, limits = res.setdefault("requests", {}), res.setdefault("limits", {})
+    if gpus is not None:
+        for d in (requests, limits):
+            if gpus:
+                d["nvidia.com/gpu"] = str(gpus)
+            else:
+                d.pop("nvidia.com/gpu", None)
+    if cpu:
+        requests["cpu"] = cpu
+    if memory:
+        requests["memory"] = memory
+        limits["memory"] = memory
+    for k in ("requests", "limits"):
+        if not res[k]:
+            del res[k]
+    if not res:
+        del model["resources"]
 
 
 BUILDERS = {"pvc": pvc, "job": populate_job, "verify-job": verify_job, "isvc": inference_service}

@@ -7,15 +7,17 @@ from typing import Any
 
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import manifests
-from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.jobs import JobResult, run_indexed_job, run_job
+from modelpvc.kube.jobs import PENDING_GRACE, JobResult, run_indexed_job, run_job
 from modelpvc.kube.preflight import Preflight, run_preflight
 from modelpvc.kube.spec import MOUNT, ModelSpec
 
 REVISION_ANNOTATION = "modelpvc.io/revision"  # + "." + path ("root" for the claim's root)
 SOURCE_ANNOTATION = "modelpvc.io/source"
 SECRET_ANNOTATION = "modelpvc.io/secret"  # noqa: S105 -- the Secret's name only, which update re-uses
+
+
+RECORD_MANAGER = "modelpvc-record"  # its own manager: the PVC's other fields stay with whoever created it
 
 
 def annotation_key(path: str) -> str:
@@ -31,26 +33,27 @@ class PopulateResult:
 
 def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
              source_check: str = "auto", timeout: float = 6 * 3600, link_dest: str | None = None,
-             wait: bool = True) -> PopulateResult:
-    pf = run_preflight(cluster, spec, sink, create_pvc=create_pvc, source_check=source_check)
+             wait: bool = True, pending_grace: float = PENDING_GRACE) -> PopulateResult:
+    pf = run_preflight(cluster, spec, sink, create_pvc=create_pvc, source_check=source_check,
+                       pending_grace=pending_grace)
     spec = replace(pf.spec, model_bytes=pf.source_bytes or spec.model_bytes)
     if link_dest is not None:
         other = f"{MOUNT}/{link_dest}".rstrip("/")
         spec = replace(spec, mirror_args=(*spec.mirror_args, "--link-dest", other))
     if spec.parallel > 1:
-        shards = run_indexed_job(cluster, manifests.parallel_populate_job(spec), sink, timeout)
+        shards = run_indexed_job(cluster, manifests.parallel_populate_job(spec), sink, timeout, pending_grace)
         copied = sum(int((r.last("summary") or {}).get("bytes_fetched", 0)) for r in shards)
         sink.emit(Event("step", {"message": f"{len(shards)} shards copied {copied / 1e9:.2f} GB; a final run "
                                             "adopts them, checks the whole model and writes the manifest"}))
         spec = replace(spec, parallel=1)
-    job = o.pin_to_node(manifests.populate_job(spec), pf.node)
+    job = manifests.populate_job(spec)
     if not wait:
         cluster.create(job)
         name = job["metadata"]["name"]
         sink.emit(Event("step", {"message": f"Job {name} created; follow it with: oc logs -f job/{name} -n "
                                             f"{spec.namespace}, or re-run populate to wait for it"}))
         return PopulateResult(pf, JobResult(name), {})
-    result = run_job(cluster, job, sink, timeout)
+    result = run_job(cluster, job, sink, timeout, pending_grace)
     summary = result.last("summary") or {}
     record_revision(cluster, spec, summary.get("revision"))
     sink.emit(Event("step", {"message": f"populated {spec.storage_uri}: revision {summary.get('revision')}"}))
@@ -61,8 +64,11 @@ def record_revision(cluster: Cluster, spec: ModelSpec, revision: str | None) -> 
     """Remember on the PVC which revision sits (verified) at which path, and its source."""
     if not revision:
         return
+    # Our own field manager applies only these annotations: applying the whole claim would conflict with
+    # the fields whoever created it owns.
     cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                    "metadata": {"name": spec.pvc, "namespace": spec.namespace,
                                 "annotations": {annotation_key(spec.path): revision,
                                                 SOURCE_ANNOTATION: spec.source,
-                                                SECRET_ANNOTATION: spec.secret}}})
+                                                SECRET_ANNOTATION: spec.secret}}}, force=True,
+                  manager=RECORD_MANAGER)

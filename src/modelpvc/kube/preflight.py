@@ -1,14 +1,15 @@
-"""populate's preflight: every failure mode of the runbook's troubleshooting section, checked first."""
+"""populate's preflight: every failure mode of the runbook's troubleshooting section, checked first, and
+where the Job must run so that it can mount the claim and the server can mount it afterwards."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from modelpvc.core.errors import (
     ConfigError,
     DestinationFull,
-    ModelpvcError,
     SourceError,
     SourceUnreachable,
 )
@@ -16,9 +17,12 @@ from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.core.secretkeys import ENDPOINT_KEYS, EXPECTED, find_pair
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.placement import serving_placement
 from modelpvc.kube.source import list_selected
-from modelpvc.kube.spec import ModelSpec
+from modelpvc.kube.spec import ModelSpec, Placement
 from modelpvc.model.sizing import parse_size, pvc_size_gi
+
+IMAGE_GID = 1001  # plain Kubernetes: the fsGroup our Jobs use when the namespace assigns none
 
 
 @dataclass
@@ -26,7 +30,8 @@ class Preflight:
     spec: ModelSpec
     source_bytes: int | None = None
     source_files: int | None = None
-    node: str | None = None  # pin the Job here (an RWO claim is held on this node)
+    listing: list[tuple[str, int, str]] = field(default_factory=list)  # (path, size, etag) selected
+    openshift: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -35,15 +40,42 @@ def check(sink: ProgressSink, ok: bool, message: str, hint: str | None = None) -
 
 
 def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
-                  source_check: str = "auto", headroom: float = 1.2, bind_timeout: float = 60) -> Preflight:
+                  source_check: str = "auto", headroom: float = 1.2, bind_timeout: float = 30,
+                  pending_grace: float = 120) -> Preflight:
     """``source_check``: "auto" (from here, else a probe Job in the cluster), "local", "cluster", "skip"."""
     pf = Preflight(spec)
     ns = cluster.get("Namespace", spec.namespace)
     if ns is None:
         check(sink, False, f"namespace {spec.namespace} not found")
         raise ConfigError(f"namespace {spec.namespace!r} does not exist", hint="check --namespace (oc projects)")
-    check(sink, True, f"namespace {spec.namespace} exists")
+    pf.openshift = o.openshift_fs_group(ns) is not None
+    check(sink, True, f"namespace {spec.namespace} exists" + (" (OpenShift SCC annotations)" if pf.openshift else ""))
+    _measure(cluster, pf, sink, source_check, pending_grace)
+    pvc, unbound_wffc = _claim(cluster, pf, sink, create_pvc, headroom, bind_timeout)
+    _placement(cluster, pf, sink, pvc, unbound_wffc)
+    _fs_group(pf, sink)
+    return pf
 
+
+def measure_source(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, source_check: str = "auto",
+                   pending_grace: float = 120) -> Preflight:
+    """The secret's keys, endpoint and region, and what the source holds: listed from here, or from inside
+    the cluster when the endpoint only resolves there."""
+    pf = Preflight(spec)
+    _measure(cluster, pf, sink, source_check, pending_grace)
+    return pf
+
+
+def _measure(cluster: Cluster, pf: Preflight, sink: ProgressSink, source_check: str, pending_grace: float) -> None:
+    values = _secret(cluster, pf, sink)
+    if source_check in ("auto", "local") and not _check_source(pf, values, sink) and source_check == "auto":
+        source_check = "cluster"
+    if source_check == "cluster":
+        _probe_source(cluster, pf, sink, pending_grace)
+
+
+def _secret(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> dict[str, str]:
+    spec = pf.spec
     secret = cluster.get("Secret", spec.secret, spec.namespace)
     if secret is None:
         check(sink, False, f"secret {spec.secret} not found in {spec.namespace}")
@@ -59,26 +91,27 @@ def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, crea
             raise ConfigError(f"secret {spec.secret!r} has no usable key pair (found: {found})",
                               hint=f"expected {EXPECTED}, or name yours with --secret-keys ACCESS,SECRET")
         wanted = pair
-    spec = replace(spec, secret_keys=wanted)
     endpoint = spec.endpoint_url or next((values[k] for k in ENDPOINT_KEYS if values.get(k)), None)
     if endpoint and "://" not in endpoint:
         endpoint = "https://" + endpoint
-    spec = replace(spec, endpoint_url=endpoint)
+    region = spec.region or values.get("AWS_DEFAULT_REGION") or None
+    pf.spec = replace(spec, secret_keys=wanted, endpoint_url=endpoint, region=region)
     check(sink, True, f"secret {spec.secret} has keys {wanted[0]}/{wanted[1]}"
-          + (f"; endpoint {endpoint}" if endpoint else ""))
-    pf.spec = spec
+          + (f"; endpoint {endpoint}" if endpoint else "") + (f"; region {region}" if region else ""))
+    return values
 
-    if source_check in ("auto", "local") and not _check_source(pf, values, sink) and source_check == "auto":
-        source_check = "cluster"
-    if source_check == "cluster":
-        _probe_source(cluster, pf, sink)
 
+def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool, headroom: float,
+           bind_timeout: float) -> tuple[o.Obj, bool]:
+    """The claim (created if asked), checked for capacity; and whether it waits for its first consumer."""
+    spec = pf.spec
     pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
     if pvc is None:
         if not create_pvc:
             check(sink, False, f"PVC {spec.pvc} not found")
             raise ConfigError(f"PVC {spec.pvc!r} not found in {spec.namespace!r}",
                               hint="create it, or pass --create-pvc (--size auto sizes it from the source)")
+        _storage_class(cluster, spec.storage_class, sink)
         size = spec.size
         if size == "auto":
             if pf.source_bytes is None:
@@ -90,29 +123,50 @@ def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, crea
         cluster.create(manifests.pvc(spec))
         check(sink, True, f"PVC {spec.pvc} created ({size}, {spec.access_mode})")
         pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace) or {}
+    sc = _storage_class(cluster, (pvc.get("spec") or {}).get("storageClassName"), sink)
+    wffc = (sc or {}).get("volumeBindingMode") == "WaitForFirstConsumer"
     phase = (pvc.get("status") or {}).get("phase")
-    if phase != "Bound":
-        try:
-            pvc = cluster.poll(f"PVC {spec.pvc} to bind", lambda: _bound(cluster, spec), timeout=bind_timeout,
-                               interval=0.2)
-            phase = "Bound"
-        except ModelpvcError:
-            check(sink, True, f"PVC {spec.pvc} is {phase}: with WaitForFirstConsumer it binds when the Job starts")
-    if phase == "Bound":
-        cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
-        if cap and pf.source_bytes is not None:
-            have = parse_size(cap)
-            if have < pf.source_bytes:
-                check(sink, False, f"PVC {spec.pvc} holds {cap}, the model needs {pf.source_bytes / 1e9:.1f} GB")
-                need = f"{pvc_size_gi(pf.source_bytes, headroom)}Gi"
-                raise DestinationFull(
-                    f"PVC {spec.pvc!r} is too small: {cap} for {pf.source_bytes / 1e9:.1f} GB of selected files",
-                    hint=f"grow it: oc patch pvc {spec.pvc} -p "
-                         f"'{{\"spec\":{{\"resources\":{{\"requests\":{{\"storage\":\"{need}\"}}}}}}}}'")
-            check(sink, True, f"PVC {spec.pvc} is Bound with {cap} (need {pf.source_bytes / 1e9:.2f} GB)")
-        else:
-            check(sink, True, f"PVC {spec.pvc} is Bound" + (f" with {cap}" if cap else ""))
+    if phase != "Bound" and wffc:
+        check(sink, True, f"PVC {spec.pvc} is Pending: its class binds it when the first pod using it is "
+                          "scheduled (WaitForFirstConsumer), here the populate Job")
+    elif phase != "Bound":
+        pvc = cluster.poll(f"PVC {spec.pvc} to bind", lambda: _bound(cluster, spec), timeout=bind_timeout,
+                           interval=0.2)
+        phase = "Bound"
+    cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage") if phase == "Bound" else \
+        ((pvc.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+    if cap and pf.source_bytes is not None:
+        if parse_size(cap) < pf.source_bytes:
+            check(sink, False, f"PVC {spec.pvc} holds {cap}, the model needs {pf.source_bytes / 1e9:.1f} GB")
+            need = f"{pvc_size_gi(pf.source_bytes, headroom)}Gi"
+            raise DestinationFull(
+                f"PVC {spec.pvc!r} is too small: {cap} for {pf.source_bytes / 1e9:.1f} GB of selected files",
+                hint=f"grow it: oc patch pvc {spec.pvc} -p "
+                     f"'{{\"spec\":{{\"resources\":{{\"requests\":{{\"storage\":\"{need}\"}}}}}}}}'")
+        check(sink, True, f"PVC {spec.pvc} is {phase} with {cap} (need {pf.source_bytes / 1e9:.2f} GB)")
+    else:
+        check(sink, True, f"PVC {spec.pvc} is {phase}" + (f" with {cap}" if cap else ""))
+    return pvc, wffc and phase != "Bound"
 
+
+def _storage_class(cluster: Cluster, name: str | None, sink: ProgressSink) -> o.Obj | None:
+    """The class a claim uses (the default one when unnamed); a named class that does not exist leaves the
+    claim Pending forever, so it fails here."""
+    classes = cluster.list("StorageClass")
+    if name is None:
+        return next((c for c in classes if ((c.get("metadata") or {}).get("annotations") or {})
+                     .get("storageclass.kubernetes.io/is-default-class") == "true"), None)
+    found = next((c for c in classes if c["metadata"]["name"] == name), None)
+    if found is None:
+        names = ", ".join(sorted(c["metadata"]["name"] for c in classes)) or "none"
+        check(sink, False, f"StorageClass {name} does not exist")
+        raise ConfigError(f"StorageClass {name!r} does not exist (this cluster has: {names})",
+                          hint="pass --storage-class with one of them")
+    return found
+
+
+def _placement(cluster: Cluster, pf: Preflight, sink: ProgressSink, pvc: o.Obj, unbound_wffc: bool) -> None:
+    spec = pf.spec
     modes = (pvc.get("spec") or {}).get("accessModes") or [spec.access_mode]
     if spec.parallel > 1:
         if "ReadWriteMany" not in modes:
@@ -128,50 +182,65 @@ def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, crea
             raise ConfigError(f"PVC {spec.pvc!r} is ReadWriteOncePod and in use by {names}",
                               hint="stop that pod first (modelpvc update --stop-the-world does it for a server)")
         nodes = {h["spec"].get("nodeName") for h in holders}
-        if len(nodes) == 1:
-            pf.node = nodes.pop()
-            check(sink, True, f"PVC {spec.pvc} (RWO) is mounted by {names}: the Job runs on {pf.node} too, "
-                              "avoiding a Multi-Attach error")
-        else:
+        if len(nodes) != 1:
             check(sink, False, f"PVC {spec.pvc} (RWO) is mounted on several nodes: {names}")
             raise ConfigError("an RWO claim mounted on several nodes cannot be written", hint="see modelpvc doctor")
-    else:
-        check(sink, True, f"PVC {spec.pvc} is not in use by another pod" if not holders
-              else f"PVC {spec.pvc} is ReadWriteMany: shared with {len(holders)} pod(s)")
+        node = nodes.pop()
+        tolerations = tuple({json.dumps(t, sort_keys=True): t for h in holders
+                             for t in (h["spec"].get("tolerations") or [])}.values())
+        pf.spec = replace(spec, placement=Placement(node=node, tolerations=tolerations))
+        check(sink, True, f"PVC {spec.pvc} (RWO) is mounted by {names}: the Job runs on {node} too"
+                          + (" and tolerates its taints" if tolerations else "") + ", avoiding a Multi-Attach error")
+        return
+    check(sink, True, f"PVC {spec.pvc} is not in use by another pod" if not holders
+          else f"PVC {spec.pvc} is ReadWriteMany: shared with {len(holders)} pod(s)")
+    if unbound_wffc:
+        placement = serving_placement(cluster, spec)
+        if placement.zones:
+            pf.spec = replace(spec, placement=replace(spec.placement, zones=placement.zones,
+                                                      tolerations=placement.tolerations or spec.placement.tolerations))
+            check(sink, True, f"the volume will bind in zone(s) {', '.join(placement.zones)}, where the serving "
+                              "nodes are: the Job runs there")
+        else:
+            pf.notes.append("the volume binds in whatever zone the Job lands")
+            check(sink, True, "the volume binds in the zone the Job lands in: pass --zone (or --isvc-base/"
+                              "--node-selector) so it binds where the server can mount it")
 
-    fs = o.openshift_fs_group(ns)
+
+def _fs_group(pf: Preflight, sink: ProgressSink) -> None:
+    spec = pf.spec
     if spec.fs_group is not None:
         check(sink, True, f"fsGroup {spec.fs_group} set on the Job (--fs-group)")
-    elif fs is not None:
-        check(sink, True, f"OpenShift assigns fsGroup {fs} from the namespace's supplemental groups; "
-                          "the Job leaves it unset so it matches the serving pod")
+    elif pf.openshift:
+        check(sink, True, "OpenShift assigns the uid and fsGroup from the namespace (restricted-v2); the Job "
+                          "leaves them unset so it matches the serving pod")
     else:
-        check(sink, True, "no OpenShift SCC annotations: the Job runs with the image's user; pass --fs-group "
-                          "if the volume needs a group")
-    return pf
+        pf.spec = replace(spec, fs_group=IMAGE_GID)
+        check(sink, True, f"no OpenShift SCC annotations: the Job sets fsGroup {IMAGE_GID} so it can write a fresh "
+                          "volume (owned by root); --fs-group sets another")
 
 
-def _bound(cluster: Cluster, spec: ModelSpec) -> dict[str, object] | None:
+def _bound(cluster: Cluster, spec: ModelSpec) -> dict[str, Any] | None:
     pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
     return pvc if pvc and (pvc.get("status") or {}).get("phase") == "Bound" else None
 
 
-def _probe_source(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> None:
+def _probe_source(cluster: Cluster, pf: Preflight, sink: ProgressSink, pending_grace: float) -> None:
     """Where the endpoint only resolves inside the cluster: a short Job runs `modelpvc plan --json` there."""
     from modelpvc.kube import manifests
     from modelpvc.kube.jobs import run_job
 
-    job = manifests.populate_job(pf.spec)
+    job = manifests.populate_job(replace(pf.spec, placement=Placement()))
     job["metadata"]["name"] = f"{pf.spec.job_name[:56]}-probe"
     pod = job["spec"]["template"]["spec"]
     pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "model-storage"]  # no claim: no Multi-Attach
     c = pod["containers"][0]
     c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != "model-storage"]
-    c["args"] = ["plan", pf.spec.source, "--json"]
+    c["args"] = ["plan", pf.spec.source, "--json", *(["--for", pf.spec.loader] if pf.spec.loader != "vllm" else [])]
     job["spec"]["backoffLimit"] = 0
     job["spec"]["activeDeadlineSeconds"] = 300
     try:
-        result = run_job(cluster, job, NullSink(), timeout=300)
+        result = run_job(cluster, job, NullSink(), timeout=300, pending_grace=pending_grace)
     except SourceError as e:
         check(sink, False, f"source {pf.spec.source} (probed in the cluster): {e.message}", e.hint)
         raise
@@ -184,6 +253,7 @@ def _probe_source(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> None:
         raise SourceError(f"the in-cluster probe of {pf.spec.source} gave no plan") from e
     pf.source_bytes = int(plan["bytes"])
     pf.source_files = len(plan["files"])
+    pf.listing = [(str(f["path"]), int(f["size"]), str(f.get("etag", ""))) for f in plan["files"]]
     check(sink, True, f"source {pf.spec.source} holds {pf.source_files} files, {pf.source_bytes / 1e9:.2f} GB "
                       "(probed from inside the cluster)")
 
@@ -201,6 +271,7 @@ def _check_source(pf: Preflight, values: dict[str, str], sink: ProgressSink) -> 
         raise
     pf.source_bytes = sum(x.size for x in chosen)
     pf.source_files = len(chosen)
+    pf.listing = [(x.rel, x.size, x.etag) for x in chosen]
     check(sink, True, f"source {spec.source} holds {len(chosen)} files, {pf.source_bytes / 1e9:.2f} GB"
           + (f" ({skipped} duplicates skipped)" if skipped else ""))
     return True

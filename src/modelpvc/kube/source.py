@@ -18,7 +18,9 @@ def list_selected(spec: ModelSpec, values: dict[str, str], pair: tuple[str, str]
     then asks the cluster instead (SourceUnreachable).
     """
     endpoint = spec.endpoint_url or next((values[k] for k in ENDPOINT_KEYS if values.get(k)), None)
-    settings = S3Settings(endpoint_url=endpoint, read_timeout=5.0, max_attempts=2, metadata_deadline=10.0,
+    region = spec.region or values.get("AWS_DEFAULT_REGION") or "us-east-1"
+    settings = S3Settings(endpoint_url=endpoint, region=region, read_timeout=5.0, max_attempts=2,
+                          metadata_deadline=10.0,
                           credentials=Credentials(values[pair[0]], values[pair[1]], origin=f"secret {spec.secret}"))
     src = S3Source(parse_source(spec.source), settings)
     try:

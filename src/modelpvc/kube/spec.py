@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelpvc import __version__
 from modelpvc.core.errors import ConfigError
@@ -12,6 +13,52 @@ DEFAULT_IMAGE = f"ghcr.io/modelpvc/modelpvc:{__version__}"
 MOUNT = "/mnt/models"
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the InferenceService serves with. ``None`` means "not given": without ``base`` the defaults
+    apply; with ``base`` (the user's own InferenceService YAML) the base's value is kept."""
+
+    runtime: str | None = None
+    gpus: int | None = None
+    args: tuple[str, ...] | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    tolerations: tuple[dict[str, Any], ...] = ()
+    node_selector: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    deployment_mode: str | None = None  # Serverless/RawDeployment (Knative/Standard in KServe >= 0.16)
+    base: dict[str, Any] | None = None
+
+    def predictor(self) -> dict[str, Any]:
+        """The predictor as it will be (base, with the flags given applied): for placement decisions."""
+        pred: dict[str, Any] = dict(((self.base or {}).get("spec") or {}).get("predictor") or {})
+        if self.tolerations:
+            pred["tolerations"] = [dict(t) for t in self.tolerations]
+        if self.node_selector:
+            pred["nodeSelector"] = dict(self.node_selector)
+        return pred
+
+    @property
+    def effective_args(self) -> tuple[str, ...]:
+        if self.args is not None:
+            return self.args
+        model = ((self.base or {}).get("spec") or {}).get("predictor", {}).get("model") or {}
+        return tuple(str(a) for a in model.get("args") or ())
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where our Jobs may run, decided from the cluster (populate) or from the serving spec (render)."""
+
+    node: str | None = None  # pinned: the node that holds a ReadWriteOnce claim
+    tolerations: tuple[dict[str, Any], ...] = ()  # what that node (or the serving nodes) needs tolerated
+    zones: tuple[str, ...] = ()  # a WaitForFirstConsumer claim binds where the Job lands: the server's zones
+    follow: str | None = None  # GitOps: prefer the node of this InferenceService's predictor pods
 
 
 @dataclass(frozen=True)
@@ -27,12 +74,9 @@ class ModelSpec:
     size: str = "100Gi"
     storage_class: str | None = None
     access_mode: str = "ReadWriteOnce"
-    runtime: str = "vllm-runtime"
-    gpus: int = 1
-    args: tuple[str, ...] = ()
-    cpu: str | None = None
-    memory: str | None = None
-    deployment_mode: str | None = None  # Serverless/RawDeployment (Knative/Standard in KServe >= 0.16)
+    serving: Serving = field(default_factory=Serving)
+    placement: Placement = field(default_factory=Placement)
+    region: str | None = None  # None: the secret's AWS_DEFAULT_REGION when it has one
     image: str = DEFAULT_IMAGE
     fs_group: int | None = None  # None: let OpenShift's SCC admission assign it
     gitops: str = "none"  # "none" or "argocd"
@@ -60,8 +104,9 @@ class ModelSpec:
 
     def validate(self, *, needs_source: bool = True) -> ModelSpec:
         """Clear errors for bad input, before anything is sent or written. ``deploy`` reads no source."""
-        names = [("--name", self.name), ("--namespace", self.namespace), ("--pvc", self.pvc),
-                 ("--runtime", self.runtime)]
+        names = [("--name", self.name), ("--namespace", self.namespace), ("--pvc", self.pvc)]
+        if self.serving.runtime is not None:
+            names.append(("--runtime", self.serving.runtime))
         if needs_source:
             names.append(("--secret", self.secret))
         for what, value in names:
@@ -76,7 +121,7 @@ class ModelSpec:
             raise ConfigError(f"--path {self.path!r} must be a relative directory inside the claim")
         if not 1 <= self.parallel <= 64:
             raise ConfigError(f"--parallel {self.parallel} is out of range (1..64)")
-        if self.gpus < 0:
+        if self.serving.gpus is not None and self.serving.gpus < 0:
             raise ConfigError("--gpus must be >= 0")
         if self.access_mode not in ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"):
             raise ConfigError(f"--access-mode {self.access_mode!r} is not a PVC access mode")

@@ -1,60 +1,80 @@
-"""``update``: refresh the weights, with zero downtime where capacity and access mode allow.
+"""``update``: refresh the weights, with zero downtime where the cluster allows it.
 
 Zero-downtime: populate ``revisions/<id>/`` beside the served revision (unchanged files hard-linked from
-it, so only changed bytes are fetched), verify, switch the InferenceService's ``storageUri``, wait for
-Ready, then remove the old revision once no pod uses it. Otherwise the runbook's stop-the-world sequence,
-automated and waited: delete the InferenceService, wait for its pods to go, populate, redeploy, wait.
+it), switch only ``storageUri`` (server-side apply of a minimal object with our own field manager: every
+other field stays with whoever set it), wait until the pods that mount the new URI are Ready, then remove
+the old revision. It needs room on the claim for the new files and room in the cluster for a second
+predictor pod (KServe rolls out surge-first); when either is missing, zero downtime is impossible and we
+say so before changing anything. ``--stop-the-world`` then runs the runbook's sequence, automated and
+waited: delete the InferenceService, wait for its pods, populate, recreate it exactly as it was (minus
+status), wait. An InferenceService that Argo CD manages is not changed behind its back (kube/gitops.py).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from modelpvc.core.errors import ConfigError, DestinationError
+import yaml
+
+from modelpvc.core.errors import ConfigError, DestinationFull, ModelpvcError
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.manifest import revision_id
-from modelpvc.core.secretkeys import find_pair
 from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.deploy import wait_ready
-from modelpvc.kube.jobs import run_job
+from modelpvc.kube.deploy import wait_serving
+from modelpvc.kube.gitops import argo_managed, refuse_argo, storage_uri, write_storage_uri
+from modelpvc.kube.jobs import PENDING_GRACE, run_job
+from modelpvc.kube.placement import room_for_second_predictor
+from modelpvc.kube.podstate import PREDICTOR_LABEL
 from modelpvc.kube.populate import SECRET_ANNOTATION, SOURCE_ANNOTATION, populate
-from modelpvc.kube.source import list_selected
-from modelpvc.kube.spec import MOUNT, ModelSpec
+from modelpvc.kube.preflight import measure_source
+from modelpvc.kube.spec import MOUNT, ModelSpec, Placement, Serving
+from modelpvc.model.select import loader_from_args
+
+
+UPDATE_MANAGER = "modelpvc-update"
 
 
 @dataclass
 class UpdateResult:
-    path: str  # "zero-downtime" or "stop-the-world"
+    path: str  # "zero-downtime", "stop-the-world", "gitops" or "none"
     why: str
     revision: str | None
     storage_uri: str
 
 
+@dataclass(frozen=True)
+class UpdateOptions:
+    stop_the_world: bool = False
+    timeout: float = 6 * 3600
+    pending_grace: float = PENDING_GRACE
+    gitops_file: Path | None = None  # an Argo-managed InferenceService: write the new URI into this manifest
+
+
 def spec_from_isvc(isvc: o.Obj, base: ModelSpec) -> ModelSpec:
     model = isvc["spec"]["predictor"]["model"]
-    claim, _, path = str(model["storageUri"]).removeprefix("pvc://").partition("/")
-    res = model.get("resources") or {}
-    gpus = int((res.get("limits") or {}).get("nvidia.com/gpu", base.gpus))
-    return replace(base, pvc=claim, path=path.strip("/"), runtime=model.get("runtime", base.runtime),
-                   args=tuple(model.get("args", base.args)), gpus=gpus,
-                   deployment_mode=((isvc["metadata"].get("annotations") or {})
-                                    .get("serving.kserve.io/deploymentMode", base.deployment_mode)))
+    uri = str(model.get("storageUri", ""))
+    if not uri.startswith("pvc://"):
+        raise ConfigError(f"InferenceService {isvc['metadata']['name']} serves {uri or 'no storageUri'}, not a "
+                          "pvc:// claim", hint="update refreshes PVC-backed models; see render --pattern "
+                                               "storage-initializer for s3:// ones")
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    args = tuple(str(a) for a in model.get("args") or ())
+    return replace(base, pvc=claim, path=path.strip("/"), serving=Serving(base=isvc),
+                   loader=loader_from_args(args))
 
 
-def _source_revision(cluster: Cluster, spec: ModelSpec) -> str | None:
-    secret = cluster.get("Secret", spec.secret, spec.namespace)
-    values = o.secret_values(secret or {})
-    pair = find_pair(values)
-    if pair is None:
-        return None
-    chosen, _skipped = list_selected(spec, values, pair)
-    return revision_id([(x.rel, x.size, x.etag) for x in chosen])
+def _impossible(why: str) -> ConfigError:
+    return ConfigError(f"a zero-downtime update is impossible: {why}. Nothing was changed.",
+                       hint="re-run with --stop-the-world to delete the InferenceService, populate and recreate it "
+                            "(the model is offline meanwhile), or make room and re-run")
 
 
-def update(cluster: Cluster, base: ModelSpec, sink: ProgressSink, *, stop_the_world: bool = False,
-           timeout: float = 6 * 3600) -> UpdateResult:
+def update(cluster: Cluster, base: ModelSpec, sink: ProgressSink, options: UpdateOptions = UpdateOptions()
+           ) -> UpdateResult:
     isvc = cluster.get("InferenceService", base.name, base.namespace)
     if isvc is None:
         raise ConfigError(f"InferenceService {base.name!r} not found in {base.namespace!r}",
@@ -73,60 +93,118 @@ def update(cluster: Cluster, base: ModelSpec, sink: ProgressSink, *, stop_the_wo
             raise ConfigError("no --secret given and none recorded on the PVC", hint="pass --secret NAME")
         spec = replace(spec, secret=ann[SECRET_ANNOTATION])
     spec = spec.validate()
-    modes = (pvc.get("spec") or {}).get("accessModes") or []
-    rev = _source_revision(cluster, spec)
-    if rev is None:
-        rev = "next"
+    if argo_managed(isvc) and options.gitops_file is None:
+        refuse_argo(isvc, f"pvc://{spec.pvc}/revisions/<new>/")
+    measured = measure_source(cluster, spec, sink, pending_grace=options.pending_grace)
+    spec = replace(measured.spec, placement=Placement())
+    rev = revision_id(measured.listing)
     if spec.path == f"revisions/{rev}":
         sink.emit(Event("step", {"message": f"{spec.storage_uri} already serves revision {rev}; nothing to do"}))
         return UpdateResult("none", "already up to date", rev, spec.storage_uri)
-    if stop_the_world:
-        return _stop_the_world(cluster, spec, sink, timeout, "asked for with --stop-the-world", rev)
+    modes = (pvc.get("spec") or {}).get("accessModes") or []
+    why_not = None
     if "ReadWriteOncePod" in modes:
-        return _stop_the_world(cluster, spec, sink, timeout,
-                               "the claim is ReadWriteOncePod: no Job can mount it while the server does", rev)
+        why_not = "the claim is ReadWriteOncePod: no Job can mount it while the server does"
+    else:
+        room = room_for_second_predictor(cluster, isvc, modes)
+        if not room.fits:
+            why_not = room.why
+    if why_not is not None:
+        if not options.stop_the_world:
+            raise _impossible(why_not)
+        return _stop_the_world(cluster, isvc, spec, sink, options, why_not)
+    if options.stop_the_world:
+        return _stop_the_world(cluster, isvc, spec, sink, options, "asked for with --stop-the-world")
+    return _zero_downtime(cluster, isvc, spec, rev, sink, options)
+
+
+def _zero_downtime(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, rev: str, sink: ProgressSink,
+                   options: UpdateOptions) -> UpdateResult:
     new = replace(spec, path=f"revisions/{rev}")
     sink.emit(Event("step", {"message": f"zero-downtime: populating {new.storage_uri} beside {spec.storage_uri} "
                                         "(unchanged files hard-linked)"}))
     try:
-        result = populate(cluster, new, sink, timeout=timeout, link_dest=spec.path)
-    except DestinationError as e:
-        sink.emit(Event("warning", {"path": spec.pvc, "message": f"no room for a second revision ({e.message})"}))
-        return _stop_the_world(cluster, spec, sink, timeout, f"not enough space for a second revision: {e.message}",
-                               rev)
-    cluster.apply(manifests.inference_service(new))
+        result = populate(cluster, new, sink, timeout=options.timeout, link_dest=spec.path,
+                          pending_grace=options.pending_grace)
+    except DestinationFull as e:
+        _run_gc(cluster, new, ["--abandoned"], sink)  # mirror refused before its first byte: remove its state
+        if not options.stop_the_world:
+            raise _impossible(f"no room on the claim for a second revision ({e.message})") from e
+        return _stop_the_world(cluster, isvc, spec, sink, options, f"no room for a second revision: {e.message}")
+    if options.gitops_file is not None:
+        write_storage_uri(options.gitops_file, spec.name, storage_uri(isvc), new.storage_uri)
+        sink.emit(Event("step", {"message": f"wrote storageUri {new.storage_uri} into {options.gitops_file}: commit "
+                                            "and push it; Argo CD switches the server at the next sync"}))
+        return UpdateResult("gitops", f"Argo CD manages {spec.name}: the change is in {options.gitops_file}",
+                            result.summary.get("revision"), new.storage_uri)
+    # Only storageUri, under a field manager of its own: applied as "modelpvc" (deploy's manager), the
+    # omitted fields deploy set would be removed; forced, because whoever created it owns storageUri.
+    cluster.apply({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                   "metadata": {"name": spec.name, "namespace": spec.namespace},
+                   "spec": {"predictor": {"model": {"storageUri": new.storage_uri}}}}, force=True,
+                  manager=UPDATE_MANAGER)
     sink.emit(Event("step", {"message": f"switched storageUri to {new.storage_uri}"}))
-    wait_ready(cluster, new, sink, timeout=1800)
-    _retire(cluster, spec, new, sink)
-    return UpdateResult("zero-downtime", "capacity and access mode allow a second revision",
+    wait_serving(cluster, new, sink, timeout=1800, pending_grace=options.pending_grace)
+    _retire(cluster, spec, sink)
+    return UpdateResult("zero-downtime", "room on the claim and in the cluster for a second revision",
                         result.summary.get("revision"), new.storage_uri)
 
 
-def _retire(cluster: Cluster, old: ModelSpec, new: ModelSpec, sink: ProgressSink) -> None:
-    """Remove the old revision's files once no serving pod of the old revision is left."""
-    def old_pods_gone() -> bool:
-        pods = cluster.list("Pod", old.namespace, labels={"serving.kserve.io/inferenceservice": old.name})
-        return len(pods) <= 1
-    cluster.poll("the old revision's pods to go", old_pods_gone, timeout=600, interval=0.3)
-    spec = replace(old, mirror_args=())
-    job = manifests.populate_job(spec)
-    job["metadata"]["name"] = f"{old.name}-gc"[:63]
-    job["spec"]["template"]["spec"]["containers"][0]["args"] = ["gc", f"{MOUNT}/{old.path}".rstrip("/")]
-    o.pin_to_node(job, o.holder_node(cluster.list("Pod", old.namespace), old.pvc))  # RWO: join the server's node
+def _run_gc(cluster: Cluster, spec: ModelSpec, flags: list[str], sink: ProgressSink) -> None:
+    """Remove a revision directory with a Job on the node holding the claim (RWO), tolerating its taints."""
+    holders = o.pods_using_claim(cluster.list("Pod", spec.namespace), spec.pvc)
+    tolerations = tuple({str(t): t for h in holders for t in h["spec"].get("tolerations") or []}.values())
+    job = manifests.populate_job(replace(spec, mirror_args=(), placement=Placement(
+        node=o.holder_node(holders, spec.pvc), tolerations=tolerations)))
+    job["metadata"]["name"] = f"{spec.name}-gc"[:63]
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = ["gc", f"{MOUNT}/{spec.path}".rstrip("/"), *flags]
     run_job(cluster, job, sink, timeout=600)
-    cluster.delete("Job", job["metadata"]["name"], old.namespace)
+    cluster.delete("Job", job["metadata"]["name"], spec.namespace)
+
+
+def _retire(cluster: Cluster, old: ModelSpec, sink: ProgressSink) -> None:
+    """Remove the old revision's files once no predictor pod mounts it any more."""
+    from modelpvc.kube.podstate import serves
+
+    def gone() -> bool:
+        return not any(serves(p, old.pvc, old.path)
+                       for p in cluster.list("Pod", old.namespace, labels={PREDICTOR_LABEL: old.name}))
+
+    cluster.poll("the old revision's pods to go", gone, timeout=600, interval=0.3)
+    _run_gc(cluster, old, [], sink)
     sink.emit(Event("step", {"message": f"removed the old revision at {old.storage_uri}"}))
 
 
-def _stop_the_world(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float, why: str,
-                    rev: str) -> UpdateResult:
+def _saved(isvc: o.Obj) -> o.Obj:
+    """The user's object as they wrote it: no status, no server-set metadata."""
+    out = copy.deepcopy(isvc)
+    out.pop("status", None)
+    meta = out["metadata"]
+    for k in ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "deletionTimestamp",
+              "finalizers"):
+        meta.pop(k, None)
+    return out
+
+
+def _stop_the_world(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, sink: ProgressSink, options: UpdateOptions,
+                    why: str) -> UpdateResult:
     sink.emit(Event("step", {"message": f"stop-the-world: {why}"}))
-    isvc_obj = manifests.inference_service(spec)
+    saved = _saved(isvc)
+    backup = Path(f"{spec.name}-inferenceservice.yaml").resolve()
+    backup.write_text(yaml.safe_dump(saved, sort_keys=False))
+    sink.emit(Event("step", {"message": f"saved InferenceService {spec.name} as it is to {backup}"}))
     cluster.delete("InferenceService", spec.name, spec.namespace)
     cluster.poll("the InferenceService's pods to go", lambda: not cluster.list(
-        "Pod", spec.namespace, labels={"serving.kserve.io/inferenceservice": spec.name}), timeout=600, interval=0.3)
+        "Pod", spec.namespace, labels={PREDICTOR_LABEL: spec.name}), timeout=600, interval=0.3)
     sink.emit(Event("step", {"message": f"InferenceService {spec.name} deleted; its pods are gone"}))
-    result = populate(cluster, spec, sink, timeout=timeout)
-    cluster.apply(isvc_obj)
-    wait_ready(cluster, spec, sink, timeout=1800)
+    try:
+        result = populate(cluster, spec, sink, timeout=options.timeout, pending_grace=options.pending_grace)
+    except ModelpvcError as e:
+        # The claim may hold part of the new revision: serving it could load a mix of two models.
+        e.hint = (f"{e.hint + '; ' if e.hint else ''}the InferenceService was not recreated; once the claim holds a "
+                  f"verified model: oc apply -f {backup}")
+        raise
+    cluster.create(saved)
+    sink.emit(Event("step", {"message": f"InferenceService {spec.name} recreated as it was"}))
+    wait_serving(cluster, spec, sink, timeout=1800, pending_grace=options.pending_grace)
     return UpdateResult("stop-the-world", why, result.summary.get("revision"), spec.storage_uri)

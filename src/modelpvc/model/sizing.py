@@ -54,10 +54,17 @@ _SIZE_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
                "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 
 
-def parse_size(text: str) -> int:
-    """A Kubernetes quantity or a user's size -> bytes: "80Gi", "45G", "1.5Ti", "123456"."""
+def parse_quantity(text: str) -> float:
+    """A Kubernetes quantity as a number: "500m" -> 0.5, "4" -> 4, "80Gi" -> bytes."""
     t = text.strip()
+    if t.endswith("m"):
+        return float(t[:-1]) / 1000
     for u, f in _SIZE_UNITS.items():
         if t.endswith(u):
-            return int(float(t[: -len(u)]) * f)
-    return int(float(t))
+            return float(t[: -len(u)]) * f
+    return float(t)
+
+
+def parse_size(text: str) -> int:
+    """A Kubernetes quantity or a user's size -> bytes: "80Gi", "45G", "1.5Ti", "123456"."""
+    return int(parse_quantity(text))

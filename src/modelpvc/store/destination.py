@@ -198,3 +198,13 @@ class Destination:
         with contextlib.suppress(OSError):
             self.root.rmdir()  # only when empty
         return removed, m.revision
+
+    def remove_abandoned(self) -> int:
+        """Delete a directory a mirror started and never completed (``.modelpvc/`` without a manifest): what
+        an update leaves when the claim had no room for the new revision. Anything else is refused."""
+        if not (self.root / STATE_DIR).is_dir() or self.read_manifest() is not None:
+            raise DestinationError(f"{self.root} is not an abandoned modelpvc copy (it has no .modelpvc/ state, or "
+                                   "a manifest); refusing to delete it")
+        count = sum(len(files) for _d, _s, files in os.walk(self.root))
+        shutil.rmtree(self.root)
+        return count

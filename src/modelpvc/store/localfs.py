@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from modelpvc.core.errors import DestinationError, DestinationFull, DestinationLocked
+from modelpvc.core.errors import DestinationError, DestinationFull, DestinationLocked, DestinationNotWritable
 from modelpvc.core.manifest import STATE_DIR
 
 
@@ -21,7 +21,7 @@ def destination_error(e: OSError, path: Path | str, doing: str) -> DestinationEr
             hint="grow the volume (or the PVC) or free space, then re-run to resume",
         )
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return DestinationError(
+        return DestinationNotWritable(
             f"cannot write {path} while {doing}: {e.strerror}",
             hint="the directory must be writable by this user (uid "
             f"{os.getuid()}, gid {os.getgid()}); on Kubernetes set the pod's fsGroup to the volume's group",

@@ -1,0 +1,160 @@
+"""Where the server runs, read from the cluster: the nodes an InferenceService's predictor may use (node
+selector, node affinity, tolerations), their zones, and whether a second predictor pod fits beside the
+running one (what a surge-first rollout needs). Decisions, not scheduling: the cluster schedules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelpvc.kube import objects as o
+from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.podstate import PREDICTOR_LABEL
+from modelpvc.kube.spec import ModelSpec, Placement
+from modelpvc.model.sizing import parse_quantity
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+def _tolerated(tolerations: list[o.Obj], taint: o.Obj) -> bool:
+    if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+        return True
+    return any((t.get("effect") in (None, "", taint.get("effect")))
+               and ((t.get("operator") == "Exists" and t.get("key") in (None, "", taint.get("key")))
+                    or (t.get("key") == taint.get("key") and t.get("value", "") == taint.get("value", "")))
+               for t in tolerations)
+
+
+def _selected(node: o.Obj, predictor: o.Obj) -> bool:
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if any(labels.get(k) != v for k, v in (predictor.get("nodeSelector") or {}).items()):
+        return False
+    terms = ((((predictor.get("affinity") or {}).get("nodeAffinity") or {})
+              .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or [])
+    for term in terms:
+        if all((labels.get(e["key"]) in (e.get("values") or [])) == (e["operator"] == "In")
+               for e in term.get("matchExpressions") or [] if e["operator"] in ("In", "NotIn")):
+            return True
+    return not terms
+
+
+def serving_nodes(cluster: Cluster, predictor: o.Obj) -> list[o.Obj]:
+    """Nodes the predictor's selector, affinity and tolerations allow (capacity aside)."""
+    tolerations = predictor.get("tolerations") or []
+    return [n for n in cluster.list("Node") if _selected(n, predictor)
+            and all(_tolerated(tolerations, t) for t in (n.get("spec") or {}).get("taints") or [])]
+
+
+def live_predictor(cluster: Cluster, spec: ModelSpec) -> o.Obj | None:
+    """The predictor of an InferenceService that serves this claim now, if any."""
+    for isvc in cluster.list("InferenceService", spec.namespace):
+        model = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
+        if str(model.get("storageUri", "")).removeprefix("pvc://").split("/")[0] == spec.pvc:
+            return dict(isvc["spec"]["predictor"])
+    return None
+
+
+def serving_placement(cluster: Cluster, spec: ModelSpec) -> Placement:
+    """For the first Job of a WaitForFirstConsumer claim: the zones of the nodes the server may use (so the
+    volume binds where it can be mounted), and the tolerations it has (so the Job may land on them)."""
+    if spec.placement.zones:
+        return spec.placement
+    predictor = spec.serving.predictor() if (spec.serving.base or spec.serving.node_selector or
+                                             spec.serving.tolerations) else live_predictor(cluster, spec)
+    if not predictor or not (predictor.get("nodeSelector") or predictor.get("affinity") or
+                             predictor.get("tolerations")):
+        return Placement()
+    zones = sorted({(n["metadata"].get("labels") or {}).get(ZONE, "") for n in serving_nodes(cluster, predictor)}
+                   - {""})
+    return Placement(zones=tuple(zones), tolerations=tuple(predictor.get("tolerations") or ()))
+
+
+@dataclass(frozen=True)
+class Room:
+    fits: bool
+    why: str
+
+
+def _requests(pod_or_container_list: list[o.Obj]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for c in pod_or_container_list:
+        for k, v in ((c.get("resources") or {}).get("requests") or {}).items():
+            out[k] = out.get(k, 0.0) + parse_quantity(str(v))
+    return out
+
+
+def room_for_second_predictor(cluster: Cluster, isvc: o.Obj, claim_modes: list[str]) -> Room:
+    """Can a new predictor pod be scheduled while the old one runs (RollingUpdate surges first)? With a
+    ReadWriteOnce claim it must land on the node that holds the claim; otherwise on any serving node in
+    the volume's zone."""
+    ns, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
+    pods = cluster.list("Pod", ns, labels={PREDICTOR_LABEL: name})
+    running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running" and p["spec"].get("nodeName")]
+    if not running:
+        return Room(True, "no predictor pod is running")
+    pod = running[0]
+    want = _requests(pod["spec"].get("containers") or [])
+    candidates = serving_nodes(cluster, pod["spec"])
+    if "ReadWriteOnce" in claim_modes:
+        candidates = [n for n in candidates if n["metadata"]["name"] == pod["spec"]["nodeName"]]
+        where = f"node {pod['spec']['nodeName']} (the claim is ReadWriteOnce: only the node holding it may mount it)"
+    else:
+        zone = next(((n["metadata"].get("labels") or {}).get(ZONE) for n in cluster.list("Node")
+                     if n["metadata"]["name"] == pod["spec"]["nodeName"]), None)
+        candidates = [n for n in candidates if (n["metadata"].get("labels") or {}).get(ZONE) == zone]
+        where = f"zone {zone} (where the volume is)"
+    everyone = [p for p in cluster.list("Pod") if (p.get("status") or {}).get("phase") not in o.TERMINAL]
+    for node in candidates:
+        alloc = {k: parse_quantity(str(v)) for k, v in ((node.get("status") or {}).get("allocatable") or {}).items()}
+        used = _requests([c for p in everyone if p["spec"].get("nodeName") == node["metadata"]["name"]
+                          for c in p["spec"].get("containers") or []])
+        short = [k for k, v in want.items() if v > alloc.get(k, 0.0) - used.get(k, 0.0)]
+        if not short:
+            return Room(True, f"a second predictor pod fits on {node['metadata']['name']}")
+        last = (f"{node['metadata']['name']} has {alloc.get(short[0], 0) - used.get(short[0], 0):g} {short[0]} free, "
+                f"the predictor needs {want[short[0]]:g}")
+    if not candidates:
+        return Room(False, f"no node the predictor may use is in {where}")
+    return Room(False, f"a second predictor pod does not fit in {where}: {last}")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    evidence: str
+    fix: str
+
+
+def explain_unschedulable(cluster: Cluster, pod: o.Obj) -> Explanation | None:
+    """Why a Pending pod fits no node, worked out from the nodes, taints and volume zones (the scheduler's
+    own message is quoted as evidence)."""
+    cond = next((c for c in (pod.get("status") or {}).get("conditions") or []
+                 if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"), None)
+    if cond is None:
+        return None
+    spec = pod.get("spec") or {}
+    nodes = cluster.list("Node")
+    selected = [n for n in nodes if _selected(n, spec)]
+    taints = sorted({f"{t.get('key')}:{t.get('effect')}" for n in selected for t in (n.get("spec") or {}).get("taints")
+                     or [] if not _tolerated(spec.get("tolerations") or [], t)})
+    allowed = serving_nodes(cluster, spec)
+    ns = pod["metadata"]["namespace"]
+    volume_zones = set()
+    for v in spec.get("volumes") or []:
+        claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+        pvc = cluster.get("PersistentVolumeClaim", claim, ns) if claim else None
+        pv = cluster.get("PersistentVolume", (pvc or {}).get("spec", {}).get("volumeName", "")) if pvc else None
+        zone = (((pv or {}).get("metadata") or {}).get("labels") or {}).get(ZONE)
+        if zone:
+            volume_zones.add(zone)
+    node_zones = {(n["metadata"].get("labels") or {}).get(ZONE) for n in allowed}
+    evidence = f"scheduler: {cond.get('message')}"
+    if not selected:
+        return Explanation(evidence, "no node matches its node selector/affinity: fix the selector")
+    if not allowed:
+        return Explanation(evidence + f"; untolerated taints: {', '.join(taints)}",
+                           f"give it tolerations for {', '.join(taints)} (populate copies the serving pod's)")
+    if volume_zones and not volume_zones & node_zones:
+        return Explanation(evidence + f"; its volume is in zone {', '.join(sorted(volume_zones))}, the nodes it may "
+                                      f"use are in {', '.join(sorted(z for z in node_zones if z))}",
+                           "a zonal volume is mounted only in its zone: populate a new claim from the serving nodes' "
+                           "zone (populate --zone, or --isvc-base so it finds them), or move the server there")
+    return Explanation(evidence, "free capacity on the nodes it may use (CPU, memory, GPUs), or lower its requests")

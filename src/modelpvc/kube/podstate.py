@@ -1,0 +1,135 @@
+"""Why a pod of ours does not start, read from typed state only: container waiting reasons, the
+PodScheduled condition, event reasons, the Secret it references, the pods that hold its claims. Never
+from message text (a scheduler's or kubelet's message is shown to the user, not parsed).
+
+A real cluster leaves such pods Pending forever; waiting on them costs hours. These are terminal unless a
+human acts: a missing secret key, an image that cannot be pulled, unschedulable past a grace period (the
+cluster autoscaler may still add a node), a ReadWriteOnce claim attached to another node.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from modelpvc.kube import objects as o
+from modelpvc.kube.cluster import Cluster
+
+PREDICTOR_LABEL = "serving.kserve.io/inferenceservice"
+MODEL_MOUNT = "/mnt/models"
+
+
+@dataclass(frozen=True)
+class Blocked:
+    reason: str  # "config", "image", "unschedulable", "multi-attach", "crash"
+    message: str
+    hint: str
+
+
+def waiting_reason(pod: o.Obj) -> str | None:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting:
+            return str(waiting.get("reason") or "")
+    return None
+
+
+def missing_secret_keys(cluster: Cluster, pod: o.Obj) -> list[str]:
+    """"KEY in Secret NAME" for every required secretKeyRef the pod's Secrets do not have."""
+    ns = pod["metadata"]["namespace"]
+    out = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for e in c.get("env") or []:
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if not ref or ref.get("optional"):
+                continue
+            secret = cluster.get("Secret", ref["name"], ns)
+            if secret is None:
+                out.append(f"Secret {ref['name']} (it does not exist)")
+            elif ref["key"] not in (secret.get("data") or {}) and ref["key"] not in (secret.get("stringData") or {}):
+                have = ", ".join(sorted(secret.get("data") or {})) or "no keys"
+                out.append(f"key {ref['key']} in Secret {ref['name']} (it has: {have})")
+    return out
+
+
+def _unschedulable(pod: o.Obj) -> str | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+            return str(c.get("message") or "unschedulable")
+    return None
+
+
+def _claims(pod: o.Obj) -> list[str]:
+    return [v["persistentVolumeClaim"]["claimName"] for v in (pod.get("spec") or {}).get("volumes") or []
+            if v.get("persistentVolumeClaim")]
+
+
+def attach_holders(cluster: Cluster, pod: o.Obj) -> list[o.Obj]:
+    """Pods on other nodes holding a ReadWriteOnce claim this (scheduled) pod needs."""
+    ns, node = pod["metadata"]["namespace"], (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        return []
+    others = cluster.list("Pod", ns)
+    out = []
+    for claim in _claims(pod):
+        pvc = cluster.get("PersistentVolumeClaim", claim, ns) or {}
+        if "ReadWriteOnce" not in ((pvc.get("spec") or {}).get("accessModes") or []):
+            continue
+        out += [p for p in o.pods_using_claim(others, claim)
+                if p["metadata"]["name"] != pod["metadata"]["name"] and p["spec"].get("nodeName") not in (None, node)]
+    return out
+
+
+class Watch:
+    """Follows one pod's reasons to be stuck; ``check`` answers Blocked once one is terminal."""
+
+    def __init__(self, cluster: Cluster, grace: float) -> None:
+        self.cluster = cluster
+        self.grace = grace
+        self.since: dict[tuple[str, str], float] = {}
+
+    def _held(self, key: tuple[str, str]) -> bool:
+        first = self.since.setdefault(key, time.monotonic())
+        return time.monotonic() - first >= self.grace
+
+    def check(self, pod: o.Obj) -> Blocked | None:
+        name = pod["metadata"]["name"]
+        reason = waiting_reason(pod)
+        if reason == "CreateContainerConfigError":
+            missing = missing_secret_keys(self.cluster, pod)
+            what = "; ".join(missing) or "its configuration (a Secret or ConfigMap it references)"
+            return Blocked("config", f"pod {name} cannot start: it needs {what}",
+                           "name the keys the Secret really has with --secret-keys ACCESS,SECRET, or add them")
+        if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+            image = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("image")
+            return Blocked("image", f"pod {name} cannot pull image {image} ({reason})",
+                           "pass --image with an image this cluster can pull (a mirror of ours in your registry)")
+        if reason == "CrashLoopBackOff":
+            return Blocked("crash", f"pod {name} keeps crashing (CrashLoopBackOff)", "read its log")
+        unsched = _unschedulable(pod)
+        if unsched and self._held((name, "unschedulable")):
+            return Blocked("unschedulable", f"pod {name} cannot be scheduled: {unsched}",
+                           "free room on the nodes it may use, or change its tolerations/node selector/zone")
+        holders = attach_holders(self.cluster, pod)
+        if holders and self._held((name, "attach")):
+            names = ", ".join(f"{h['metadata']['name']} on {h['spec'].get('nodeName')}" for h in holders)
+            return Blocked("multi-attach", f"pod {name} on node {pod['spec'].get('nodeName')} cannot attach its "
+                                           f"ReadWriteOnce claim: it is in use by {names} (Multi-Attach)",
+                           "run it on the holder's node (populate pins its Jobs there), stop the holder, or use a "
+                           "ReadWriteMany claim")
+        return None
+
+
+def serves(pod: o.Obj, claim: str, path: str) -> bool:
+    """The pod mounts ``pvc://claim/path`` at /mnt/models (how KServe mounts a pvc:// storageUri)."""
+    spec = pod.get("spec") or {}
+    vols = {v["name"]: (v.get("persistentVolumeClaim") or {}).get("claimName") for v in spec.get("volumes") or []}
+    for c in spec.get("containers") or []:
+        for m in c.get("volumeMounts") or []:
+            if m.get("mountPath") == MODEL_MOUNT and vols.get(m.get("name")) == claim:
+                return (m.get("subPath") or "").strip("/") == path.strip("/")
+    return False
+
+
+def is_ready(pod: o.Obj) -> bool:
+    return o.is_true(pod, "Ready") and not (pod.get("metadata") or {}).get("deletionTimestamp")

@@ -1,0 +1,129 @@
+"""KServe's part of the fake: the predictor pod KServe would create for an InferenceService, and whether
+the vLLM server in it would load the files it finds — decided here, from the files, not by modelpvc's own
+``verify``.
+
+The pod (KServe's pod mutator and storage initializer injector): the ServingRuntime's kserve-container
+(image, args, env, volumes) with the InferenceService's args appended and its resources, node selector,
+tolerations, affinity and service account; a ``pvc://CLAIM/PATH`` storageUri becomes the claim mounted at
+/mnt/models with subPath PATH, read-only unless ``storage.kserve.io/readonly: "false"``.
+
+The load (vLLM's DefaultModelLoader._prepare_weights and the safetensors library's header checks): the
+config it reads (config.json, or params.json with --config-format/--load-format mistral), the weight files
+it globs at the top level (*.safetensors, else *.bin, else *.pt; consolidated*.safetensors in Mistral mode),
+filtered by the index when there is one, each safetensors header parsed and the file length checked, and a
+tokenizer unless --tokenizer or --skip-tokenizer-init is given.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+Obj = dict[str, Any]
+MOUNT = "/mnt/models"
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    for i, a in enumerate(args):
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+        if a == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def predictor_pod_spec(isvc: Obj, runtime: Obj) -> tuple[Obj, str, str]:
+    """(pod spec, claim, subPath) of the predictor for a pvc:// storageUri."""
+    pred = isvc["spec"]["predictor"]
+    model = pred["model"]
+    claim, _, sub = str(model["storageUri"]).removeprefix("pvc://").partition("/")
+    container = copy.deepcopy(runtime["spec"]["containers"][0])
+    container["name"] = "kserve-container"
+    container["args"] = [*container.get("args", []), *model.get("args", [])]
+    if model.get("resources"):
+        container["resources"] = copy.deepcopy(model["resources"])
+    readonly = (isvc["metadata"].get("annotations") or {}).get("storage.kserve.io/readonly", "true") != "false"
+    mount: Obj = {"name": "kserve-pvc-source", "mountPath": MOUNT, "readOnly": readonly}
+    if sub.strip("/"):
+        mount["subPath"] = sub.strip("/")
+    container["volumeMounts"] = [*container.get("volumeMounts", []), mount]
+    spec: Obj = {
+        "containers": [container],
+        "volumes": [
+            *copy.deepcopy(runtime["spec"].get("volumes", [])),
+            {"name": "kserve-pvc-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": readonly}},
+        ],
+    }
+    for k in ("nodeSelector", "tolerations", "affinity", "serviceAccountName", "securityContext"):
+        if pred.get(k):
+            spec[k] = copy.deepcopy(pred[k])
+    return spec, claim, sub.strip("/")
+
+
+def _safetensors_ok(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) < 8:
+                return f"{path.name}: Error while deserializing header: HeaderTooSmall"
+            (n,) = struct.unpack("<Q", raw)
+            if n > 100_000_000:
+                return f"{path.name}: Error while deserializing header: HeaderTooLarge"
+            header = json.loads(fh.read(n))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{path.name}: Error while deserializing header: InvalidHeaderDeserialization"
+    if path.stat().st_size != 8 + n + end:
+        return f"{path.name}: Error while deserializing header: MetadataIncompleteBuffer"
+    return None
+
+
+def would_load(model_dir: Path, args: list[str]) -> str | None:
+    """None when vLLM would start serving this directory, else the error it would die with."""
+    if not model_dir.is_dir():
+        return f"FileNotFoundError: {MOUNT} does not exist"
+    mistral = _flag(args, "--load-format") == "mistral"
+    config = "params.json" if mistral or _flag(args, "--config-format") == "mistral" else "config.json"
+    try:
+        json.loads((model_dir / config).read_bytes())
+    except FileNotFoundError:
+        return f"OSError: {MOUNT} does not appear to have a file named {config}"
+    except ValueError:
+        return f"json.decoder.JSONDecodeError: {config} is not valid JSON"
+    top = sorted(p for p in model_dir.iterdir() if p.is_file())
+    if mistral:
+        files, index = (
+            [p for p in top if p.name.startswith("consolidated") and p.suffix == ".safetensors"],
+            model_dir / "consolidated.safetensors.index.json",
+        )
+    else:
+        files = (
+            [p for p in top if p.suffix == ".safetensors"]
+            or [p for p in top if p.suffix == ".bin"]
+            or [p for p in top if p.suffix == ".pt"]
+        )
+        index = model_dir / "model.safetensors.index.json"
+    if index.exists() and files and files[0].suffix == ".safetensors":
+        try:
+            named = set(json.loads(index.read_bytes())["weight_map"].values())
+        except (ValueError, KeyError, TypeError):
+            return f"{index.name}: invalid index"
+        missing = sorted(named - {p.name for p in files})
+        if missing:
+            return f"FileNotFoundError: {MOUNT}/{missing[0]} (named by {index.name}) not found"
+        files = [p for p in files if p.name in named]
+    if not files:
+        return f"RuntimeError: Cannot find any model weights with `{MOUNT}`"
+    for p in files:
+        if p.suffix == ".safetensors" and (err := _safetensors_ok(p)):
+            return f"safetensors_rust.SafetensorError: {err}"
+    if (
+        _flag(args, "--tokenizer") is None
+        and "--skip-tokenizer-init" not in args
+        and not any((model_dir / t).exists() for t in ("tokenizer.json", "tokenizer.model", "tekken.json"))
+    ):
+        return f"OSError: Can't load tokenizer for '{MOUNT}'"
+    return None
