@@ -227,7 +227,8 @@ def test_doctor_names_ephemeral_request_secret_key_mismatch_missing_source_and_s
     fake.add_secret(NS, "minio-keys", {"accesskey": "a", "secretkey": "b"})
     fake.pullable.append("quay.io/minio/mc")
     fake.put("jobs", NS, {"metadata": {"name": "mirror-full-model-to-pvc"}, "spec": {"backoffLimit": 0, "template": {
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "mirror", "image": "quay.io/minio/mc:latest", "env": [
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "mirror", "image": "quay.io/minio/mc:latest",
+                                                           "env": [
             {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "minio-keys",
                                                                          "key": "AWS_ACCESS_KEY_ID"}}}]}],
                  "volumes": []}}}, "status": {}})

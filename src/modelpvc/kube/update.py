@@ -34,7 +34,6 @@ from modelpvc.kube.preflight import measure_source
 from modelpvc.kube.spec import MOUNT, ModelSpec, Placement, Serving
 from modelpvc.model.select import loader_from_args
 
-
 UPDATE_MANAGER = "modelpvc-update"
 
 
