@@ -140,6 +140,9 @@ class FakeCluster:
         self.pullable = ["modelpvc", "vllm"]  # image substrings the registry serves
         self.runnable = ["modelpvc"]  # images whose container is our CLI, run as a local process
         self.scc_grants: dict[tuple[str, str], str] = {}  # (namespace, service account) -> SCC, e.g. anyuid
+        # Cluster DNS as the pods see it: a service name (host:port) -> where it answers on loopback. Names
+        # that resolve only inside the cluster stay unresolvable from the test process, as from a laptop.
+        self.cluster_dns: dict[str, str] = {}
         self.deployments: dict[tuple[str, str], Obj] = {}  # the predictor Deployment KServe keeps per isvc
         self._stop = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -265,7 +268,8 @@ class FakeCluster:
         labels: dict[str, str] | None = None,
         taints: list[Obj] | None = None,
     ) -> None:
-        alloc = {"cpu": cpu, "memory": memory, "pods": "250", **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+        alloc = {"cpu": cpu, "memory": memory, "ephemeral-storage": "300Gi", "pods": "250",
+                 **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
         self.put(
             "nodes",
             "",
@@ -822,6 +826,9 @@ class FakeCluster:
                     return env, f'secret "{ref["name"]}" not found'
                 return env, f"couldn't find key {ref['key']} in Secret {ns}/{ref['name']}"
             env[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+        for k, v in env.items():
+            for name, target in self.cluster_dns.items():
+                env[k] = v = v.replace(name, target)
         return env, None
 
     def _mount_volumes(self, ns: str, pod: Obj) -> None:

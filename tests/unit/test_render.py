@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -141,15 +142,20 @@ def test_secret_key_names_and_size_auto_from_model_bytes(capsys):
     objs = render(capsys, "--secret-keys", "accesskey,secretkey", "--size", "auto", "--model-bytes", "45G")
     env = {e["name"]: e for e in objs["Job"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "secretkey"
-    assert objs["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"] == "51Gi"  # 45 GB x 1.2
+    # Room for two revisions (zero-downtime updates populate the new one beside the served one), +10 %.
+    assert objs["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"] == "93Gi"
+    assert main([*SEED_ARGS, "--size", "auto", "--model-bytes", "45G"]) == 0
+    assert "93Gi for 2 revision(s) of 45.0 GB x 1.1 headroom (room for `update`" in capsys.readouterr().err
+    objs = render(capsys, "--size", "auto", "--model-bytes", "45G", "--revisions", "1")
+    assert objs["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"] == "47Gi"
     assert objs["Job"]["spec"]["activeDeadlineSeconds"] == int(2 * 45e9 / (50 * 1024 * 1024)) + 600
 
 
 def test_output_dir_writes_one_file_per_object(tmp_path, capsys):
     assert main([*SEED_ARGS, "-o", str(tmp_path / "out")]) == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["1-pvc-mistral-24b-pvc.yaml", "2-job-mistral-24b-populate.yaml",
-                     "3-verify-job-mistral-24b-verify.yaml", "4-isvc-mistral-24b.yaml"]
+    assert names == ["1-job-mistral-24b-populate.yaml", "1-pvc-mistral-24b-pvc.yaml",
+                     "2-verify-job-mistral-24b-verify.yaml", "3-isvc-mistral-24b.yaml"]
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [
@@ -171,3 +177,60 @@ def test_bad_input_is_a_clear_usage_error_before_anything_is_written(flag, value
     captured = capsys.readouterr()
     assert message in captured.err
     assert not (tmp_path / "out").exists()
+
+
+def test_render_from_the_reference_isvc_keeps_every_field_but_the_storage_uri(capsys):
+    ref = seed("inferenceservice-mistral-24b.yaml")
+    args = ["render", "--isvc-base", str(SEED / "inferenceservice-mistral-24b.yaml"), "--source",
+            "s3://llm-models/Mistral-Small-24B-Instruct/full-fp16/", "--secret", "s3-credentials-kserve",
+            "--pvc", "mistral-24b-pvc", "--path", "rev1", "--size", "120Gi", "--storage-class", "gp3-csi",
+            "--kinds", "pvc,job,verify-job,isvc", "--validate"]
+    assert main(args) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    isvc = next(d for d in docs if d["kind"] == "InferenceService")
+    expected = copy.deepcopy(ref)
+    expected["spec"]["predictor"]["model"]["storageUri"] = "pvc://mistral-24b-pvc/rev1/"
+    assert isvc["spec"] == expected["spec"]
+    assert isvc["metadata"]["annotations"] == ref["metadata"]["annotations"]
+    assert {**ref["metadata"]["labels"], "modelpvc.io/claim": "mistral-24b-pvc"} == isvc["metadata"]["labels"]
+    job = next(d for d in docs if d["kind"] == "Job" and d["metadata"]["name"].endswith("-populate"))
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    # No --endpoint-url/--region: a data connection's keys reach the Job (optional, so other secrets work).
+    assert env["AWS_S3_ENDPOINT"]["valueFrom"]["secretKeyRef"] == {"name": "s3-credentials-kserve",
+                                                                    "key": "AWS_S3_ENDPOINT", "optional": True}
+    assert env["AWS_DEFAULT_REGION"]["valueFrom"]["secretKeyRef"]["key"] == "AWS_DEFAULT_REGION"
+    # The Job may run where the server runs: it tolerates the GPU nodes' taint.
+    assert job["spec"]["template"]["spec"]["tolerations"] == ref["spec"]["predictor"]["tolerations"]
+    assert main([*args[:-1], "--region", "us-east-2", "--endpoint-url", "http://minio.model-storage.svc:9000"]) == 0
+    job = next(d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Job")
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AWS_DEFAULT_REGION"]["value"] == "us-east-2"
+    assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.model-storage.svc:9000"
+
+
+def test_render_without_a_base_covers_the_common_fields_and_the_dashboard_label(capsys):
+    assert main([*SEED_ARGS, "--toleration", "nvidia.com/gpu:NoSchedule", "--node-selector",
+                 "node.kubernetes.io/instance-type=g6.12xlarge", "--cpu", "16", "--memory", "80Gi",
+                 "--min-replicas", "1", "--max-replicas", "1", "--label", "team=ai", "--annotation",
+                 "openshift.io/display-name=Mistral 24B", "--validate"]) == 0
+    isvc = next(d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "InferenceService")
+    pred = isvc["spec"]["predictor"]
+    assert pred["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pred["nodeSelector"] == {"node.kubernetes.io/instance-type": "g6.12xlarge"}
+    assert (pred["minReplicas"], pred["maxReplicas"]) == (1, 1)
+    assert pred["model"]["resources"]["requests"] == {"nvidia.com/gpu": "4", "cpu": "16", "memory": "80Gi"}
+    assert isvc["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"
+    assert isvc["metadata"]["labels"]["team"] == "ai"
+    assert isvc["metadata"]["annotations"]["openshift.io/display-name"] == "Mistral 24B"
+
+
+def test_argo_cd_arrangement_pvc_and_populate_job_share_a_wave_and_the_pvc_is_never_pruned(capsys):
+    objs = render(capsys, "--gitops", "argocd")
+    pvc, job = objs["PersistentVolumeClaim"], objs["Job"]
+    wave = "argocd.argoproj.io/sync-wave"
+    assert pvc["metadata"]["annotations"][wave] == job["metadata"]["annotations"][wave]
+    assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Delete=false,Prune=false"
+    affinity = job["spec"]["template"]["spec"]["affinity"]["podAffinity"]
+    term = affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["labelSelector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "mistral-24b"}
+    assert "ttlSecondsAfterFinished" not in job["spec"]

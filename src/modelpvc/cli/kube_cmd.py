@@ -124,7 +124,8 @@ def _spec(args: argparse.Namespace, name: str) -> ModelSpec:
     kw: dict[str, Any] = {"serving": serving} if serving is not None else {}
     return ModelSpec(
         name=name, namespace=args.namespace, source=args.source, pvc=args.pvc, secret=args.secret,
-        endpoint_url=args.endpoint_url, secret_keys=(keys[0], keys[1]), path=args.path.strip("/"),
+        endpoint_url=args.endpoint_url, secret_keys=(keys[0], keys[1]), detect_keys=not args.secret_keys,
+        path=args.path.strip("/"),
         size=getattr(args, "size", "100Gi"), storage_class=getattr(args, "storage_class", None),
         access_mode=getattr(args, "access_mode", "ReadWriteOnce"), region=args.region,
         placement=Placement(zones=tuple(getattr(args, "zone", []))), image=args.image, fs_group=args.fs_group,

@@ -56,16 +56,16 @@ def live_predictor(cluster: Cluster, spec: ModelSpec) -> o.Obj | None:
 def serving_placement(cluster: Cluster, spec: ModelSpec) -> Placement:
     """For the first Job of a WaitForFirstConsumer claim: the zones of the nodes the server may use (so the
     volume binds where it can be mounted), and the tolerations it has (so the Job may land on them)."""
-    if spec.placement.zones:
-        return spec.placement
     predictor = spec.serving.predictor() if (spec.serving.base or spec.serving.node_selector or
                                              spec.serving.tolerations) else live_predictor(cluster, spec)
-    if not predictor or not (predictor.get("nodeSelector") or predictor.get("affinity") or
-                             predictor.get("tolerations")):
+    tolerations = tuple((predictor or {}).get("tolerations") or ())
+    if spec.placement.zones:
+        return Placement(zones=spec.placement.zones, tolerations=tolerations)
+    if not predictor or not (predictor.get("nodeSelector") or predictor.get("affinity") or tolerations):
         return Placement()
     zones = sorted({(n["metadata"].get("labels") or {}).get(ZONE, "") for n in serving_nodes(cluster, predictor)}
                    - {""})
-    return Placement(zones=tuple(zones), tolerations=tuple(predictor.get("tolerations") or ()))
+    return Placement(zones=tuple(zones), tolerations=tolerations)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,12 @@ def _secret(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> dict[str, st
                           hint=f"create it with keys {EXPECTED}")
     values = o.secret_values(secret)
     wanted = spec.secret_keys
+    if not (wanted[0] in values and wanted[1] in values) and not spec.detect_keys:
+        absent = ", ".join(k for k in wanted if k not in values)
+        have = ", ".join(sorted(values)) or "no keys"
+        check(sink, False, f"secret {spec.secret} has no key {absent} (it has: {have})")
+        raise ConfigError(f"secret {spec.secret!r} has no key {absent} (it has: {have}); a Job using it would wait "
+                          "in CreateContainerConfigError", hint="fix --secret-keys, or drop it: the pair is detected")
     if not (wanted[0] in values and wanted[1] in values):
         pair = find_pair(values)
         if pair is None:
@@ -194,8 +200,12 @@ def _placement(cluster: Cluster, pf: Preflight, sink: ProgressSink, pvc: o.Obj, 
         return
     check(sink, True, f"PVC {spec.pvc} is not in use by another pod" if not holders
           else f"PVC {spec.pvc} is ReadWriteMany: shared with {len(holders)} pod(s)")
+    placement = serving_placement(cluster, spec)
+    if not unbound_wffc and placement.tolerations:
+        # A zonal volume is mounted only in its zone; where that has only the serving (tainted) nodes, the Job
+        # needs their tolerations to run there.
+        pf.spec = replace(spec, placement=replace(spec.placement, tolerations=placement.tolerations))
     if unbound_wffc:
-        placement = serving_placement(cluster, spec)
         if placement.zones:
             pf.spec = replace(spec, placement=replace(spec.placement, zones=placement.zones,
                                                       tolerations=placement.tolerations or spec.placement.tolerations))

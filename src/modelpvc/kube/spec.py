@@ -70,6 +70,7 @@ class ModelSpec:
     secret: str
     endpoint_url: str | None = None
     secret_keys: tuple[str, str] = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    detect_keys: bool = True  # the key names were not given (--secret-keys): use the pair the Secret has
     path: str = ""  # directory inside the claim; "" = the claim's root
     size: str = "100Gi"
     storage_class: str | None = None

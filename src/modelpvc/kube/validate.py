@@ -3,6 +3,7 @@ against the CRD's openAPIV3Schema (jsonschema), every pod against the restricted
 
 from __future__ import annotations
 
+import functools
 import gzip
 from importlib import resources
 from pathlib import Path
@@ -14,17 +15,24 @@ from modelpvc.core.errors import ConfigError
 from modelpvc.kube.podsecurity import pod_spec_of, violations
 
 CORE_GROUPS = ("v1", "batch/v1", "apps/v1")
+# The C loader parses the 2 MB InferenceService CRD ~10x faster than the pure-Python one.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled() -> dict[tuple[str, str], dict[str, Any]]:
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in resources.files("modelpvc.kube").joinpath("schemas").iterdir():
+        if entry.name.endswith(".yaml.gz"):
+            out.update(_schemas(list(yaml.load_all(gzip.decompress(entry.read_bytes()), Loader=_Loader))))
+    return out
 
 
 def bundled_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """The KServe CRDs shipped with modelpvc (InferenceService, ServingRuntime, ClusterServingRuntime,
     ClusterStorageContainer, LocalModelCache), so ``render --validate`` works offline; ``--crd`` files
     from the cluster (``oc get crd ... -o yaml``) take precedence."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for entry in resources.files("modelpvc.kube").joinpath("schemas").iterdir():
-        if entry.name.endswith(".yaml.gz"):
-            out.update(_schemas(list(yaml.safe_load_all(gzip.decompress(entry.read_bytes())))))
-    return out
+    return dict(_bundled())
 
 
 def load_crd_schemas(paths: list[Path]) -> dict[tuple[str, str], dict[str, Any]]:
