@@ -10,9 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modelpvc.model.select import choose  # noqa: E402
-from tests.fixtures.models.corpus import all_repos  # noqa: E402
-from tests.support.realmodels import listing  # noqa: E402
+from tests.fixtures.models.corpus import all_repos
+from tests.support.realmodels import listing
+
+from modelpvc.model.select import choose
 
 
 def main() -> int:

@@ -265,7 +265,8 @@ def test_a_job_whose_secret_key_is_missing_fails_in_seconds_naming_the_key(seed,
     while time.monotonic() < deadline and "secret-keys" not in found:
         r = oc("doctor", "--json")
         found = {d["code"]: d for d in json.loads(r.stdout)["diagnoses"]}
-    assert "key AWS_ACCESS_KEY_ID in Secret minio-keys (it has: accesskey, secretkey)" in found["secret-keys"]["evidence"]
+    evidence = found["secret-keys"]["evidence"]
+    assert "key AWS_ACCESS_KEY_ID in Secret minio-keys (it has: accesskey, secretkey)" in evidence
     assert found["secret-keys"]["fix"] == "render/populate with --secret-keys accesskey,secretkey"
 
 
