@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from modelpvc.model.synthetic import ModelSpec, generate_model, tree_bytes
 
 
@@ -44,7 +46,9 @@ def _cluster_demo(src: str, srv: Any, work: Path, env: dict[str, str]) -> bool:
     cluster = fakeapi.FakeCluster(work / "cluster").start()
     try:
         ns = "private-ai-demo"
-        cluster.add_namespace(ns)
+        cluster.add_openshift_namespace(ns)
+        runtime = Path.cwd() / "tests" / "fixtures" / "seed" / "servingruntime-vllm-cuda.yaml"
+        cluster.put("servingruntimes", ns, yaml.safe_load(runtime.read_text()))
         cluster.add_secret(ns, "s3-credentials-kserve", {"accesskey": srv.access_key, "secretkey": srv.secret_key,
                                                          "AWS_S3_ENDPOINT": srv.endpoint})
         kenv = {k: v for k, v in env.items() if not k.startswith("AWS_")}
@@ -55,7 +59,7 @@ def _cluster_demo(src: str, srv: Any, work: Path, env: dict[str, str]) -> bool:
             return True
         _step("deploy the InferenceService onto the verified claim and wait for Ready")
         _cli(["deploy", "-n", ns, "--name", "mistral-24b", "--pvc", "mistral-24b-pvc", "--runtime",
-              "vllm-cuda-runtime", "--gpus", "4", "--arg=--max-model-len=32768"], kenv)
+              "vllm-cuda-runtime", "--gpus", "1", "--arg=--max-model-len=32768"], kenv)
         _step("doctor: anything wrong?")
         _cli(["doctor", "-n", ns, "--isvc", "mistral-24b"], kenv)
     finally:
