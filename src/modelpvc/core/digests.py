@@ -25,8 +25,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from awscrt import checksums as _crt
-
 SEQUENTIAL = ("md5", "sha1", "sha256")
 CRCS = ("crc32", "crc32c", "crc64nvme")
 # Preference when a source offers several: cheapest to compute first (all are end-to-end checks).
@@ -42,7 +40,13 @@ class _Crc:
     """A running CRC with hashlib's interface. ``fn(data, previous)`` is the library's incremental form."""
 
     def __init__(self, name: str, width: int) -> None:
-        self.fn: Any = zlib.crc32 if name == "crc32" else getattr(_crt, name)
+        if name == "crc32":
+            self.fn: Any = zlib.crc32
+        else:
+            # Imported on first use: awscrt costs ~50 ms to import, which a run without CRCs need not pay.
+            from awscrt import checksums
+
+            self.fn = getattr(checksums, name)
         self.width = width
         self.value = 0
 

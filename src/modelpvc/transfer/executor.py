@@ -35,8 +35,7 @@ class _Cancelled(Exception):
     pass
 
 
-FINISH = -1  # "all ranges are on disk: verify and publish the file"
-ADOPT = -2  # "a complete-looking local copy: hash it and publish it, or fetch the file"
+OPEN = -1  # "a new file: open it (or hash the copy found on disk) and fetch its first range"
 
 
 @dataclass
@@ -52,14 +51,20 @@ class RunStats:
 
 
 class _Scheduler:
-    """Hands out (job, start, end); knows when nothing is queued or in flight any more."""
+    """Hands out work; knows when nothing is queued or in flight any more.
+
+    A free worker first opens a new file (while fewer than ``files_in_flight`` are open) and fetches its
+    first range itself; only then does it join a file that already has workers, the one with the fewest.
+    Opening (open, fallocate) happens outside the lock: under it, every other worker waited.
+    """
 
     def __init__(self, jobs: list[FileJob], files_in_flight: int) -> None:
         self.cond = threading.Condition()
         self.waiting: deque[FileJob] = deque(jobs)
-        self.active: list[tuple[FileJob, deque[tuple[int, int]]]] = []
+        self.active: list[tuple[FileJob, deque[tuple[int, int]]]] = []  # files with ranges not handed out
+        self.opening = 0
         self.max_files = max(1, files_in_flight)
-        self.outstanding = 0
+        self.outstanding = 0  # tasks handed out or queued, not yet done
         self.closed = False
 
     def add_ranges(self, job: FileJob, rngs: list[tuple[int, int]]) -> None:
@@ -68,22 +73,28 @@ class _Scheduler:
             self.outstanding += len(rngs)
             self.cond.notify_all()
 
-    def next(self, opener: Callable[[FileJob], list[tuple[int, int]]]) -> tuple[FileJob, int, int] | None:
+    def opened(self, job: FileJob, rngs: list[tuple[int, int]]) -> None:
+        """The opener takes ``rngs[0]`` itself; the rest are queued for whoever joins the file."""
+        with self.cond:
+            self.opening -= 1
+            if not rngs:
+                return
+            self.outstanding += len(rngs)
+            job.workers += 1
+            if len(rngs) > 1:
+                self.active.append((job, deque(rngs[1:])))
+                self.cond.notify_all()
+
+    def next(self) -> tuple[FileJob, int, int] | None:
         with self.cond:
             while True:
                 if self.closed:
                     return None
-                while len(self.active) < self.max_files and self.waiting:
+                if self.waiting and len(self.active) + self.opening < self.max_files:
                     job = self.waiting.popleft()
-                    if job.adopt is not None:
-                        self.outstanding += 1
-                        return job, ADOPT, ADOPT  # hashing must not happen under this lock
-                    rngs = opener(job)  # cheap: open + fallocate
-                    if not rngs:
-                        self.outstanding += 1
-                        return job, FINISH, FINISH  # every range was written by an earlier run
-                    self.active.append((job, deque(rngs)))
-                    self.outstanding += len(rngs)
+                    self.opening += 1
+                    self.outstanding += 1
+                    return job, OPEN, OPEN
                 if self.active:
                     # The file with the fewest workers; among equals the oldest, so files finish in turn.
                     i = min(range(len(self.active)), key=lambda k: self.active[k][0].workers)
@@ -103,7 +114,7 @@ class _Scheduler:
                 job.workers -= 1
             self.outstanding -= 1
             # Workers only wait at the tail (nothing queued, something in flight): wake them when the
-            # last range is done. Waking all on every range cost ~80 futex calls per small file.
+            # last task is done. Waking all on every range cost ~80 futex calls per small file.
             if self.outstanding == 0:
                 self.cond.notify_all()
 
@@ -167,15 +178,13 @@ class Executor:
         buf = memoryview(bytearray(self.settings.buffer_size))
         try:
             while not self.cancel.is_set():
-                task = self.sched.next(self._open)
+                task = self.sched.next()
                 if task is None:
                     break
                 job, start, end = task
                 try:
-                    if start == ADOPT:
-                        self._adopt(job)
-                    elif start == FINISH:
-                        self._finish_file(job)
+                    if start == OPEN:
+                        self._start_file(wid, buf, job)
                     else:
                         self._fetch_range(wid, buf, job, start, end)
                 finally:
@@ -189,6 +198,21 @@ class Executor:
                 self._running -= 1
                 if self._running == 0:
                     self._finished.set()
+
+    def _start_file(self, wid: int, buf: memoryview, job: FileJob) -> None:
+        if job.adopt is not None:
+            self.sched.opened(job, [])
+            self._adopt(job)
+            return
+        rngs = self._open(job)
+        self.sched.opened(job, rngs)
+        if not rngs:
+            self._finish_file(job)  # every range was written by an earlier run
+            return
+        try:
+            self._fetch_range(wid, buf, job, *rngs[0])
+        finally:
+            self.sched.task_done(job, ranged=True)
 
     def _fetch_range(self, wid: int, buf: memoryview, job: FileJob, start: int, end: int) -> None:
         pos = start
