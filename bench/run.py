@@ -26,6 +26,10 @@ from pathlib import Path
 from modelpvc.devtools.s3server import RcloneS3, find_binary
 from modelpvc.model.synthetic import ModelSpec, generate_model, generate_small_files, same_tree, tree_bytes
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import checksums
+import limits
+
 BIN = Path(sys.executable).parent
 
 
@@ -184,6 +188,11 @@ def kill_and_resume(srv: RcloneS3, env: dict[str, str], prefix: str, work: Path)
     return frac, refetched, total
 
 
+LABELS = {"modelpvc": "modelpvc (verified: MD5 ETags)", "rclone": "rclone copy (verifies MD5)",
+          "kserve storage": "KServe storage initializer (no check)", "s5cmd": "s5cmd cp (no check)",
+          "aws s3 sync": "aws s3 sync (no check)"}
+
+
 def table(results: list[Result]) -> str:
     lines = ["| dataset | tool | wall s | MB/s | CPU s/GB | peak RSS MB | x s5cmd wall | bytes equal |",
              "|---|---|---|---|---|---|---|---|"]
@@ -191,8 +200,49 @@ def table(results: list[Result]) -> str:
         base = next((r.wall for r in results if r.dataset == ds and r.tool == "s5cmd"), None)
         for r in (x for x in results if x.dataset == ds):
             ratio = f"{r.wall / base:.2f}" if base else "-"
-            lines.append(f"| {ds} ({r.gb:.2f} GB) | {r.tool} | {r.wall:.2f} | {r.gb / r.wall * 1000:.0f} | "
-                         f"{r.cpu / r.gb:.2f} | {r.rss_mb:.0f} | {ratio} | {'yes' if r.ok else 'NO'} |")
+            rss = f"{r.rss_mb:.0f}" if r.rss_mb else "-"
+            lines.append(f"| {ds} ({r.gb:.2f} GB) | {LABELS.get(r.tool, r.tool)} | {r.wall:.2f} | "
+                         f"{r.gb / r.wall * 1000:.0f} | {r.cpu / r.gb:.2f} | {rss} | {ratio} | "
+                         f"{'yes' if r.ok else 'NO' if r.rc >= 0 else '-'} |")
+    return "\n".join(lines)
+
+
+def targets(results: list[Result], md5_cpu_per_gb: float, noop: dict[str, float], resumed: float,
+            cksum: list[tuple[str, float, float, bool]]) -> str:
+    """The issue's targets, side by side in this run."""
+    def get(ds: str, tool: str) -> Result | None:
+        return next((r for r in results if r.dataset == ds and r.tool == tool), None)
+
+    rows = []
+    m, sz, s5, rc = get("model", "modelpvc"), get("model", "modelpvc --verify size"), get("model", "s5cmd"), \
+        get("model", "rclone")
+    if m and rc:
+        ratio = m.wall / rc.wall
+        rows.append(("verified wall <= 0.85x rclone's verified copy", f"{ratio:.2f}x", ratio <= 0.85))
+    if m:
+        extra = m.cpu / m.gb - md5_cpu_per_gb
+        rows.append(("verified client CPU <= MD5 CPU + 1.0 CPU-s/GB", f"MD5 {md5_cpu_per_gb:.2f} + {extra:.2f}",
+                     extra <= 1.0))
+    if sz and s5:
+        rows.append(("--verify size wall <= 1.0x s5cmd", f"{sz.wall / s5.wall:.2f}x", sz.wall <= s5.wall))
+    by = {label: (wall, cpu) for label, wall, cpu, _ok in cksum}
+    for algo in ("CRC64NVME multipart (full-object)",):
+        a, b = by.get(f"{algo}, checksum-verified"), by.get(f"{algo}, --verify size")
+        if a and b:
+            rows.append((f"{algo}: checksum-verified CPU <= 1.15x --verify size", f"{a[1] / b[1]:.2f}x",
+                         a[1] <= 1.15 * b[1]))
+    peak = max((r.rss_mb for r in results if r.tool.startswith("modelpvc")), default=0.0)
+    rows.append(("peak RSS <= 200 MB", f"{peak:.0f} MB", peak <= 200))
+    if "modelpvc" in noop:
+        rows.append(("no-op re-run <= 0.3 s", f"{noop['modelpvc']:.2f} s", noop["modelpvc"] <= 0.3))
+    if resumed >= 0:
+        rows.append(("resume after SIGKILL at 50 % fetches <= 55 %", f"{100 * resumed:.0f} %", resumed <= 0.55))
+    sm, ss = get("small", "modelpvc"), get("small", "s5cmd")
+    if sm and ss:
+        rows.append(("2,000 x 64 KiB: <= 1.2x s5cmd (sync included)", f"{sm.wall / ss.wall:.2f}x",
+                     sm.wall <= 1.2 * ss.wall))
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {t} | {v} | {'yes' if ok else 'NO'} |" for t, v, ok in rows]
     return "\n".join(lines)
 
 
@@ -205,7 +255,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the median is reported")
     ap.add_argument("--tools", default="modelpvc,modelpvc --verify size,s5cmd,rclone,aws s3 sync,kserve storage")
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("BENCH_WORKDIR", "/tmp/modelpvc-bench")))
-    ap.add_argument("--skip-extras", action="store_true", help="no no-op and kill/resume measurements")
+    ap.add_argument("--skip-extras", action="store_true",
+                    help="no limits, no checksummed source, no no-op and kill/resume measurements")
+    ap.add_argument("--checksum-gb", type=float, default=1.0,
+                    help="size of the checksummed model served by moto (in memory: keep it small)")
     args = ap.parse_args()
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     root = args.workdir / "root"
@@ -243,16 +296,44 @@ def main() -> int:
         if args.small_count:
             results += bench_copy(srv, env, root, "small", [t for t in tools if t != "modelpvc --verify size"],
                                   args.repeat, work)
-        print()
-        print(table(results))
+        md5_cpu = 0.0
+        noop: dict[str, float] = {}
+        resumed = -1.0
+        cksum: list[tuple[str, float, float, bool]] = []
         if not args.skip_extras:
+            gb = tree_bytes(model_dir) / 1e9
+            files = limits.shards(model_dir)
+            wall, cpu = limits.server_to_devnull(srv, env, "model", files)
+            results.append(Result("server to /dev/null (s5cmd cat, all shards at once)", "model", wall, cpu, 0, -1,
+                                  False, gb))
+            wall, cpu = limits.md5_from_page_cache(files)
+            md5_cpu = cpu / (sum(f.stat().st_size for f in files) / 1e9)
+            results.append(Result("MD5 of the same bytes from the page cache", "model", wall, cpu, 0, -1, False, gb))
             noop = noop_times(srv, env, "model", work)
-            print()
-            print("no-op re-run on a complete destination (wall s): " +
-                  ", ".join(f"{k} {v:.2f}" for k, v in noop.items()))
             frac, refetched, total = kill_and_resume(srv, env, "model", work)
-            print(f"SIGKILL at {frac * 100:.0f} % then re-run: modelpvc fetched {refetched / 1e9:.2f} GB of "
-                  f"{total / 1e9:.2f} GB again ({100 * refetched / max(1, total):.0f} %)")
+            resumed = refetched / max(1, total) if refetched >= 0 else -1.0
+            extras = ["no-op re-run on a complete destination (wall s): "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in noop.items()),
+                      f"SIGKILL at {frac * 100:.0f} % then re-run: modelpvc fetched {refetched / 1e9:.2f} GB of "
+                      f"{total / 1e9:.2f} GB again ({100 * resumed:.0f} %)"]
+    if not args.skip_extras and args.checksum_gb > 0:
+        ck_dir = args.workdir / "cksum-model"
+        ck_marker = args.workdir / f"cksum-{args.checksum_gb}.ok"
+        if not ck_marker.exists():
+            shutil.rmtree(ck_dir, ignore_errors=True)
+            generate_model(ck_dir, ModelSpec(total_bytes=int(args.checksum_gb * 1e9), shards=2))
+            ck_marker.touch()
+        work.mkdir(parents=True, exist_ok=True)
+        cksum = checksums.run(ck_dir, work, lambda cmd, e: run_measured(cmd, e), repeat=args.repeat)
+        gb = tree_bytes(ck_dir) / 1e9
+        results += [Result(label, "checksummed (moto)", wall, cpu, 0, 0, ok, gb) for label, wall, cpu, ok in cksum]
+    print()
+    print(table(results))
+    if not args.skip_extras:
+        print()
+        print("\n".join(extras))
+        print()
+        print(targets(results, md5_cpu, noop, resumed, cksum))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -41,6 +41,18 @@ def test_copies_model_byte_for_byte_and_writes_manifest(make_model, env, tmp_pat
     s = summary(r.stderr)
     assert s["bytes_fetched"] == sum(p.stat().st_size for p in src.dir.iterdir())
     assert "fetched" in r.stdout and "verified: 9 by md5" in r.stdout
+    assert s["workers"] >= 4 and "CPUs usable: affinity" in s["workers_basis"]
+
+
+def test_a_process_pinned_to_one_cpu_says_so_in_its_summary(make_model, env, tmp_path):
+    src = make_model()
+    r = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-m", "modelpvc", "mirror", src.uri, str(tmp_path / "pvc")],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "4 workers (1 CPU usable: affinity 1; override with --workers)" in r.stdout
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc2"), "--workers", "3"], env)
+    assert "3 workers (--workers)" in r.stdout
 
 
 def test_rerun_on_complete_destination_fetches_nothing(make_model, env, proxy: FaultProxy, tmp_path):

@@ -144,3 +144,91 @@ def test_folder_markers_are_directories_not_files_and_session_tokens_are_sent(s3
     assert (dest / "zero.bin").read_bytes() == b""
     assert sorted(_files(dest)) == ["config.json", "original/params.json", "zero.bin"]
     assert not (dest / "empty").is_file()
+
+
+def _crc(algorithm: str, data: bytes) -> bytes:
+    from awscrt import checksums
+
+    if algorithm == "crc64nvme":
+        return checksums.crc64nvme(data).to_bytes(8, "big")
+    return checksums.crc32c(data).to_bytes(4, "big")
+
+
+def test_crc64nvme_of_a_multipart_upload_is_a_full_object_checksum(s3client, moto_env, tmp_path):
+    """AWS's default since 2025: CRC64NVME, full-object even for multipart uploads. moto omits
+    x-amz-checksum-type, as some servers do; CRC64NVME has no composite form, so it is still trusted."""
+    import base64
+
+    b = _bucket(s3client, "crc64mp")
+    data = os.urandom(13 * 1024 * 1024 + 5)
+    src = tmp_path / "w.safetensors"
+    src.write_bytes(data)
+    cfg = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    s3client.upload_file(str(src), b, "m/w.safetensors", Config=cfg, ExtraArgs={"ChecksumAlgorithm": "CRC64NVME"})
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://crc64mp/m/", str(dest), "--part-size", "2"], moto_env)
+    assert r.returncode == 0, r.stderr
+    assert (dest / "w.safetensors").read_bytes() == data
+    f = _files(dest)["w.safetensors"]
+    assert f["verified"] == "checksum-crc64nvme"
+    assert f["digest"]["crc64nvme"] == base64.b64encode(_crc("crc64nvme", data)).decode()
+    deep = run_cli(["verify", str(dest), "--deep"], moto_env)
+    assert deep.returncode == 0, deep.stderr
+
+
+@pytest.fixture
+def moto_proxy(moto):  # type: ignore[no-untyped-def]
+    from tests.support.faultproxy import FaultProxy
+
+    p = FaultProxy(int(moto.rsplit(":", 1)[1])).start()
+    yield p
+    p.stop()
+
+
+def _composite_upload(s3client, tmp_path, bucket: str) -> tuple[bytes, str]:  # type: ignore[no-untyped-def]
+    """A 3-part upload and the composite CRC32C AWS reports for it: crc32c(crc(p1)|crc(p2)|crc(p3))-3."""
+    import base64
+
+    from awscrt import checksums
+
+    b = _bucket(s3client, bucket)
+    part = 5 * 1024 * 1024
+    data = os.urandom(2 * part + 777)
+    src = tmp_path / "w.safetensors"
+    src.write_bytes(data)
+    cfg = TransferConfig(multipart_threshold=part, multipart_chunksize=part)
+    s3client.upload_file(str(src), b, "m/w.safetensors", Config=cfg)
+    joined = b"".join(_crc("crc32c", data[i:i + part]) for i in range(0, len(data), part))
+    return data, base64.b64encode(checksums.crc32c(joined).to_bytes(4, "big")).decode() + "-3"
+
+
+def test_composite_checksum_is_checked_part_by_part(s3client, moto_env, moto_proxy, tmp_path):
+    """What AWS answers for a CRC32C multipart upload (moto does not: it drops the -N), played by the
+    proxy: the value is recomputed from the parts' CRCs at the part size the source reports."""
+    data, composite = _composite_upload(s3client, tmp_path, "composite")
+    moto_proxy.faults.head_headers = {"w.safetensors": {
+        "x-amz-checksum-crc32c": composite, "x-amz-checksum-type": "COMPOSITE"}}
+    env = {**moto_env, "AWS_ENDPOINT_URL": moto_proxy.endpoint}
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://composite/m/", str(dest), "--part-size", "2"], env)
+    assert r.returncode == 0, r.stderr
+    assert (dest / "w.safetensors").read_bytes() == data
+    f = _files(dest)["w.safetensors"]
+    assert f["verified"] == "composite-crc32c"
+    assert f["digest"]["composite-crc32c"] == composite
+    deep = run_cli(["verify", str(dest), "--deep"], env)
+    assert deep.returncode == 0, deep.stderr
+
+
+def test_a_composite_checksum_that_does_not_match_fails_and_keeps_nothing(s3client, moto_env, moto_proxy,
+                                                                          tmp_path):
+    _data, composite = _composite_upload(s3client, tmp_path, "badcomposite")
+    wrong = ("AAAAAA==" if not composite.startswith("AAAAAA") else "BBBBBB==") + "-3"
+    moto_proxy.faults.head_headers = {"w.safetensors": {
+        "x-amz-checksum-crc32c": wrong, "x-amz-checksum-type": "COMPOSITE"}}
+    env = {**moto_env, "AWS_ENDPOINT_URL": moto_proxy.endpoint}
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://badcomposite/m/", str(dest), "--part-size", "2"], env)
+    assert r.returncode == 5, r.stderr
+    assert "w.safetensors: content does not match the source (composite-crc32c" in r.stderr
+    assert not (dest / "w.safetensors").exists()

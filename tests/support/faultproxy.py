@@ -30,6 +30,9 @@ class Faults:
     rate: float | None = None  # bytes per second across all bodies
     blackhole: bool = False  # accept, read, never answer
     ignore_range: bool = False  # answer ranged GETs like a server without Range support: 200, whole body
+    # Headers to set on HEAD answers whose path contains the key (value: {header: value, or None to drop}):
+    # how a test plays a server moto does not imitate, e.g. AWS's composite "-N" checksums.
+    head_headers: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -147,6 +150,7 @@ class FaultProxy:
                     chunked = True
             if method == "HEAD":
                 length = 0
+                rhead = _rewrite_head(rhead, target, f.head_headers)
             writer.write(rhead)
             if chunked and method != "HEAD":
                 await _relay_chunked(ur, writer)
@@ -195,6 +199,18 @@ class FaultProxy:
         if obj:
             with self._lock:
                 self.counters.body_bytes += n
+
+
+def _rewrite_head(rhead: bytes, target: str, rules: dict[str, dict[str, str | None]]) -> bytes:
+    for match, headers in rules.items():
+        if match not in target:
+            continue
+        lines = rhead[:-4].split(b"\r\n")
+        names = {k.lower().encode() for k in headers}
+        lines = [ln for ln in lines[:1] + [h for h in lines[1:] if h.split(b":", 1)[0].lower() not in names]]
+        lines += [f"{k}: {v}".encode() for k, v in headers.items() if v is not None]
+        rhead = b"\r\n".join(lines) + b"\r\n\r\n"
+    return rhead
 
 
 async def _relay_chunked(ur: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

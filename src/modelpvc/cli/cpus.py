@@ -42,6 +42,19 @@ def usable_cpus(root: Path = CGROUP) -> int:
     return max(1, n)
 
 
+def describe_cpus(cpus: int, root: Path = CGROUP) -> str:
+    """Where the CPU count came from, for the summary."""
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = os.cpu_count() or 1
+    quota = cgroup_quota(root)
+    why = [f"affinity {affinity}"]
+    if quota is not None:
+        why.append(f"cgroup quota {quota:g}")
+    return f"{cpus} CPU{'s' if cpus != 1 else ''} usable: {', '.join(why)}"
+
+
 def default_workers(cpus: int) -> int:
     """Two requests per CPU, at least 4 (a slow or distant endpoint needs several streams whatever the
     CPUs), at most 32. Measured on 2 CPUs against a loopback server: 4 workers beat 8 (docs/decisions.md)."""

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelpvc.cli.cpus import default_workers, usable_cpus
+from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.plan_cmd import add_selection_arguments
@@ -76,14 +76,18 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def transfer_settings(args: argparse.Namespace) -> TransferSettings:
-    workers = args.workers if args.workers is not None else default_workers(usable_cpus())
+    if args.workers is not None:
+        workers, basis = args.workers, "--workers"
+    else:
+        cpus = usable_cpus()
+        workers, basis = default_workers(cpus), f"{describe_cpus(cpus)}; override with --workers"
     if workers < 1 or workers > 256:
         raise ConfigError(f"--workers {workers} is out of range (1..256)")
     if args.part_size < 0:
         raise ConfigError("--part-size must be >= 0")
     part = args.part_size * MiB
     return TransferSettings(
-        workers=workers, part_size=part, multipart_threshold=max(part, MiB), verify=args.verify,
+        workers=workers, workers_basis=basis, part_size=part, multipart_threshold=max(part, MiB), verify=args.verify,
         dry_run=args.dry_run, delete=args.delete, check_space=not args.no_space_check,
     )
 
@@ -134,7 +138,8 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
     print(f"  verified: {verified}; revision {s['revision']}")
     if s["adopted_files"]:
         print(f"  adopted {s['adopted_files']} files found complete on disk (hashed locally, not fetched)")
-    print(f"  {s['workers']} workers; layout {s['layout'] or 'none (plain files)'}")
+    basis = f" ({s['workers_basis']})" if s.get("workers_basis") else ""
+    print(f"  {s['workers']} workers{basis}; layout {s['layout'] or 'none (plain files)'}")
     if s.get("bottleneck"):
         print(f"  bottleneck: {s['bottleneck']}")
     if s["skipped_files"]:

@@ -208,9 +208,12 @@ class S3Source:
                 continue
             if ctype == "FULL_OBJECT" and composite:
                 continue
-            if obj.multipart_parts is not None and not composite and ctype != "FULL_OBJECT":
+            if obj.multipart_parts is not None and not composite and ctype != "FULL_OBJECT" \
+                    and algo != "crc64nvme":
                 # A multipart upload's checksum is composite unless the server says otherwise; some
-                # servers omit both the type and the -N, so only an explicit FULL_OBJECT is trusted.
+                # servers (moto) omit both the type and the -N, so only an explicit FULL_OBJECT is
+                # trusted -- or CRC64NVME, which S3 only ever stores for the full object (AWS S3 user
+                # guide, "Checking object integrity": CRC-64/NVME has no composite type).
                 continue
             return algo, value
         return None

@@ -63,6 +63,7 @@ class MirrorResult:
     deleted: list[str] = field(default_factory=list)
     removed_partials: list[str] = field(default_factory=list)
     workers: int = 0
+    workers_basis: str = ""
 
     @property
     def warnings(self) -> list[dict[str, Any]]:
@@ -95,6 +96,7 @@ class MirrorResult:
             "layout": self.plan.layout,
             "warnings": len(self.warnings),
             "workers": self.workers,
+            "workers_basis": self.workers_basis,
             "bottleneck": self.bottleneck(),
         }
 
@@ -162,7 +164,8 @@ def mirror(req: MirrorRequest, sink: ProgressSink | None = None, stop: threading
         run.plan = _plan(run)
         sink.emit(Event("plan", {"source": run.uri, "layout": run.plan.layout, "notes": list(run.plan.notes),
                                  **run.plan.summary()}))
-        run.result = MirrorResult(plan=run.plan, workers=req.settings.workers)
+        run.result = MirrorResult(plan=run.plan, workers=req.settings.workers,
+                                  workers_basis=req.settings.workers_basis)
         try:
             if _is_noop(run):
                 run.result.noop = True

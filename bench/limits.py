@@ -1,0 +1,63 @@
+"""The limits a copy cannot beat on this machine, measured on the same bytes as the tools:
+
+* the server read to /dev/null: one ``s5cmd cat`` per file, all files at once (what the source can give);
+* MD5 of the same bytes from the page cache, one thread per file (what verifying an MD5 ETag costs at
+  least: the CPU a verified copy cannot avoid).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from modelpvc.devtools.s3server import RcloneS3, find_binary
+
+
+def server_to_devnull(srv: RcloneS3, env: dict[str, str], prefix: str, files: list[Path]) -> tuple[float, float]:
+    """(wall s, client CPU s) of reading every file from the server into /dev/null, all at once."""
+    subprocess.run(["sync"], check=False)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    procs = [subprocess.Popen([find_binary("s5cmd"), "--endpoint-url", srv.endpoint, "cat",
+                               f"s3://bench/{prefix}/{f.name}"], env=env, stdout=subprocess.DEVNULL)
+             for f in files]
+    for p in procs:
+        p.wait()
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def md5_from_page_cache(files: list[Path]) -> tuple[float, float]:
+    """(wall s, CPU s) of MD5 over the files, one thread each (hashlib releases the GIL), page cache warm."""
+    def one(p: Path) -> None:
+        h = hashlib.md5(usedforsecurity=False)
+        buf = bytearray(4 << 20)
+        view = memoryview(buf)
+        with open(p, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                h.update(view[:n])
+
+    for p in files:  # warm
+        with open(p, "rb") as fh:
+            while fh.read(8 << 20):
+                pass
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(p,)) for p in files]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def shards(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_file() and os.path.getsize(p) > 64 * 1024 * 1024)
