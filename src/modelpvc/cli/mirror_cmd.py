@@ -12,10 +12,9 @@ from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.plan_cmd import add_selection_arguments
-from modelpvc.cli.progress import JsonLines, TtyDisplay, human_bytes
+from modelpvc.cli.progress import choose_sink, human_bytes
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError, IntegrityError
-from modelpvc.core.events import NullSink, ProgressSink
 from modelpvc.core.models import Action, Plan
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
 from modelpvc.model.layout import check_directory
@@ -98,18 +97,6 @@ def make_source(uri: str, s3: S3Settings | None) -> ObjectSource:
         return LocalSource(parsed)
     assert s3 is not None
     return S3Source(parsed, s3)
-
-
-def choose_sink(args: argparse.Namespace) -> tuple[ProgressSink, bool]:
-    """(sink, json mode)."""
-    mode = "none" if args.quiet else args.progress
-    if mode == "auto":
-        mode = "tty" if sys.stderr.isatty() else "json"
-    if mode == "json":
-        return JsonLines(interval=args.progress_interval), True
-    if mode == "tty":
-        return TtyDisplay(verbose=args.verbose), False
-    return NullSink(), False
 
 
 def print_plan(plan: Plan) -> None:

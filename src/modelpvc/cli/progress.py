@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -9,7 +10,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from modelpvc.core.events import Event
+from modelpvc.core.events import Event, NullSink, ProgressSink
 
 
 def human_bytes(n: float) -> str:
@@ -114,3 +115,15 @@ class TtyDisplay:
             self._line("")
             self.stream.write("\r")
             self.stream.flush()
+
+
+def choose_sink(args: argparse.Namespace) -> tuple[ProgressSink, bool]:
+    """(sink, json mode) from --progress/-q/-v: a live line on a terminal, JSON lines otherwise."""
+    mode = "none" if args.quiet else args.progress
+    if mode == "auto":
+        mode = "tty" if sys.stderr.isatty() else "json"
+    if mode == "json":
+        return JsonLines(interval=args.progress_interval), True
+    if mode == "tty":
+        return TtyDisplay(verbose=args.verbose), False
+    return NullSink(), False

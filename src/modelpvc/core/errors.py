@@ -61,6 +61,10 @@ class SourceUnreachable(SourceError):
     """The endpoint did not answer within the retry budget (refused, timed out, TLS failure)."""
 
 
+class SourceGated(AccessDenied):
+    """A gated or private model repository this token may not read (accept its terms, or use a token)."""
+
+
 class UnsafeKey(SourceError):
     """An object key would land outside the destination; nothing is written for it."""
 
@@ -91,6 +95,14 @@ class DestinationNotWritable(DestinationError):
 
 class DestinationLocked(DestinationError):
     """Another run holds the destination's lock."""
+
+
+class DestinationMissing(DestinationError):
+    """The destination bucket does not exist."""
+
+
+class DestinationDenied(DestinationError):
+    """The credentials may not write to the destination bucket."""
 
 
 class IntegrityError(ModelpvcError):

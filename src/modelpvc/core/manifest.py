@@ -32,6 +32,7 @@ class Manifest:
     verify_level: str
     skipped: list[dict[str, Any]] = field(default_factory=list)
     structure: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)  # the source prefix's source.json, when it had one
 
     @property
     def revision(self) -> str:
@@ -58,6 +59,7 @@ class Manifest:
             "files": [f.to_json() for f in sorted(self.files, key=lambda f: f.path)],
             "skipped": self.skipped,
             "structure": self.structure,
+            **({"provenance": self.provenance} if self.provenance else {}),
         }
 
     @classmethod
@@ -75,4 +77,5 @@ class Manifest:
             verify_level=str(data.get("verify_level", "")),
             skipped=list(data.get("skipped", [])),
             structure=dict(data.get("structure", {})),
+            provenance=dict(data.get("provenance", {})),
         )

@@ -71,3 +71,15 @@ class TransferSettings:
     delete: bool = False  # remove local files the source no longer has
     check_space: bool = True
     journal_interval: float = 1.0  # seconds between making written bytes durable (fdatasync + a journal marker)
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """How ``import`` moves bytes into a bucket."""
+
+    workers: int = 4  # parts in flight; each holds one part in memory
+    workers_basis: str = ""
+    part_size: int = 32 * MiB  # upload part (and ranged-GET) size; grown for files over 10,000 parts
+    memory: int = 256 * MiB  # bound on part buffers: workers are cut to memory // part_size
+    checksum: str | None = "crc64nvme"  # full-object checksum sent with every object; None: none
+    dry_run: bool = False

@@ -21,21 +21,11 @@ from modelpvc.core.retry import call_with_retries
 from modelpvc.core.settings import S3Settings
 from modelpvc.store.base import DataCallback, SourceURI
 from modelpvc.store.s3_http import Response, S3Http, s3_error
+from modelpvc.store.s3_xml import find as _find
+from modelpvc.store.s3_xml import findall as _findall
 
 log = logging.getLogger(__name__)
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 T = TypeVar("T")
-
-
-def _find(el: ElementTree.Element, name: str) -> str:
-    found = el.find(_NS + name)
-    if found is None:
-        found = el.find(name)
-    return (found.text or "") if found is not None else ""
-
-
-def _findall(el: ElementTree.Element, name: str) -> list[ElementTree.Element]:
-    return el.findall(_NS + name) or el.findall(name)
 
 
 class S3Source:
@@ -84,6 +74,16 @@ class S3Source:
         return self._retrying(f"listing {self.uri}", once)
 
     def list_objects(self) -> list[ObjectInfo]:
+        objects = self.list_all()
+        if not objects:
+            near = self.nearest_prefixes()
+            hint = ("nearest existing prefixes: " + ", ".join(f"s3://{self.uri.bucket}/{p}" for p in near)
+                    if near else f"bucket {self.uri.bucket!r} has no prefix like it")
+            raise SourceNotFound(f"no objects under {self.uri}", hint=hint)
+        return objects
+
+    def list_all(self) -> list[ObjectInfo]:
+        """Every object below the prefix, possibly none; SourceNotFound only for a missing bucket."""
         prefix = self.uri.prefix
         objects: list[ObjectInfo] = []
         token: str | None = None
@@ -113,11 +113,6 @@ class S3Source:
                 f"bucket {self.uri.bucket!r} does not exist on {self.endpoint}",
                 hint="check the bucket name (and AWS_S3_BUCKET in a data-connection secret)",
             ) from e
-        if not objects:
-            near = self.nearest_prefixes()
-            hint = ("nearest existing prefixes: " + ", ".join(f"s3://{self.uri.bucket}/{p}" for p in near)
-                    if near else f"bucket {self.uri.bucket!r} has no prefix like it")
-            raise SourceNotFound(f"no objects under {self.uri}", hint=hint)
         return objects
 
     def nearest_prefixes(self, limit: int = 5) -> list[str]:

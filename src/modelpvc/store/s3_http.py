@@ -6,12 +6,14 @@ a 1 GB/s stream is read straight into our buffers (``readinto``) with no interme
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import socket
 import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
@@ -27,12 +29,12 @@ from modelpvc.core.errors import (
     TransientError,
 )
 from modelpvc.core.settings import S3Settings
-from modelpvc.store.sigv4 import SigV4Signer
+from modelpvc.store.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
 
-_DENIED = {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken",
+DENIED_CODES = {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken",
            "ExpiredToken", "AllAccessDisabled", "InvalidSecurity"}
 _MISSING = {"NoSuchBucket", "NoSuchKey", "NotFound"}
-_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                     "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
 
 
@@ -56,8 +58,8 @@ class Response:
             self.client.drop_connection()
 
 
-def s3_error(status: int, body: bytes, what: str) -> ModelpvcError:
-    """Map an S3 error response to our error classes, by status and the XML ``Code``."""
+def error_detail(status: int, body: bytes) -> tuple[str, str]:
+    """(the XML error ``Code``, "Code: Message" or "HTTP nnn") of an S3 error answer."""
     code = ""
     message = ""
     try:
@@ -67,12 +69,25 @@ def s3_error(status: int, body: bytes, what: str) -> ModelpvcError:
             message = root.findtext("Message") or ""
     except ElementTree.ParseError:
         pass
-    detail = f"{code}: {message}".strip(": ") or f"HTTP {status}"
+    return code, f"{code}: {message}".strip(": ") or f"HTTP {status}"
+
+
+def is_transient(status: int, code: str) -> bool:
+    return code in TRANSIENT_CODES or status >= 500 or status == 429
+
+
+def is_denied(status: int, code: str) -> bool:
+    return status == 403 or code in DENIED_CODES
+
+
+def s3_error(status: int, body: bytes, what: str) -> ModelpvcError:
+    """Map an S3 error response to our error classes, by status and the XML ``Code``."""
+    code, detail = error_detail(status, body)
     if status == 412 or code == "PreconditionFailed":
         return SourceChanged(f"{what} changed on the source while it was being copied ({detail})")
-    if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+    if is_transient(status, code):
         return TransientError(f"{what}: server busy or failing ({detail})")
-    if status == 403 or code in _DENIED:
+    if is_denied(status, code):
         return AccessDenied(
             f"access denied reading {what} ({detail})",
             hint="check the access key and secret (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
@@ -181,26 +196,34 @@ class S3Http:
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         what: str = "",
+        body: bytes | memoryview | None = None,
     ) -> Response:
-        """Send one signed request; connection-level failures become TransientError."""
+        """Send one signed request; connection-level failures become TransientError.
+
+        A ``body`` up to 1 MiB (XML requests) is signed by its SHA-256; a larger one (a part) is sent
+        UNSIGNED-PAYLOAD and must carry an ``x-amz-checksum-*`` header the server checks."""
         host, path = self.path_for(bucket, key)
         qs = "&".join(
             f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted((query or {}).items())
         )
         target = path + (f"?{qs}" if qs else "")
         hdrs = dict(headers or {})
+        payload = EMPTY_SHA256
+        if body is not None:
+            payload = hashlib.sha256(body).hexdigest() if len(body) <= 1 << 20 else UNSIGNED_PAYLOAD
         if self._static is not None:
             # Only host and x-amz-* must be signed; leaving Range/If-Match out keeps requests valid through
             # proxies that rewrite them (and signing them protects nothing: the body is not signed).
             amz = {k: v for k, v in hdrs.items() if k.lower().startswith("x-amz-")}
-            hdrs.update(self._static.sign(method, host_for_signing(host, self.scheme), path, qs, amz))
+            hdrs.update(self._static.sign(method, host_for_signing(host, self.scheme), path, qs, amz,
+                                          payload_hash=payload))
         elif self._signer is not None:
-            hdrs = self._sign(method, f"{self.scheme}://{host}{target}", hdrs)
+            hdrs = self._sign(method, f"{self.scheme}://{host}{target}", hdrs, body)
         hdrs["Host"] = host_for_signing(host, self.scheme)
         conn = self._conn(host)
         what = what or f"s3://{bucket}/{key}"
         try:
-            conn.request(method, target, headers=hdrs)
+            conn.request(method, target, body=body, headers=hdrs)
             raw = conn.getresponse()
             sock = conn.sock
             if sock is not None:
@@ -217,10 +240,15 @@ class S3Http:
             raise TransientError(f"{what}: connection to {self.endpoint} failed ({_describe(e)})") from e
         return Response(raw.status, _Headers(raw.getheaders()), raw, self)
 
-    def _sign(self, method: str, url: str, headers: dict[str, str]) -> dict[str, str]:
+    def _sign(self, method: str, url: str, headers: dict[str, str],
+              body: bytes | memoryview | None = None) -> dict[str, str]:
         import botocore.awsrequest
 
-        req = botocore.awsrequest.AWSRequest(method=method, url=url, headers=headers)
+        data = bytes(body) if body is not None and len(body) <= 1 << 20 else None
+        req = botocore.awsrequest.AWSRequest(method=method, url=url, headers=headers, data=data)
+        if body is not None and data is None:
+            # botocore's S3 signer reads this switch from the client config (auth.S3SigV4Auth).
+            req.context["client_config"] = SimpleNamespace(s3={"payload_signing_enabled": False})
         self._signer.add_auth(req)
         return {k: v for k, v in req.headers.items() if k.lower() != "host"}
 

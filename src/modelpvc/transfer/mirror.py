@@ -32,6 +32,7 @@ from modelpvc.transfer.expectations import expectations
 from modelpvc.transfer.filejob import FileJob
 from modelpvc.transfer.keys import check_keys
 from modelpvc.transfer.planner import LocalState, Selector, plan_mirror
+from modelpvc.transfer.provenance import Provenance, load_record, split_record
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class _Run:
     plan: Plan = field(default_factory=lambda: Plan("", ()))
     result: MirrorResult | None = None
     fresh: dict[str, FileRecord] = field(default_factory=dict)  # linked or fetched by this run
+    provenance: Provenance | None = None  # the source prefix's source.json
 
     @property
     def uri(self) -> str:
@@ -183,8 +185,10 @@ def _prepare(req: MirrorRequest) -> _Run:
     dest = Destination(req.dest, req.shard[0] if req.shard else None)
     if req.dest.exists() and not req.dest.is_dir():
         raise DestinationError(f"{req.dest} exists and is not a directory")
-    objects = req.objects if req.objects is not None else req.source.list_objects()
+    listed = req.objects if req.objects is not None else req.source.list_objects()
+    objects, record = split_record(listed)
     check_keys(objects, str(req.source.uri))
+    prov = load_record(req.source, record, objects) if record is not None else None
     select, structure_check = req.select, req.structure_check
     if req.shard is not None:
         select = shard_selector(select, *req.shard)
@@ -192,7 +196,7 @@ def _prepare(req: MirrorRequest) -> _Run:
     return _Run(req=req, dest=dest, objects=objects, select=select, structure_check=structure_check,
                 links=_link_candidates(req.link_dest, dest) if req.link_dest is not None else {},
                 adopted_shards={} if req.shard else {r.path: r for m in dest.shard_manifests() for r in m.files},
-                started=_now(), t0=time.monotonic())
+                started=_now(), t0=time.monotonic(), provenance=prov)
 
 
 def _plan(run: _Run) -> Plan:
@@ -241,6 +245,9 @@ def _fetch(run: _Run, sink: ProgressSink, stop: threading.Event) -> None:
     settings = run.req.settings
     fetch = run.plan.of(Action.FETCH, Action.RESUME, Action.ADOPT)
     exps = expectations(run.req.source, [op.obj for op in fetch if op.obj is not None], settings.verify)
+    if run.provenance is not None and settings.verify is not VerifyLevel.SIZE:
+        # The publisher's SHA-256 is the end-to-end check: it proves the copy is what import verified.
+        exps = [run.provenance.expectation(op.rel) or exp for op, exp in zip(fetch, exps, strict=True)]
     jobs = []
     for op, exp in zip(fetch, exps, strict=True):
         assert op.obj is not None
@@ -277,6 +284,7 @@ def _publish(run: _Run, sink: ProgressSink) -> MirrorResult:
         verify_level=str(run.req.settings.verify),
         skipped=[{"path": op.rel, "size": op.size, "reason": op.reason} for op in run.plan.of(Action.SKIP)],
         structure=structure,
+        provenance=run.provenance.to_manifest() if run.provenance else {},
     )
     run.dest.write_manifest(manifest)
     run.journal.remove()
