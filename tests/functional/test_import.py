@@ -353,3 +353,24 @@ def test_mirror_refuses_a_prefix_that_no_longer_matches_its_source_json(hub, env
     assert r.returncode == 5
     assert "no longer matches its .modelpvc/source.json" in r.stderr and "config.json was replaced" in r.stderr
     assert not (tmp_path / "pvc" / ".modelpvc" / "manifest.json").exists()
+
+
+def test_mirror_waits_for_an_import_to_finish_before_copying(env, s3root, tmp_path):
+    """What a populate Job rendered beside an import Job does under plain kubectl apply."""
+    src = tmp_path / "model"
+    generate_model(src, ModelSpec(total_bytes=4_000_000, shards=1))
+    (s3root / "waiting").mkdir(exist_ok=True)
+    pvc = tmp_path / "pvc"
+    waiter = subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", "s3://waiting/m/", str(pvc),
+                               "--wait-for-import", "60", "--progress", "json"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert waiter.poll() is None  # nothing to copy yet: still waiting
+    r = run_cli(["import", str(src), "s3://waiting/m/"], env)
+    assert r.returncode == 0, r.stderr
+    _out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, err
+    assert '"event":"waiting"' in err
+    assert same_tree(src, pvc) == []
+    r = run_cli(["mirror", "s3://waiting/never/", str(tmp_path / "pvc2"), "--wait-for-import", "1"], env)
+    assert r.returncode == 3 and "no import finished into s3://waiting/never/ within 1s" in r.stderr

@@ -234,3 +234,34 @@ def test_argo_cd_arrangement_pvc_and_populate_job_share_a_wave_and_the_pvc_is_ne
     term = affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
     assert term["labelSelector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "mistral-24b"}
     assert "ttlSecondsAfterFinished" not in job["spec"]
+
+
+def test_import_from_adds_an_import_job_before_the_populate_job_which_waits_for_it(capsys):
+    out = main([*SEED_ARGS, "--import-from", "hf://mistralai/Mistral-Small-24B-Instruct-2501@main", "--hub-secret",
+                "hf-token", "--gitops", "argocd", "--validate"])
+    assert out == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["metadata"]["name"] for d in docs][:2] == ["mistral-24b-import", "mistral-24b-pvc"]
+    imp, populate = docs[0], next(d for d in docs if d["metadata"]["name"] == "mistral-24b-populate")
+    wave = "argocd.argoproj.io/sync-wave"
+    assert int(imp["metadata"]["annotations"][wave]) < int(populate["metadata"]["annotations"][wave])
+    assert imp["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "Sync"
+    pod = imp["spec"]["template"]["spec"]
+    assert violations(pod) == []
+    assert all("persistentVolumeClaim" not in v for v in pod["volumes"])  # bytes stream Hub -> bucket
+    c = pod["containers"][0]
+    assert c["args"][:3] == ["import", "hf://mistralai/Mistral-Small-24B-Instruct-2501@main",
+                             "s3://llm-models/Mistral-Small-24B-Instruct/full-fp16/"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "HF_TOKEN"}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "s3-credentials-kserve"
+    # The import's part buffers fit its memory limit.
+    limit = int(c["resources"]["limits"]["memory"].removesuffix("Mi"))
+    assert limit >= int(c["args"][c["args"].index("--memory") + 1]) + 256
+    pargs = populate["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--wait-for-import" in pargs
+
+
+def test_import_from_refuses_what_a_pod_cannot_import(capsys):
+    assert main([*SEED_ARGS, "--import-from", "/home/me/models/mistral"]) == 2
+    assert "in the cluster only Hugging Face origins can be imported" in capsys.readouterr().err

@@ -83,10 +83,10 @@ def hub_token() -> str | None:
     return get_token()
 
 
-def make_origin(text: str, args: argparse.Namespace) -> Origin:
+def make_origin(text: str, hub_ca_bundle: str | None = None, hub_endpoint: str | None = None) -> Origin:
     if text.startswith("hf://"):
-        endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-        ca = args.hub_ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+        endpoint = hub_endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+        ca = hub_ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
         return HubOrigin(parse_hub_uri(text), HubEndpoint(endpoint.rstrip("/"), hub_token(), ca))
     if "://" in text and not text.startswith("file://"):
         raise ConfigError(f"unsupported origin {text!r}", hint="use hf://ORG/NAME[@REVISION] or a local directory")
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"destination {args.dest!r} is not s3://BUCKET/PREFIX/")
     settings = import_settings(args)
     s3 = s3_settings(args)
-    origin = make_origin(args.origin, args)
+    origin = make_origin(args.origin, args.hub_ca_bundle)
     sink, json_mode = choose_sink(args)
     req = ImportRequest(origin, dest.bucket, dest.prefix, s3, settings,
                         select=make_selector(args.select, args.include, args.exclude, args.loader))

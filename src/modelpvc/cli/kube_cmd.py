@@ -69,6 +69,11 @@ def register(sub: Any) -> None:
     p.add_argument("--source-check", choices=["auto", "local", "cluster", "skip"], default="auto",
                    help="auto: list the source from here, else with a probe Job in the cluster (default)")
     p.add_argument("--no-wait", action="store_true", help="create the Job and return")
+    p.add_argument("--import-from", metavar="hf://ORG/NAME[@REV]",
+                   help="first run an import Job that streams this Hugging Face model into --source (no volume; "
+                        "for models the operator's machine should not download)")
+    p.add_argument("--hub-secret", metavar="SECRET", help="Secret with key HF_TOKEN for gated/private repositories")
+    p.add_argument("--hub-endpoint", metavar="URL", help="HF_ENDPOINT for the import Job (a Hub mirror)")
     p.add_argument("--parallel", type=int, default=1, metavar="N",
                    help="N pods split the files (an Indexed Job; ReadWriteMany claims, very large models)")
     add_serving_arguments(p)
@@ -129,7 +134,8 @@ def _spec(args: argparse.Namespace, name: str) -> ModelSpec:
         size=getattr(args, "size", "100Gi"), storage_class=getattr(args, "storage_class", None),
         access_mode=getattr(args, "access_mode", "ReadWriteOnce"), region=args.region,
         placement=Placement(zones=tuple(getattr(args, "zone", []))), image=args.image, fs_group=args.fs_group,
-        parallel=getattr(args, "parallel", 1),
+        parallel=getattr(args, "parallel", 1), import_from=getattr(args, "import_from", None),
+        hub_secret=getattr(args, "hub_secret", None), hub_endpoint=getattr(args, "hub_endpoint", None),
         loader=loader_from_args(serving.effective_args) if serving is not None else "vllm", **kw)
 
 

@@ -23,6 +23,7 @@ from modelpvc.store.base import ObjectSource, parse_source
 from modelpvc.store.local import LocalSource
 from modelpvc.store.s3 import S3Source
 from modelpvc.transfer.mirror import MirrorRequest, MirrorResult, StructureCheck, mirror
+from modelpvc.transfer.provenance import wait_for_record
 
 DESCRIPTION = """Copy an S3 prefix into a directory (a PVC mount, or any directory): concurrent ranged GETs,
 verified end to end, published atomically, resumable after a kill, idempotent on re-run.
@@ -47,6 +48,9 @@ def register(sub: Any) -> None:
                    "populate; a final run without --shard adopts the shares and writes the manifest")
     p.add_argument("--no-structure-check", action="store_true",
                    help="publish even if the structural check finds errors (a model that would not load)")
+    p.add_argument("--wait-for-import", type=float, metavar="SECONDS",
+                   help="first wait up to SECONDS for an import to write SRC/.modelpvc/source.json (a populate Job "
+                        "rendered with --import-from starts beside the import Job)")
     p.add_argument("--strict", action="store_true",
                    help="treat structural warnings (metadata loaders tolerate, e.g. a wrong total_size) as errors")
     p.set_defaults(run=run)
@@ -180,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     sink, json_mode = choose_sink(args)
     try:
         with stop_on_signals() as stop:
+            if args.wait_for_import:
+                wait_for_record(source, args.wait_for_import, sink)
             req = MirrorRequest(source, args.dest, s3, settings,
                                 select=make_selector(args.select, args.include, args.exclude, args.loader),
                                 structure_check=None if args.no_structure_check else structure_checker(args.strict),

@@ -37,7 +37,7 @@ WaitForFirstConsumer claim binds when the Job's pod lands (a later wave would wa
 forever: argo-cd#12840); they prefer the predictor's node and tolerate its taints (an RWO claim can only be
 written there); the PVC is protected from deletion and pruning. Plain mode sets ttlSecondsAfterFinished."""
 
-KINDS = ["pvc", "job", "isvc", "verify-job"]
+KINDS = ["pvc", "job", "isvc", "verify-job", "import-job"]
 
 
 def register(sub: Any) -> None:
@@ -63,6 +63,12 @@ def register(sub: Any) -> None:
     p.add_argument("--zone", action="append", default=[], metavar="ZONE",
                    help="the serving nodes' zone(s): the populate Job lands there, so a WaitForFirstConsumer "
                         "volume binds where the server can mount it")
+    p.add_argument("--import-from", metavar="hf://ORG/NAME[@REV]",
+                   help="add an import Job (wave 0) that streams this Hugging Face model into --source first; "
+                        "the populate Job waits for the import's source.json")
+    p.add_argument("--hub-secret", metavar="SECRET",
+                   help="Secret with key HF_TOKEN for gated or private repositories (never in the YAML)")
+    p.add_argument("--hub-endpoint", metavar="URL", help="HF_ENDPOINT for the import Job (a Hub mirror)")
     p.add_argument("--image", default=DEFAULT_IMAGE, help="modelpvc image for the Jobs")
     p.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
     p.add_argument("--gitops", choices=["none", "argocd"], default="none")
@@ -94,7 +100,7 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
     size = args.size
     if size == "auto":
         if model_bytes is None:
-            model_bytes = _source_bytes(args, loader)
+            model_bytes = _hub_bytes(args, loader) if args.import_from else _source_bytes(args, loader)
         size = f"{pvc_size_gi(model_bytes * args.revisions, args.headroom)}Gi"
         sys.stderr.write(f"--size auto: {size} for {args.revisions} revision(s) of {model_bytes / 1e9:.1f} GB "
                          f"x {args.headroom} headroom"
@@ -109,7 +115,7 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
         endpoint_url=args.endpoint_url, secret_keys=(keys[0], keys[1]), path=args.path.strip("/"), size=size,
         storage_class=args.storage_class, access_mode=args.access_mode, serving=serving, placement=placement,
         region=args.region, image=args.image, fs_group=args.fs_group, gitops=args.gitops, model_bytes=model_bytes,
-        loader=loader,
+        loader=loader, import_from=args.import_from, hub_secret=args.hub_secret, hub_endpoint=args.hub_endpoint,
     ).validate()
 
 
@@ -127,6 +133,19 @@ def _source_bytes(args: argparse.Namespace, loader: str) -> int:
     finally:
         src.close()
     return plan.selected_bytes
+
+
+def _hub_bytes(args: argparse.Namespace, loader: str) -> int:
+    """--size auto with --import-from: what the import will put in the bucket (the Hub's listing, selected)."""
+    from modelpvc.cli.import_cmd import make_origin
+    from modelpvc.model.select import make_selector
+    from modelpvc.store.hub import HubOrigin
+
+    origin = make_origin(args.import_from, hub_endpoint=args.hub_endpoint)
+    assert isinstance(origin, HubOrigin)
+    files = origin.files(probe=False)  # the token that may download it may live only in the cluster's Secret
+    sel = make_selector("auto", [], [], loader)([f.as_object() for f in files])
+    return sum(f.size for f in files if f.rel not in sel.skips)
 
 
 def run(args: argparse.Namespace) -> int:

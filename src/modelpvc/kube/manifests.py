@@ -15,7 +15,8 @@ Obj = dict[str, Any]
 # Argo CD sync waves. The PVC shares the populate Job's wave: with a WaitForFirstConsumer class the claim
 # stays Pending (Argo CD: Progressing) until a pod uses it, so a later wave would wait for it forever
 # (argo-cd#12840); in the same wave the Job's pod binds it.
-WAVES = {"pvc": "1", "job": "1", "verify-job": "2", "isvc": "3"}
+WAVES = {"import-job": "0", "pvc": "1", "job": "1", "verify-job": "2", "isvc": "3"}
+IMPORT_MEMORY_MIB = 256  # part buffers of the import Job (modelpvc import --memory)
 COPY_FLOOR_BPS = 50 * 1024 * 1024  # activeDeadlineSeconds assumes at least this copy rate
 # Inside the pod, not on this machine: the Job mounts a private emptyDir there and points HOME at it.
 POD_TMP = "/tmp"  # noqa: S108
@@ -105,16 +106,39 @@ def place(pod: Obj, placement: Placement, predictor_label: str | None = None) ->
     return pod
 
 
-def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str], read_only: bool) -> Obj:
+def _hub_env(spec: ModelSpec) -> list[Obj]:
+    env: list[Obj] = [{"name": "HF_HOME", "value": f"{POD_TMP}/hf"}]  # nothing is cached there; it must be writable
+    if spec.hub_secret:
+        env.append(_secret_env("HF_TOKEN", spec.hub_secret, "HF_TOKEN"))
+    if spec.hub_endpoint:
+        env.append({"name": "HF_ENDPOINT", "value": spec.hub_endpoint})
+    return env
+
+
+def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str], read_only: bool,
+         claim: bool = True) -> Obj:
+    """A Job running our CLI. ``claim``: it mounts the model's PVC (read-only when ``read_only``)."""
+    env = _credentials_env(spec) if not read_only else [{"name": "HOME", "value": POD_TMP}]
+    mounts: list[Obj] = [{"name": "tmp", "mountPath": POD_TMP}]
+    volumes: list[Obj] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    # The copy is I/O-bound and its memory is bounded (workers x 1 MiB), whatever the model size.
+    resources = {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    if claim:
+        mounts.insert(0, {"name": "model-storage", "mountPath": MOUNT, "readOnly": read_only})
+        volumes.insert(0, {"name": "model-storage", "persistentVolumeClaim": {"claimName": spec.pvc,
+                                                                              "readOnly": read_only}})
+    else:
+        env += _hub_env(spec)
+        # Part buffers (--memory) plus the interpreter; no volume: the bytes stream from the Hub to the bucket.
+        resources = {"requests": {"cpu": "1", "memory": f"{IMPORT_MEMORY_MIB + 256}Mi"},
+                     "limits": {"cpu": "2", "memory": f"{IMPORT_MEMORY_MIB + 768}Mi"}}
     container: Obj = {
         "name": component,
         "image": spec.image,
         "args": args,
-        "env": _credentials_env(spec) if not read_only else [{"name": "HOME", "value": POD_TMP}],
-        "volumeMounts": [{"name": "model-storage", "mountPath": MOUNT, "readOnly": read_only},
-                         {"name": "tmp", "mountPath": POD_TMP}],
-        # The copy is I/O-bound and its memory is bounded (workers x 1 MiB), whatever the model size.
-        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+        "env": env,
+        "volumeMounts": mounts,
+        "resources": resources,
         "securityContext": restricted_container_security(),
     }
     meta = _meta(spec, name, component, wave)
@@ -122,11 +146,10 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
         "restartPolicy": "Never",
         "securityContext": _pod_security(spec),
         "containers": [container],
-        "volumes": [{"name": "model-storage", "persistentVolumeClaim": {"claimName": spec.pvc,
-                                                                        "readOnly": read_only}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "volumes": volumes,
     }
-    place(pod, spec.placement, "serving.kserve.io/inferenceservice")
+    if claim:
+        place(pod, spec.placement, "serving.kserve.io/inferenceservice")
     job_spec: Obj = {
         "backoffLimit": 3 if not read_only else 0,  # a failed verification will not pass on a retry
         "activeDeadlineSeconds": deadline_seconds(spec.model_bytes) if not read_only else 900,
@@ -146,8 +169,22 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
 
 def populate_job(spec: ModelSpec) -> Obj:
     loader = ["--for", spec.loader] if spec.loader != "vllm" else []
-    args = ["mirror", spec.source, spec.model_dir, "--progress", "json", *loader, *spec.mirror_args]
+    # After an import Job, wait for its source.json (written last): with plain `kubectl apply` nothing
+    # orders two Jobs, and under Argo CD the import hook's wave already has.
+    wait = ["--wait-for-import", str(deadline_seconds(spec.model_bytes))] if spec.import_from else []
+    args = ["mirror", spec.source, spec.model_dir, "--progress", "json", *loader, *wait, *spec.mirror_args]
     return _job(spec, spec.job_name, "populate", WAVES["job"], args, read_only=False)
+
+
+def import_job(spec: ModelSpec) -> Obj:
+    """Hub -> bucket inside the cluster, for models too big for the operator's machine: no volume, memory
+    bounded by --memory, the token from a Secret."""
+    if not spec.import_from:
+        raise ValueError("import_job needs spec.import_from")
+    loader = ["--for", spec.loader] if spec.loader != "vllm" else []
+    args = ["import", spec.import_from, spec.source, "--progress", "json", "--memory", str(IMPORT_MEMORY_MIB),
+            *loader]
+    return _job(spec, spec.import_job_name, "import", WAVES["import-job"], args, read_only=False, claim=False)
 
 
 def parallel_populate_job(spec: ModelSpec) -> Obj:
@@ -230,8 +267,11 @@ def _resources(model: Obj, gpus: int | None, cpu: str | None, memory: str | None
         del model["resources"]
 
 
-BUILDERS = {"pvc": pvc, "job": populate_job, "verify-job": verify_job, "isvc": inference_service}
+BUILDERS = {"import-job": import_job, "pvc": pvc, "job": populate_job, "verify-job": verify_job,
+            "isvc": inference_service}
 
 
 def render(spec: ModelSpec, kinds: list[str]) -> list[Obj]:
+    if spec.import_from and "job" in kinds and "import-job" not in kinds:
+        kinds = ["import-job", *kinds]
     return [BUILDERS[k](spec) for k in kinds]

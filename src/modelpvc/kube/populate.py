@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from modelpvc.core.errors import ConfigError
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import manifests
+from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.jobs import PENDING_GRACE, JobResult, run_indexed_job, run_job
-from modelpvc.kube.preflight import Preflight, run_preflight
+from modelpvc.kube.preflight import Preflight, check, measure_source, run_preflight
 from modelpvc.kube.spec import MOUNT, ModelSpec
 
 REVISION_ANNOTATION = "modelpvc.io/revision"  # + "." + path ("root" for the claim's root)
@@ -34,6 +36,8 @@ class PopulateResult:
 def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
              source_check: str = "auto", timeout: float = 6 * 3600, link_dest: str | None = None,
              wait: bool = True, pending_grace: float = PENDING_GRACE) -> PopulateResult:
+    if spec.import_from:
+        import_first(cluster, spec, sink, timeout, pending_grace)
     pf = run_preflight(cluster, spec, sink, create_pvc=create_pvc, source_check=source_check,
                        pending_grace=pending_grace)
     spec = replace(pf.spec, model_bytes=pf.source_bytes or spec.model_bytes)
@@ -58,6 +62,27 @@ def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pv
     record_revision(cluster, spec, summary.get("revision"))
     sink.emit(Event("step", {"message": f"populated {spec.storage_uri}: revision {summary.get('revision')}"}))
     return PopulateResult(pf, result, summary)
+
+
+def import_first(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float,
+                 pending_grace: float = PENDING_GRACE) -> dict[str, Any]:
+    """The import Job (Hub -> bucket) in front of the populate Job: the secret's keys and endpoint as for the
+    populate Job, the Hub token from ``spec.hub_secret``; returns the import's summary."""
+    pf = measure_source(cluster, spec, sink, source_check="skip", pending_grace=pending_grace)
+    if spec.hub_secret:
+        secret = cluster.get("Secret", spec.hub_secret, spec.namespace)
+        if secret is None or "HF_TOKEN" not in o.secret_values(secret):
+            check(sink, False, f"secret {spec.hub_secret} with key HF_TOKEN not found in {spec.namespace}")
+            raise ConfigError(f"--hub-secret {spec.hub_secret!r}: no Secret with a key HF_TOKEN in {spec.namespace}",
+                              hint=f"oc create secret generic {spec.hub_secret} --from-literal=HF_TOKEN=hf_... "
+                                   f"-n {spec.namespace}")
+        check(sink, True, f"secret {spec.hub_secret} has HF_TOKEN")
+    result = run_job(cluster, manifests.import_job(pf.spec), sink, timeout, pending_grace)
+    summary = result.last("summary") or {}
+    what = "already there, nothing uploaded" if summary.get("noop") else \
+        f"{summary.get('uploaded_files', 0)} files uploaded ({int(summary.get('bytes_sent', 0)) / 1e9:.2f} GB)"
+    sink.emit(Event("step", {"message": f"imported {spec.import_from} into {spec.source}: {what}"}))
+    return summary
 
 
 def record_revision(cluster: Cluster, spec: ModelSpec, revision: str | None) -> None:

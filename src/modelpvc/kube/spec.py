@@ -86,6 +86,9 @@ class ModelSpec:
     parallel: int = 1  # populate pods splitting the files (an Indexed Job; needs ReadWriteMany)
     labels: dict[str, str] = field(default_factory=dict)
     loader: str = "vllm"  # which weight copy to select: "vllm-mistral" when the server loads Mistral-native
+    import_from: str | None = None  # hf://ORG/NAME[@REV]: an import Job fills the source prefix first
+    hub_secret: str | None = None  # Secret whose HF_TOKEN key authorises gated/private repositories
+    hub_endpoint: str | None = None  # HF_ENDPOINT for the import Job (a Hub mirror); None: the Hub
 
     @property
     def model_dir(self) -> str:
@@ -98,6 +101,10 @@ class ModelSpec:
     @property
     def job_name(self) -> str:
         return f"{self.name}-populate"[:63]
+
+    @property
+    def import_job_name(self) -> str:
+        return f"{self.name}-import"[:63]
 
     @property
     def verify_job_name(self) -> str:
@@ -130,4 +137,10 @@ class ModelSpec:
             raise ConfigError(f"--gitops {self.gitops!r}: choose none or argocd")
         if self.endpoint_url is not None and not re.match(r"^https?://[^/\s]+", self.endpoint_url):
             raise ConfigError(f"--endpoint-url {self.endpoint_url!r} is not an http(s) URL")
+        if self.import_from is not None and not re.match(r"^hf://[\w.-]+(/[\w.-]+)?(@\S+)?$", self.import_from):
+            raise ConfigError(f"--import-from {self.import_from!r} is not hf://ORG/NAME[@REVISION]",
+                              hint="in the cluster only Hugging Face origins can be imported; import a local "
+                                   "directory from your machine with `modelpvc import DIR s3://...`")
+        if self.hub_secret is not None and not _DNS1123.match(self.hub_secret):
+            raise ConfigError(f"--hub-secret {self.hub_secret!r} is not a valid Kubernetes name")
         return self

@@ -71,7 +71,9 @@ class HubOrigin:
         at = self.commit[:12] if self.commit else self.ref.revision
         return f"hf://{self.ref.repo}@{at}"
 
-    def files(self) -> list[OriginFile]:
+    def files(self, probe: bool = True) -> list[OriginFile]:
+        """The revision's files. ``probe``: also check, with a one-byte download, that this token may
+        download them (gated and private repositories list their files to anyone)."""
         info = self._model_info()
         self.commit = str(info.sha or "")
         if len(self.commit) != 40:
@@ -88,9 +90,8 @@ class HubOrigin:
         if not out:
             raise SourceNotFound(f"{self.describe()} has no files")
         first = next((f for f in sorted(out, key=lambda f: -f.size) if f.size > 0), None)
-        if first is not None:
-            # Gated and private repositories list their files to anyone: ask for one byte now, so a token
-            # without access fails before anything is uploaded.
+        if first is not None and probe:
+            # Ask for one byte now, so a token without access fails before anything is uploaded.
             self.reader.probe(first.rel)
         return sorted(out, key=lambda f: f.rel)
 

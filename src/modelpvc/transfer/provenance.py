@@ -8,10 +8,13 @@ a provenance it does not have; objects the record does not cover are copied and 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from modelpvc.core.digests import Expectation
-from modelpvc.core.errors import IntegrityError
+from modelpvc.core.errors import IntegrityError, SourceNotFound
+from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.provenance import SOURCE_KEY, SourceRecord, sha256_b64
 from modelpvc.store.base import ObjectSource, read_bytes
@@ -66,3 +69,30 @@ def load_record(source: ObjectSource, obj: ObjectInfo, objects: list[ObjectInfo]
                                   f"{SOURCE_KEY} to copy the prefix without provenance")
     covered = {f.path for f in record.files}
     return Provenance(record, obj.etag, sorted(rel for rel in listed if rel not in covered))
+
+
+def wait_for_record(source: ObjectSource, timeout: float, sink: ProgressSink, poll: float = 5.0,
+                    sleep: Callable[[float], None] = time.sleep) -> None:
+    """Block until an import has written the prefix's source.json (last, so the prefix is complete then).
+
+    A populate Job rendered beside an import Job starts at the same time under plain ``kubectl apply``;
+    this is how it waits for the import instead of copying a half-filled prefix."""
+    deadline = time.monotonic() + timeout
+    told = 0.0
+    lister = getattr(source, "list_all", source.list_objects)
+    while True:
+        try:
+            objects = lister()
+        except SourceNotFound:
+            objects = []
+        if any(o.rel == SOURCE_KEY for o in objects):
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            raise SourceNotFound(f"no import finished into {source.uri} within {timeout:.0f}s ({SOURCE_KEY} is "
+                                 "not there)", hint="look at the import Job's log (kubectl logs job/NAME-import)")
+        if now - told >= 60 or not told:
+            sink.emit(Event("waiting", {"message": f"waiting for an import into {source.uri} to write {SOURCE_KEY}",
+                                        "seconds_left": round(deadline - now)}))
+            told = now
+        sleep(min(poll, max(0.0, deadline - now)))
