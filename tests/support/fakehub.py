@@ -23,12 +23,15 @@ test says so (``expire_urls_now``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 
@@ -36,10 +39,10 @@ def git_oid(data: bytes) -> str:
     return hashlib.sha1(f"blob {len(data)}\0".encode() + data, usedforsecurity=False).hexdigest()
 
 
-@dataclass
+@dataclass(eq=False)
 class FakeRepo:
     repo: str
-    files: dict[str, bytes]
+    files: dict[str, bytes | Path]  # content, or a file holding it (the benchmark's gigabytes)
     revisions: dict[str, str] = field(default_factory=dict)  # name -> commit; "main" added when missing
     lfs: set[str] | None = None  # paths stored in LFS; default: *.safetensors, *.bin, *.gguf and files >= 1 MB
     gated: bool = False
@@ -51,20 +54,43 @@ class FakeRepo:
         if "main" not in self.revisions:
             self.revisions["main"] = hashlib.sha1(self.repo.encode() + b"main", usedforsecurity=False).hexdigest()
         if self.lfs is None:
-            self.lfs = {p for p, d in self.files.items()
-                        if p.endswith((".safetensors", ".bin", ".gguf")) or len(d) >= 1_000_000}
+            self.lfs = {p for p in self.files
+                        if p.endswith((".safetensors", ".bin", ".gguf")) or self.size(p) >= 1_000_000}
 
     def is_lfs(self, path: str) -> bool:
         return path in (self.lfs or set())
 
-    def sha256(self, path: str) -> str:
-        return hashlib.sha256(self.files[path]).hexdigest()
+    def size(self, path: str) -> int:
+        d = self.files[path]
+        return d.stat().st_size if isinstance(d, Path) else len(d)
 
-    def served(self, path: str) -> bytes:
-        data = self.files[path]
-        if path in self.corrupt and data:
-            mid = len(data) // 2
-            return data[:mid] + bytes([data[mid] ^ 0x01]) + data[mid + 1:]
+    def content(self, path: str) -> bytes:
+        d = self.files[path]
+        return d.read_bytes() if isinstance(d, Path) else d
+
+    @functools.cache  # noqa: B019 - repositories live as long as the hub
+    def sha256(self, path: str) -> str:
+        d = self.files[path]
+        if isinstance(d, Path):
+            h = hashlib.sha256()
+            with open(d, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+            return h.hexdigest()
+        return hashlib.sha256(d).hexdigest()
+
+    def read(self, path: str, start: int, end: int) -> bytes:
+        """The bytes served: a corrupt file has one bit flipped in its middle."""
+        d = self.files[path]
+        if isinstance(d, Path):
+            with open(d, "rb") as f:
+                data = os.pread(f.fileno(), end - start, start)
+        else:
+            data = d[start:end]
+        mid = self.size(path) // 2
+        if path in self.corrupt and start <= mid < end:
+            i = mid - start
+            data = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
         return data
 
 
@@ -186,13 +212,14 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
                 return
             siblings = []
-            for p, data in sorted(r.files.items()):
-                s: dict[str, object] = {"rfilename": p, "size": len(data),
-                                        "blobId": git_oid(data) if not r.is_lfs(p) else git_oid(
+            for p in sorted(r.files):
+                n = r.size(p)
+                s: dict[str, object] = {"rfilename": p, "size": n,
+                                        "blobId": git_oid(r.content(p)) if not r.is_lfs(p) else git_oid(
                                             f"version https://git-lfs.github.com/spec/v1\noid sha256:"
-                                            f"{r.sha256(p)}\nsize {len(data)}\n".encode())}
+                                            f"{r.sha256(p)}\nsize {n}\n".encode())}
                 if r.is_lfs(p):
-                    s["lfs"] = {"sha256": r.sha256(p), "size": len(data), "pointerSize": 134}
+                    s["lfs"] = {"sha256": r.sha256(p), "size": n, "pointerSize": 134}
                 siblings.append(s)
             body = {"_id": "0" * 24, "id": r.repo, "modelId": r.repo, "sha": commit, "private": r.private,
                     "gated": "manual" if r.gated else False, "disabled": False, "siblings": siblings,
@@ -237,11 +264,10 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
             if r.is_lfs(file):
                 sig = f"Expires={int(time.time()) + 3600}&Signature=fake&issued={time.time()}"
                 self._send(302, {**common, "Location": f"{hub.cdn_origin}/repos/{r.sha256(file)}?{sig}",
-                                 "X-Linked-Size": str(len(r.files[file])), "X-Linked-Etag": f'"{r.sha256(file)}"',
-                                 "ETag": f'"{git_oid(r.files[file])}"'})
+                                 "X-Linked-Size": str(r.size(file)), "X-Linked-Etag": f'"{r.sha256(file)}"'})
                 return
             self._send(307, {**common, "Location": f"/api/resolve-cache/models/{repo}/{commit}/{quote(file)}",
-                             "ETag": f'"{git_oid(r.files[file])}"'})
+                             "ETag": f'"{git_oid(r.content(file))}"'})
 
         def _resolve_cache(self, rest: str) -> None:
             parts = rest.split("/")
@@ -252,7 +278,7 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 if r is None or file not in r.files:
                     self._error(404, "EntryNotFound", f"{file} does not exist")
                 return
-            self._body(r.files[file], {"ETag": f'"{git_oid(r.files[file])}"', "X-Repo-Commit": commit})
+            self._body(r, file, {"ETag": f'"{git_oid(r.content(file))}"', "X-Repo-Commit": commit})
 
         def _cdn(self) -> None:
             u = urlsplit(self.path)
@@ -270,44 +296,45 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {}, b"no such object")
                 return
             r, p = found
-            self._body(r.served(p), {"ETag": f'"{r.sha256(p)}"'}, cdn=True)
+            self._body(r, p, {"ETag": f'"{r.sha256(p)}"'}, cdn=True)
 
-        def _body(self, data: bytes, headers: dict[str, str], cdn: bool = False) -> None:
+        def _body(self, r: FakeRepo, path: str, headers: dict[str, str], cdn: bool = False) -> None:
             rng = self.headers.get("Range")
-            start, end = 0, len(data)
+            size = r.size(path)
+            start, end = 0, size
             status = 200
             if rng and rng.startswith("bytes="):
                 with hub.lock:
                     hub.counters.ranges.append(rng)
                 a, _, b = rng.removeprefix("bytes=").partition("-")
                 start = int(a)
-                end = min(len(data), int(b) + 1) if b else len(data)
-                if start >= len(data):
-                    self._send(416, {"Content-Range": f"bytes */{len(data)}"})
+                end = min(size, int(b) + 1) if b else size
+                if start >= size:
+                    self._send(416, {"Content-Range": f"bytes */{size}"})
                     return
                 status = 206
-                headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"}
-            body = data[start:end]
+                headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}"}
+            length = end - start
             self.send_response(status)
             for k, v in {**headers, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}.items():
                 self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(length))
             self.end_headers()
             if self.command == "HEAD":
                 return
             reset = False
-            if cdn and len(body) > 1024:
+            if cdn and length > 1024:
                 with hub.lock:
                     if hub.reset_first > 0:
                         hub.reset_first -= 1
                         reset = True
-            step = 256 * 1024
-            for i in range(0, len(body), step):
-                if reset and i >= len(body) // 2:
+            step = 1024 * 1024
+            for i in range(0, length, step):
+                if reset and i >= length // 2:
                     self.close_connection = True
                     self.connection.close()
                     return
-                chunk = body[i:i + step]
+                chunk = r.read(path, start + i, min(end, start + i + step))
                 self.wfile.write(chunk)
                 with hub.lock:
                     hub.counters.cdn_bytes += len(chunk) if cdn else 0

@@ -28,6 +28,7 @@ class S3Settings:
     credentials: Credentials | None = None  # None: anonymous (unsigned) requests
     use_credential_chain: bool = False  # ask botocore's chain (profiles, web identity, containers)
     ca_bundle: str | None = None
+    ca_data: str | None = field(default=None, repr=False)  # PEM text (OpenShift AI's storage-config "certificate")
     insecure: bool = False  # skip TLS verification; only when the user asks
     path_style: bool = True  # MinIO and Ceph RGW want path-style; AWS accepts it
     connect_timeout: float = 5.0  # seconds; a refused or blackholed endpoint fails fast
@@ -70,6 +71,10 @@ class TransferSettings:
     dry_run: bool = False
     delete: bool = False  # remove local files the source no longer has
     check_space: bool = True
+    # Bytes the destination may hold whatever its filesystem says, and what sets that bound (an EmptyDir
+    # counted against the pod's ephemeral-storage limit): checked against the whole model before a byte.
+    space_limit: tuple[int, str] | None = None
+    space_hint: str = ""
     journal_interval: float = 1.0  # seconds between making written bytes durable (fdatasync + a journal marker)
 
 

@@ -120,7 +120,7 @@ class S3Http:
         self._local = threading.local()
         self._ssl: ssl.SSLContext | None = None
         if self.scheme == "https":
-            ctx = ssl.create_default_context(cafile=settings.ca_bundle)
+            ctx = ssl.create_default_context(cafile=settings.ca_bundle, cadata=settings.ca_data)
             if settings.insecure:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE

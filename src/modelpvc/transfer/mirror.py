@@ -357,6 +357,12 @@ def _check_space(run: _Run) -> None:
         return
     # RESUME partials are preallocated already; FETCH may replace an existing file of another size.
     need = sum(op.size for op in run.plan.of(Action.FETCH))
+    limit = run.req.settings.space_limit
+    if limit is not None and run.plan.selected_bytes > limit[0]:
+        raise DestinationFull(
+            f"{run.dest.root} may hold {_gb(limit[0])} ({limit[1]}) but the model is {_gb(run.plan.selected_bytes)}; "
+            "nothing was written",
+            hint=run.req.settings.space_hint or "give the volume more room, or copy fewer files (--include)")
     free = run.dest.free_bytes()
     if need > free:
         raise DestinationFull(
