@@ -22,9 +22,11 @@ def test_plan_of_mixed_mistral_and_hf_repository(make_model, env):
     assert p["parameters"] == 3 * (8 * 1024 * 1024 // 2)  # 3 shards of 8 MiB of BF16
     assert p["dtypes"].keys() == {"BF16"}
     assert p["pattern"] == "storage-initializer"
+    assert p["command"].startswith(f"modelpvc render --pattern storage-initializer --source {src.uri}")
     assert p["pvc_size"] == "1Gi"
     r = run_cli(["plan", src.uri, "--threshold", "1M", "--bandwidth", "125MiB/s"], env)
     assert r.returncode == 0 and "pattern: pvc" in r.stdout and "skip  consolidated.safetensors" in r.stdout
+    assert "next: modelpvc render --pattern pvc" in r.stdout
 
 
 def test_mirror_auto_selection_skips_duplicates_and_records_them(make_model, env, tmp_path):

@@ -265,3 +265,43 @@ def test_import_from_adds_an_import_job_before_the_populate_job_which_waits_for_
 def test_import_from_refuses_what_a_pod_cannot_import(capsys):
     assert main([*SEED_ARGS, "--import-from", "/home/me/models/mistral"]) == 2
     assert "in the cluster only Hugging Face origins can be imported" in capsys.readouterr().err
+
+
+INIT_ARGS = ["render", "--pattern", "storage-initializer", "--name", "granite-3b", "--namespace", "private-ai-demo",
+             "--source", "s3://llm-models/granite-3b/", "--secret", "aws-connection-minio", "--model-bytes", "6.2G",
+             "--runtime", "vllm-cuda-runtime", "--gpus", "1", "--validate"]
+
+
+def test_storage_initializer_pattern_validates_and_the_initializer_is_restricted(capsys):
+    assert main(INIT_ARGS) == 0
+    docs = {d["kind"]: d for d in yaml.safe_load_all(capsys.readouterr().out)}
+    assert set(docs) == {"ClusterStorageContainer", "ServiceAccount", "InferenceService"}
+    csc = docs["ClusterStorageContainer"]
+    assert csc["spec"]["supportedUriFormats"] == [{"prefix": "s3://"}]
+    c = csc["spec"]["container"]
+    assert c["command"] == ["modelpvc-storage-initializer"] and "args" not in c  # KServe appends URI, path
+    assert violations({"containers": [c]}) == []
+    limit = next(e for e in c["env"] if e["name"] == "MODELPVC_EPHEMERAL_LIMIT")["valueFrom"]["resourceFieldRef"]
+    assert limit == {"containerName": "kserve-container", "resource": "limits.ephemeral-storage", "divisor": "1"}
+    isvc = docs["InferenceService"]
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["storageUri"] == "s3://llm-models/granite-3b/"
+    assert model["resources"]["requests"]["ephemeral-storage"] == "7Gi"  # 6.2 GB x 1.1, rounded up
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
+    assert docs["ServiceAccount"]["secrets"] == [{"name": "aws-connection-minio"}]
+
+
+def test_storage_initializer_for_chosen_buckets_only(capsys):
+    assert main([*INIT_ARGS, "--initializer-buckets", "llm-models,team-a", "--kinds", "csc"]) == 0
+    csc = yaml.safe_load(capsys.readouterr().out)
+    import re
+    [fmt] = csc["spec"]["supportedUriFormats"]
+    rx = re.compile(fmt["regex"])
+    assert rx.fullmatch("s3://llm-models/granite-3b/") and rx.fullmatch("s3://team-a/x/y")
+    assert not rx.fullmatch("s3://llm-models-old/x") and not rx.fullmatch("gs://llm-models/x")
+
+
+def test_pvc_pattern_still_needs_a_pvc(capsys):
+    args = [a for a in SEED_ARGS if a not in ("--pvc", "mistral-24b-pvc")]
+    assert main(args) == 2
+    assert "--pvc is needed for the pvc pattern" in capsys.readouterr().err

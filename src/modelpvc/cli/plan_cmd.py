@@ -52,6 +52,14 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave matching paths out")
 
 
+def _render_command(pat: str, source: str, nbytes: int) -> str:
+    """The render command for the recommended pattern; NAME, NAMESPACE and SECRET are the user's."""
+    common = f"--source {source} --name NAME --namespace NAMESPACE --secret SECRET --model-bytes {nbytes}"
+    if pat == "storage-initializer":
+        return f"modelpvc render --pattern storage-initializer {common}"
+    return f"modelpvc render --pattern pvc {common} --pvc NAME-pvc"
+
+
 HEAD_READ = 64 * 1024  # one GET covers the header of nearly every shard; longer ones take a second
 
 
@@ -116,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         "pvc_size": f"{pvc_size_gi(nbytes, args.headroom)}Gi",
         "pattern": pat,
         "pattern_reason": why,
+        "command": _render_command(pat, str(plan.source), nbytes),
         "estimates": estimates,
     }
     if args.json:
@@ -135,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"parameters: {params / 1e9:.2f} B ({', '.join(f'{k} {v / 1e9:.2f} B' for k, v in dtypes.items())})")
     print(f"recommended PVC size: {out['pvc_size']} ({human_bytes(nbytes)} x {args.headroom})")
     print(f"pattern: {pat} — {why}")
+    print(f"  next: {out['command']}")
     for e in estimates:
         print(f"at {e['bandwidth']}: copy {human_seconds(e['copy_s'])}, server load from the volume "
               f"{human_seconds(e['load_s'])}")

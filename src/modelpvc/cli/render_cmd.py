@@ -37,7 +37,8 @@ WaitForFirstConsumer claim binds when the Job's pod lands (a later wave would wa
 forever: argo-cd#12840); they prefer the predictor's node and tolerate its taints (an RWO claim can only be
 written there); the PVC is protected from deletion and pruning. Plain mode sets ttlSecondsAfterFinished."""
 
-KINDS = ["pvc", "job", "isvc", "verify-job", "import-job"]
+KINDS = ["pvc", "job", "isvc", "verify-job", "import-job", "csc", "sa"]
+DEFAULT_KINDS = {"pvc": "pvc,job,isvc", "storage-initializer": "csc,sa,isvc"}
 
 
 def register(sub: Any) -> None:
@@ -49,7 +50,16 @@ def register(sub: Any) -> None:
     p.add_argument("--secret", required=True, help="Secret holding the S3 keys")
     p.add_argument("--secret-keys", default="AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY", metavar="ACCESS,SECRET",
                    help="the key names the Secret really has, e.g. accesskey,secretkey")
-    p.add_argument("--pvc", required=True, help="PersistentVolumeClaim name")
+    p.add_argument("--pattern", choices=["pvc", "storage-initializer"], default="pvc",
+                   help="pvc (default): the model on a claim, filled by a Job; storage-initializer: KServe copies "
+                        "the s3:// model into an EmptyDir at every pod start with modelpvc as its storage "
+                        "initializer (a ClusterStorageContainer; for models under ~20 GB: `modelpvc plan` says)")
+    p.add_argument("--pvc", help="PersistentVolumeClaim name (the pvc pattern)")
+    p.add_argument("--initializer-buckets", default="", metavar="B1,B2",
+                   help="storage-initializer: only these buckets use modelpvc's initializer (default: every s3://)")
+    p.add_argument("--ephemeral", default="auto",
+                   help="storage-initializer: the predictor's ephemeral-storage request and limit (auto: the "
+                        "model x --headroom)")
     p.add_argument("--path", default="", help="directory inside the claim (default: its root)")
     p.add_argument("--size", default="auto",
                    help="PVC size (e.g. 120Gi), or auto: from --model-bytes, else from the source (plan)")
@@ -72,7 +82,8 @@ def register(sub: Any) -> None:
     p.add_argument("--image", default=DEFAULT_IMAGE, help="modelpvc image for the Jobs")
     p.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
     p.add_argument("--gitops", choices=["none", "argocd"], default="none")
-    p.add_argument("--kinds", default="pvc,job,isvc", help=f"objects to write, from {','.join(KINDS)}")
+    p.add_argument("--kinds", help=f"objects to write, from {','.join(KINDS)} (default: pvc,job,isvc; "
+                   "csc,sa,isvc for --pattern storage-initializer)")
     p.add_argument("-o", "--output-dir", type=Path, help="one file per object instead of stdout")
     p.add_argument("--validate", action="store_true",
                    help="validate before writing (Kubernetes schema, the bundled KServe CRDs, restricted profile)")
@@ -97,6 +108,10 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
         raise ConfigError("--name and --namespace are needed (or an --isvc-base that has them)")
     model_bytes = parse_size(args.model_bytes) if args.model_bytes else None
     loader = loader_from_args(serving.effective_args)
+    if args.pattern == "pvc" and not args.pvc:
+        raise ConfigError("--pvc is needed for the pvc pattern", hint="or use --pattern storage-initializer")
+    if args.pattern == "storage-initializer":
+        return _initializer_spec(args, name, namespace, serving, model_bytes, loader)
     size = args.size
     if size == "auto":
         if model_bytes is None:
@@ -135,6 +150,29 @@ def _source_bytes(args: argparse.Namespace, loader: str) -> int:
     return plan.selected_bytes
 
 
+def _initializer_spec(args: argparse.Namespace, name: str, namespace: str, serving: Any, model_bytes: int | None,
+                      loader: str) -> ModelSpec:
+    ephemeral = args.ephemeral
+    if ephemeral == "auto":
+        if model_bytes is None:
+            model_bytes = _source_bytes(args, loader)
+        ephemeral = f"{pvc_size_gi(model_bytes, args.headroom)}Gi"
+        sys.stderr.write(f"--ephemeral auto: {ephemeral} for {model_bytes / 1e9:.1f} GB x {args.headroom}\n")
+    if args.endpoint_url:
+        host = args.endpoint_url.split("://", 1)[-1].rstrip("/")
+        https = "0" if args.endpoint_url.startswith("http://") else "1"
+        sys.stderr.write(f"KServe reads the endpoint from the secret's annotations: oc annotate secret {args.secret} "
+                         f"-n {namespace} serving.kserve.io/s3-endpoint={host} serving.kserve.io/s3-usehttps={https}"
+                         + (f" serving.kserve.io/s3-region={args.region}" if args.region else "") + "\n")
+    buckets = tuple(b.strip() for b in args.initializer_buckets.split(",") if b.strip())
+    return ModelSpec(
+        name=name, namespace=namespace, source=args.source, pvc="", secret=args.secret,
+        endpoint_url=args.endpoint_url, serving=serving, region=args.region, image=args.image,
+        gitops=args.gitops, model_bytes=model_bytes, loader=loader, pattern="storage-initializer",
+        ephemeral=ephemeral, initializer_buckets=buckets,
+    ).validate()
+
+
 def _hub_bytes(args: argparse.Namespace, loader: str) -> int:
     """--size auto with --import-from: what the import will put in the bucket (the Hub's listing, selected)."""
     from modelpvc.cli.import_cmd import make_origin
@@ -149,11 +187,12 @@ def _hub_bytes(args: argparse.Namespace, loader: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    kinds = [k.strip() for k in (args.kinds or DEFAULT_KINDS[args.pattern]).split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise ConfigError(f"--kinds: unknown {unknown or 'none given'}", hint=f"choose from {','.join(KINDS)}")
     spec = spec_from_args(args)
+    kinds = manifests.expand_kinds(spec, kinds)
     objs = manifests.render(spec, kinds)
     if args.validate:
         from modelpvc.kube.validate import load_crd_schemas, validate_objects

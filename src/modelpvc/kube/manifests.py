@@ -7,6 +7,7 @@ no-op) and therefore safe to re-apply and safe under GitOps.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from modelpvc.kube.spec import MOUNT, ModelSpec, Placement
@@ -15,7 +16,9 @@ Obj = dict[str, Any]
 # Argo CD sync waves. The PVC shares the populate Job's wave: with a WaitForFirstConsumer class the claim
 # stays Pending (Argo CD: Progressing) until a pod uses it, so a later wave would wait for it forever
 # (argo-cd#12840); in the same wave the Job's pod binds it.
-WAVES = {"import-job": "0", "pvc": "1", "job": "1", "verify-job": "2", "isvc": "3"}
+WAVES = {"import-job": "0", "csc": "0", "sa": "1", "pvc": "1", "job": "1", "verify-job": "2", "isvc": "3"}
+INITIALIZER = "modelpvc-s3"  # the ClusterStorageContainer's name
+EPHEMERAL_LIMIT_ENV = "MODELPVC_EPHEMERAL_LIMIT"  # read by `modelpvc storage-initializer`
 IMPORT_MEMORY_MIB = 256  # part buffers of the import Job (modelpvc import --memory)
 COPY_FLOOR_BPS = 50 * 1024 * 1024  # activeDeadlineSeconds assumes at least this copy rate
 # Inside the pod, not on this machine: the Job mounts a private emptyDir there and points HOME at it.
@@ -221,7 +224,8 @@ def inference_service(spec: ModelSpec) -> Obj:
         meta["labels"].update(DASHBOARD)
         isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": meta,
                 "spec": {"predictor": {"model": {"modelFormat": {"name": "vLLM"}}}}}
-    meta.setdefault("labels", {})[OUR_LABEL] = spec.pvc
+    if spec.pvc:
+        meta.setdefault("labels", {})[OUR_LABEL] = spec.pvc
     meta["labels"].update(sv.labels)
     if sv.annotations:
         meta.setdefault("annotations", {}).update(sv.annotations)
@@ -243,7 +247,48 @@ def inference_service(spec: ModelSpec) -> Obj:
         pred["tolerations"] = [dict(t) for t in sv.tolerations]
     if sv.node_selector:
         pred["nodeSelector"] = dict(sv.node_selector)
+    if spec.pattern == "storage-initializer":
+        # The EmptyDir KServe downloads into counts against the pod's ephemeral storage: request it, so the
+        # scheduler picks a node with room, and limit it, so the initializer knows its bound before a byte.
+        if spec.ephemeral:
+            for d in ("requests", "limits"):
+                model.setdefault("resources", {}).setdefault(d, {})["ephemeral-storage"] = spec.ephemeral
+        pred.setdefault("serviceAccountName", spec.service_account)
     return isvc
+
+
+def cluster_storage_container(spec: ModelSpec) -> Obj:
+    """modelpvc as KServe's storage initializer for s3:// URIs (all, or those of ``initializer_buckets``).
+    KServe's pod mutator copies this container into the predictor as its init container and appends the
+    URI and mount path as arguments (storage_initializer_injector.go)."""
+    formats: list[Obj] = [{"prefix": "s3://"}]
+    if spec.initializer_buckets:
+        alt = "|".join(re.escape(b) for b in spec.initializer_buckets)
+        formats = [{"regex": f"s3://({alt})/.*"}]
+    container: Obj = {
+        "name": "storage-initializer",
+        "image": spec.image,
+        "command": ["modelpvc-storage-initializer"],
+        "env": [
+            # The kubelet resolves another container's limit for an env var; unset, it is the node's
+            # allocatable ephemeral storage (kubelet_pods.go: containerResourceRuntimeValue).
+            {"name": EPHEMERAL_LIMIT_ENV, "valueFrom": {"resourceFieldRef": {
+                "containerName": "kserve-container", "resource": "limits.ephemeral-storage", "divisor": "1"}}},
+        ],
+        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+        "securityContext": restricted_container_security(),
+    }
+    return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterStorageContainer",
+            "metadata": {"name": INITIALIZER, "labels": {"app.kubernetes.io/managed-by": "modelpvc"},
+                         "annotations": {"argocd.argoproj.io/sync-wave": WAVES["csc"]}},
+            "spec": {"container": container, "supportedUriFormats": formats, "workloadType": "initContainer"}}
+
+
+def service_account(spec: ModelSpec) -> Obj:
+    """KServe's S3 credentials path for a storageUri: a service account listing the secret; KServe reads the
+    keys from it and the endpoint from its serving.kserve.io/s3-* annotations (s3_secret.go)."""
+    meta = _meta(spec, spec.service_account, "model-storage", WAVES["sa"])
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "secrets": [{"name": spec.secret}]}
 
 
 def _resources(model: Obj, gpus: int | None, cpu: str | None, memory: str | None) -> None:
@@ -267,11 +312,16 @@ def _resources(model: Obj, gpus: int | None, cpu: str | None, memory: str | None
         del model["resources"]
 
 
-BUILDERS = {"import-job": import_job, "pvc": pvc, "job": populate_job, "verify-job": verify_job,
-            "isvc": inference_service}
+BUILDERS = {"import-job": import_job, "csc": cluster_storage_container, "sa": service_account, "pvc": pvc,
+            "job": populate_job, "verify-job": verify_job, "isvc": inference_service}
+
+
+def expand_kinds(spec: ModelSpec, kinds: list[str]) -> list[str]:
+    """The kinds asked for, with the import Job in front of a populate Job that needs one."""
+    if spec.import_from and "job" in kinds and "import-job" not in kinds:
+        return ["import-job", *kinds]
+    return list(kinds)
 
 
 def render(spec: ModelSpec, kinds: list[str]) -> list[Obj]:
-    if spec.import_from and "job" in kinds and "import-job" not in kinds:
-        kinds = ["import-job", *kinds]
-    return [BUILDERS[k](spec) for k in kinds]
+    return [BUILDERS[k](spec) for k in expand_kinds(spec, kinds)]

@@ -89,6 +89,11 @@ class ModelSpec:
     import_from: str | None = None  # hf://ORG/NAME[@REV]: an import Job fills the source prefix first
     hub_secret: str | None = None  # Secret whose HF_TOKEN key authorises gated/private repositories
     hub_endpoint: str | None = None  # HF_ENDPOINT for the import Job (a Hub mirror); None: the Hub
+    # "pvc": the model on a claim (storageUri pvc://); "storage-initializer": KServe downloads s3:// into an
+    # EmptyDir at every pod start, through modelpvc registered as a ClusterStorageContainer.
+    pattern: str = "pvc"
+    ephemeral: str | None = None  # the predictor's ephemeral-storage request/limit (storage-initializer)
+    initializer_buckets: tuple[str, ...] = ()  # only these buckets use modelpvc's initializer; () = all s3://
 
     @property
     def model_dir(self) -> str:
@@ -96,7 +101,13 @@ class ModelSpec:
 
     @property
     def storage_uri(self) -> str:
+        if self.pattern == "storage-initializer":
+            return self.source
         return f"pvc://{self.pvc}/{self.path}".rstrip("/") + "/"
+
+    @property
+    def service_account(self) -> str:
+        return f"{self.name}-s3"[:63]
 
     @property
     def job_name(self) -> str:
@@ -112,7 +123,11 @@ class ModelSpec:
 
     def validate(self, *, needs_source: bool = True) -> ModelSpec:
         """Clear errors for bad input, before anything is sent or written. ``deploy`` reads no source."""
-        names = [("--name", self.name), ("--namespace", self.namespace), ("--pvc", self.pvc)]
+        names = [("--name", self.name), ("--namespace", self.namespace)]
+        if self.pattern == "pvc":
+            names.append(("--pvc", self.pvc))
+        elif self.pattern != "storage-initializer":
+            raise ConfigError(f"--pattern {self.pattern!r}: choose pvc or storage-initializer")
         if self.serving.runtime is not None:
             names.append(("--runtime", self.serving.runtime))
         if needs_source:
