@@ -112,6 +112,39 @@ def _merge(dst: Any, src: Any) -> Any:
     return copy.deepcopy(src)
 
 
+def _quantity(q: str) -> int:
+    units = {
+        "Ki": 1 << 10,
+        "Mi": 1 << 20,
+        "Gi": 1 << 30,
+        "Ti": 1 << 40,
+        "k": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+    }
+    for u, f in units.items():
+        if q.endswith(u):
+            return int(float(q[: -len(u)]) * f)
+    return int(float(q))
+
+
+NODE_ALLOCATABLE_EPHEMERAL = 100 * 10**9  # what the downward API reports for an unset ephemeral-storage limit
+
+
+def _resource_value(pod: Obj, c: Obj, field: Obj) -> int:
+    """The downward API's resourceFieldRef: a container's limit or request (another container's when named),
+    in units of the divisor; an unset limit is the node's allocatable (defaultPodLimitsForDownwardAPI)."""
+    target = c
+    if field.get("containerName"):
+        pool = [*(pod["spec"].get("containers") or []), *(pod["spec"].get("initContainers") or [])]
+        target = next(x for x in pool if x["name"] == field["containerName"])
+    kind, _, res = field["resource"].partition(".")
+    value = ((target.get("resources") or {}).get(kind) or {}).get(res)
+    n = _quantity(str(value)) if value is not None else NODE_ALLOCATABLE_EPHEMERAL
+    return n // _quantity(str(field.get("divisor", "1")))
+
+
 def _labels_match(obj: Obj, selector: str) -> bool:
     """Equality-based label selectors: ``k=v``, ``k==v``, ``k!=v``, ``k``."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -268,8 +301,13 @@ class FakeCluster:
         labels: dict[str, str] | None = None,
         taints: list[Obj] | None = None,
     ) -> None:
-        alloc = {"cpu": cpu, "memory": memory, "ephemeral-storage": "300Gi", "pods": "250",
-                 **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+        alloc = {
+            "cpu": cpu,
+            "memory": memory,
+            "ephemeral-storage": "300Gi",
+            "pods": "250",
+            **({"nvidia.com/gpu": str(gpus)} if gpus else {}),
+        }
         self.put(
             "nodes",
             "",
@@ -596,7 +634,9 @@ class FakeCluster:
                 )
                 self.objects[("inferenceservices", ns, name)]["status"] = status
                 continue
-            spec, _claim, _sub = fake_kserve.predictor_pod_spec(isvc, runtime)
+            spec, _claim, _sub = fake_kserve.predictor_pod_spec(
+                isvc, runtime, self.list("clusterstoragecontainers", None), self._s3_credentials(ns, isvc)
+            )
             template_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
             dep = self.deployments.setdefault((ns, name), {"generation": 0, "hash": None})
             if dep["hash"] != template_hash:
@@ -653,6 +693,15 @@ class FakeCluster:
                 url=f"https://{name}-{ns}.apps.example.com" if available else None,
             )
             self.objects[("inferenceservices", ns, name)]["status"] = status
+
+    def _s3_credentials(self, ns: str, isvc: Obj) -> list[Obj]:
+        """KServe's CreateSecretVolumeAndEnv: the S3 secret listed by the predictor's service account."""
+        sa = self.get("serviceaccounts", ns, isvc["spec"]["predictor"].get("serviceAccountName") or "default")
+        for ref in (sa or {}).get("secrets") or []:
+            secret = self.get("secrets", ns, ref["name"])
+            if secret is not None:
+                return fake_kserve.s3_env(secret)
+        return []
 
     def _pod_log(self, ns: str, name: str) -> str:
         p = self.root / "logs" / ns / f"{name}.log"
@@ -801,6 +850,9 @@ class FakeCluster:
                 self.event(ns, "Pod", name, "Failed", f"Error: {missing}")
                 continue
             self._mount_volumes(ns, pod)
+            if pod["spec"].get("initContainers") and not live["metadata"].get("_initialized"):
+                self._run_init(ns, live)
+                continue
             if (pod["metadata"].get("labels") or {}).get("component") == "predictor":
                 self._start_server(ns, live)
             elif any(s in c.get("image", "") for s in self.runnable):
@@ -808,11 +860,64 @@ class FakeCluster:
             else:
                 live["status"].update(phase="Running", containerStatuses=[_cstatus(c["name"], {"running": {}}, True)])
 
-    def _resolve_env(self, ns: str, c: Obj) -> tuple[dict[str, str], str | None]:
+    def _run_init(self, ns: str, live: Obj) -> None:
+        """The pod's (one) init container: a real process for our image, run to completion before the main
+        container starts; a failure leaves the pod Pending in Init:CrashLoopBackOff, as restarts would."""
+        name = live["metadata"]["name"]
+        c = live["spec"]["initContainers"][0]
+        key = (ns, f"{name}/{c['name']}")
+        statuses = live["status"].get("initContainerStatuses") or []
+        if statuses and (statuses[0]["state"].get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+            return
+        p = self.procs.get(key)
+        if p is None:
+            log = self.root / "logs" / ns / f"{name}.{c['name']}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            if not any(s in c.get("image", "") for s in self.runnable):
+                log.write_text(f"fake: image {c.get('image')} (KServe's own initializer) is not simulated\n")
+                self._init_failed(live, c, 1)
+                return
+            env, missing = self._resolve_env(ns, c, live)
+            if missing:
+                live["status"]["initContainerStatuses"] = [
+                    _cstatus(c["name"], {"waiting": {"reason": "CreateContainerConfigError", "message": missing}})
+                ]
+                return
+            self._start_process(ns, live, c, env, key=key, log=log)
+            live["status"].update(phase="Pending", initContainerStatuses=[_cstatus(c["name"], {"running": {}})])
+            return
+        if p.poll() is None:
+            return
+        if p.returncode != 0:
+            self._init_failed(live, c, p.returncode)
+            return
+        live["status"]["initContainerStatuses"] = [
+            _cstatus(c["name"], {"terminated": {"exitCode": 0, "reason": "Completed"}}, True)
+        ]
+        live["metadata"]["_initialized"] = True
+
+    def _init_failed(self, live: Obj, c: Obj, rc: int) -> None:
+        st = _cstatus(c["name"], {"waiting": {"reason": "CrashLoopBackOff"}}, restarts=1)
+        st["lastState"] = {"terminated": {"exitCode": rc, "reason": "Error"}}
+        live["status"].update(phase="Pending", initContainerStatuses=[st])
+
+    def emptydir(self, ns: str, pod: str, volume: str) -> Path:
+        """An EmptyDir's directory on this "node": world-writable, as the kubelet makes it."""
+        d = self.root / "emptydirs" / ns / pod / volume
+        if not d.exists():
+            d.mkdir(parents=True)
+            d.chmod(0o777)
+        return d
+
+    def _resolve_env(self, ns: str, c: Obj, pod: Obj | None = None) -> tuple[dict[str, str], str | None]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for e in c.get("env", []):
             if "value" in e:
                 env[e["name"]] = str(e["value"])
+                continue
+            field = (e.get("valueFrom") or {}).get("resourceFieldRef")
+            if field is not None and pod is not None:
+                env[e["name"]] = str(_resource_value(pod, c, field))
                 continue
             ref = (e.get("valueFrom") or {}).get("secretKeyRef")
             if not ref:
@@ -858,7 +963,15 @@ class FakeCluster:
         group = (pod["spec"].get("securityContext") or {}).get("fsGroup")
         return int(uid), [int(group)] if group is not None else []
 
-    def _start_process(self, ns: str, live: Obj, c: Obj, env: dict[str, str]) -> None:
+    def _start_process(
+        self,
+        ns: str,
+        live: Obj,
+        c: Obj,
+        env: dict[str, str],
+        key: tuple[str, str] | None = None,
+        log: Path | None = None,
+    ) -> None:
         name = live["metadata"]["name"]
         mounts = {}
         for m in c.get("volumeMounts", []):
@@ -866,6 +979,8 @@ class FakeCluster:
             claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
             if claim:
                 mounts[m["mountPath"]] = str(self.claim_dir(ns, claim) / m.get("subPath", ""))
+            elif "emptyDir" in vol:
+                mounts[m["mountPath"]] = str(self.emptydir(ns, name, vol["name"]))
         index = (live["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
         if index is not None:
             env["JOB_COMPLETION_INDEX"] = index
@@ -893,15 +1008,18 @@ class FakeCluster:
             sys.executable,
             "-m",
             "modelpvc",
+            # The image's scripts: `modelpvc ARGS`, or KServe's initializer contract `modelpvc-storage-initializer`.
+            *(["storage-initializer"] if c.get("command") == ["modelpvc-storage-initializer"] else []),
             *args,
         ]
-        log = self.root / "logs" / ns / f"{name}.log"
+        log = log or self.root / "logs" / ns / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as out:
-            self.procs[(ns, name)] = subprocess.Popen(
+            self.procs[key or (ns, name)] = subprocess.Popen(
                 cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        live["status"].update(phase="Running", containerStatuses=[_cstatus(c["name"], {"running": {}}, True)])
+        if key is None:
+            live["status"].update(phase="Running", containerStatuses=[_cstatus(c["name"], {"running": {}}, True)])
 
     def _watch_process(self, ns: str, live: Obj) -> None:
         p = self.procs.get((ns, live["metadata"]["name"]))
@@ -921,7 +1039,10 @@ class FakeCluster:
         c = live["spec"]["containers"][0]
         mount = next(m for m in c["volumeMounts"] if m["mountPath"] == fake_kserve.MOUNT)
         vol = next(v for v in live["spec"]["volumes"] if v["name"] == mount["name"])
-        d = self.claim_dir(ns, vol["persistentVolumeClaim"]["claimName"]) / mount.get("subPath", "")
+        if "emptyDir" in vol:
+            d = self.emptydir(ns, live["metadata"]["name"], vol["name"])
+        else:
+            d = self.claim_dir(ns, vol["persistentVolumeClaim"]["claimName"]) / mount.get("subPath", "")
         err = fake_kserve.would_load(d, [str(a) for a in c.get("args", [])])
         log = self.root / "logs" / ns / f"{live['metadata']['name']}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -995,7 +1116,7 @@ class FakeCluster:
                 plural, ns, name, sub, q = self._route()
                 cluster.requests.append(("GET", self.path))
                 if sub == "log":
-                    return self._log(ns, name or "", q.get("follow") == ["true"])
+                    return self._log(ns, name or "", q.get("follow") == ["true"], (q.get("container") or [""])[0])
                 if name is None:
                     items = cluster.list(plural, ns or None)
                     for sel in q.get("labelSelector", []):
@@ -1018,11 +1139,19 @@ class FakeCluster:
                     return self._status(404, "NotFound", f'{plural} "{name}" not found')
                 return self._send(200, fake_ssa.public(obj))
 
-            def _log(self, ns: str, name: str, follow: bool) -> None:
+            def _log(self, ns: str, name: str, follow: bool, container: str = "") -> None:
                 path = cluster.root / "logs" / ns / f"{name}.log"
                 pod = cluster.get("pods", ns, name)
                 if pod is None:
                     return self._status(404, "NotFound", f'pods "{name}" not found')
+                if container and container in [c["name"] for c in pod["spec"].get("initContainers") or []]:
+                    path = cluster.root / "logs" / ns / f"{name}.{container}.log"
+                    data = path.read_bytes() if path.exists() else b""
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return None
                 if pod["status"].get("phase") == "Pending":
                     return self._status(
                         400,

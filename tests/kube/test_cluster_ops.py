@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -364,3 +366,65 @@ def test_populate_import_from_a_missing_hub_secret_stops_before_any_job(fake, ku
     assert r.returncode == 2
     assert "--hub-secret 'nope': no Secret with a key HF_TOKEN" in r.stderr
     assert fake.get("jobs", NS, "p-import") is None
+
+
+def _install_initializer(fake, *extra: str) -> None:  # type: ignore[no-untyped-def]
+    """What a cluster admin applies: the ClusterStorageContainer `render --pattern storage-initializer` writes."""
+    import yaml
+
+    out = subprocess.run([sys.executable, "-m", "modelpvc", "render", "--pattern", "storage-initializer",
+                          "--name", "x", "--namespace", NS, "--source", "s3://models/x/", "--secret", SECRET,
+                          "--ephemeral", "1Gi", "--kinds", "csc", *extra], capture_output=True, text=True, check=True)
+    csc = yaml.safe_load(out.stdout)
+    fake.put("clusterstoragecontainers", "", csc)
+
+
+def _annotate_for_kserve(fake, rclone) -> None:  # type: ignore[no-untyped-def]
+    """KServe reads the endpoint of a service account's S3 secret from its annotations (s3_secret.go)."""
+    secret = fake.get("secrets", NS, SECRET)
+    secret["metadata"].setdefault("annotations", {}).update({
+        "serving.kserve.io/s3-endpoint": f"127.0.0.1:{rclone.port}", "serving.kserve.io/s3-usehttps": "0"})
+    fake.put("secrets", NS, secret)
+
+
+def test_deploy_an_s3_model_through_modelpvc_as_the_storage_initializer(fake, kube, make_model, rclone):
+    src = make_model()
+    _install_initializer(fake)
+    _annotate_for_kserve(fake, rclone)
+    r = kube("deploy", "--pattern", "storage-initializer", "--name", "small", "--source", src.uri, "--secret", SECRET,
+             "--runtime", "vllm-cuda-runtime", "--gpus", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ClusterStorageContainer modelpvc-s3 handles" in r.stdout and "small is Ready" in r.stdout
+    isvc = fake.get("inferenceservices", NS, "small")
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["storageUri"] == src.uri
+    assert model["resources"]["limits"]["ephemeral-storage"] == "1Gi"
+    [pod] = [p for p in fake.list("pods", NS) if p["metadata"]["labels"].get("serving.kserve.io/inferenceservice")
+             == "small"]
+    init = pod["spec"]["initContainers"][0]
+    assert init["command"] == ["modelpvc-storage-initializer"] and init["args"] == [src.uri, "/mnt/models"]
+    # Real bytes went through the init container into the pod's EmptyDir, verified.
+    d = fake.emptydir(NS, pod["metadata"]["name"], "kserve-provision-location")
+    assert same_tree(src.dir, d) == []
+    m = json.loads((d / ".modelpvc" / "manifest.json").read_text())
+    assert {f["verified"] for f in m["files"]} == {"md5"}
+
+
+def test_an_initializer_that_cannot_fit_the_model_fails_deploy_with_its_own_reason(fake, kube, make_model, rclone):
+    src = make_model()
+    _install_initializer(fake)
+    _annotate_for_kserve(fake, rclone)
+    r = kube("deploy", "--pattern", "storage-initializer", "--name", "tiny", "--source", src.uri, "--secret", SECRET,
+             "--runtime", "vllm-cuda-runtime", "--gpus", "1", "--ephemeral", "10Mi")
+    assert r.returncode == 4, r.stdout + r.stderr  # the initializer's DestinationFull, across the pod boundary
+    assert "the storage initializer of pod" in r.stderr and "ephemeral-storage limit" in r.stderr
+    assert "modelpvc plan" in r.stderr
+
+
+def test_deploy_of_an_s3_model_without_our_initializer_says_what_to_apply(fake, kube, make_model):
+    src = make_model()
+    r = kube("deploy", "--pattern", "storage-initializer", "--name", "n", "--source", src.uri, "--secret", SECRET,
+             "--runtime", "vllm-cuda-runtime", "--ephemeral", "1Gi")
+    assert r.returncode == 2
+    assert "KServe's own initializer would copy it" in r.stderr and "--kinds csc" in r.stderr
+    assert fake.get("inferenceservices", NS, "n") is None

@@ -88,6 +88,11 @@ def register(sub: Any) -> None:
     add_serving_arguments(p)
     p.add_argument("--name", help="InferenceService name (default: the --isvc-base's)")
     p.add_argument("--skip-verify", action="store_true", help="deploy without checking the claim (not advised)")
+    p.add_argument("--pattern", choices=["pvc", "storage-initializer"], default="pvc",
+                   help="storage-initializer: serve --source (s3://) through KServe's storage initializer (modelpvc's "
+                        "ClusterStorageContainer) into an EmptyDir, with the keys of --secret")
+    p.add_argument("--ephemeral", default="auto",
+                   help="storage-initializer: the ephemeral-storage request and limit (auto: the model x 1.1)")
     p.set_defaults(run=run_deploy)
 
     p = _command(sub, "update", "refresh the served weights; zero-downtime where the cluster allows", (
@@ -166,12 +171,33 @@ def run_deploy(args: argparse.Namespace) -> int:
     name = args.name or base_name
     if not name:
         raise ConfigError("deploy needs --name (or an --isvc-base that has one)")
-    spec = _spec(args, name).validate(needs_source=False)
+    spec = _spec(args, name)
     display = KubeDisplay()
+    if args.pattern == "storage-initializer":
+        spec = _initializer_spec(args, spec, display)
+    else:
+        spec = spec.validate(needs_source=False)
     isvc = deploy(_cluster(args), spec, display, timeout=min(args.timeout, 3600), skip_verify=args.skip_verify,
                   pending_grace=args.pending_timeout)
     print(f"{spec.name} is Ready: {(isvc.get('status') or {}).get('url')}")
     return 0
+
+
+def _initializer_spec(args: argparse.Namespace, spec: ModelSpec, display: KubeDisplay) -> ModelSpec:
+    from dataclasses import replace
+
+    from modelpvc.kube.preflight import measure_source
+    from modelpvc.model.sizing import pvc_size_gi
+
+    spec = replace(spec, pattern="storage-initializer", pvc="").validate()
+    ephemeral = args.ephemeral
+    if ephemeral == "auto":
+        pf = measure_source(_cluster(args), spec, display, pending_grace=args.pending_timeout)
+        if not pf.source_bytes:
+            raise ConfigError("cannot size the ephemeral storage: the source's size is unknown",
+                              hint="pass --ephemeral, e.g. 20Gi")
+        ephemeral = f"{pvc_size_gi(pf.source_bytes, 1.1)}Gi"
+    return replace(spec, ephemeral=ephemeral)
 
 
 def run_update(args: argparse.Namespace) -> int:

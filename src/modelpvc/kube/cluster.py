@@ -134,9 +134,10 @@ class Cluster:
         except NotFound:
             return False
 
-    def log(self, pod: str, namespace: str | None = None, follow: bool = False) -> Iterator[str]:
+    def log(self, pod: str, namespace: str | None = None, follow: bool = False,
+            container: str | None = None) -> Iterator[str]:
         lines = self._call(f"log of pod {pod}", lambda: self.client.log(pod, namespace=namespace or self.namespace,
-                                                                      follow=follow))
+                                                                      follow=follow, container=container))
         yield from lines
 
     def events(self, name: str, namespace: str | None = None) -> builtins.list[Obj]:

@@ -10,17 +10,18 @@ mount the new storage URI (claim and subPath at /mnt/models) to be Ready.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
-from modelpvc.core.errors import ClusterError, ConfigError, IntegrityError, PodBlocked
+from modelpvc.core.errors import ClusterError, ConfigError, IntegrityError, ModelpvcError, PodBlocked, from_record
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.gitops import argo_managed, refuse_argo
 from modelpvc.kube.jobs import PENDING_GRACE, run_job
-from modelpvc.kube.podstate import PREDICTOR_LABEL, Watch, is_ready, serves
+from modelpvc.kube.podstate import INITIALIZER, PREDICTOR_LABEL, Watch, downloads, is_ready, serves
 from modelpvc.kube.populate import annotation_key
 from modelpvc.kube.spec import ModelSpec, Placement
 
@@ -71,9 +72,11 @@ def wait_serving(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
             raise _not_ready(cluster, spec, isvc, None)
         want = max(1, int(isvc["spec"]["predictor"].get("minReplicas") or 1))
         pods = [p for p in cluster.list("Pod", spec.namespace, labels={PREDICTOR_LABEL: spec.name})
-                if serves(p, spec.pvc, spec.path) and not p["metadata"].get("deletionTimestamp")]
+                if _serves(p, spec) and not p["metadata"].get("deletionTimestamp")]
         for p in pods:
             blocked = watch.check(p)
+            if blocked is not None and blocked.reason == "init":
+                raise initializer_error(cluster, spec, p)
             if blocked is not None:
                 raise _not_ready(cluster, spec, isvc, p, blocked.message)
         if sum(1 for p in pods if is_ready(p)) >= want and o.is_true(isvc, "Ready"):
@@ -83,6 +86,58 @@ def wait_serving(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
         if time.monotonic() > deadline:
             raise _not_ready(cluster, spec, isvc, pods[-1] if pods else None, f"not Ready within {timeout:.0f}s")
         time.sleep(0.3)
+
+
+def _serves(pod: o.Obj, spec: ModelSpec) -> bool:
+    if spec.pattern == "storage-initializer":
+        return downloads(pod, spec.source)
+    return serves(pod, spec.pvc, spec.path)
+
+
+def initializer_error(cluster: Cluster, spec: ModelSpec, pod: o.Obj) -> ModelpvcError:
+    """The storage initializer's own error, from the typed record it logs last (modelpvc's initializer), or
+    its log's tail (another initializer)."""
+    name = pod["metadata"]["name"]
+    try:
+        lines = list(cluster.log(name, spec.namespace, container=INITIALIZER))
+    except ClusterError:
+        lines = []
+    prefix = f"InferenceService {spec.name}: the storage initializer of pod {name} failed"
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == "error":
+            return from_record(record, prefix)
+    tail = "; ".join(t.strip() for t in lines[-3:]) or "no log"
+    return PodBlocked(f"{prefix}: {tail}", hint=f"oc logs {name} -c {INITIALIZER} -n {spec.namespace}")
+
+
+def ensure_initializer(cluster: Cluster, spec: ModelSpec, sink: ProgressSink) -> None:
+    """KServe uses the first ClusterStorageContainer whose formats match the URI, else its own initializer."""
+    try:
+        cscs = cluster.list("ClusterStorageContainer")
+    except ClusterError:
+        sink.emit(Event("check", {"ok": True, "message": "cannot list ClusterStorageContainers (no permission); "
+                                                         "assuming modelpvc's is installed"}))
+        return
+    for csc in cscs:
+        for fmt in (csc.get("spec") or {}).get("supportedUriFormats") or []:
+            if ("prefix" in fmt and spec.source.startswith(fmt["prefix"])) or \
+                    ("regex" in fmt and re.search(fmt["regex"], spec.source)):
+                image = ((csc.get("spec") or {}).get("container") or {}).get("image", "")
+                ours = "modelpvc" in image
+                sink.emit(Event("check", {"ok": ours, "message": f"ClusterStorageContainer "
+                                          f"{csc['metadata']['name']} handles {spec.source} (image {image})"}))
+                if not ours:
+                    raise ConfigError(f"{spec.source} would be downloaded by ClusterStorageContainer "
+                                      f"{csc['metadata']['name']} ({image}), not by modelpvc",
+                                      hint="narrow that one's supportedUriFormats, or render ours for this bucket")
+                return
+    raise ConfigError(f"no ClusterStorageContainer handles {spec.source}: KServe's own initializer would copy it",
+                      hint="apply modelpvc's: modelpvc render --pattern storage-initializer --kinds csc ... | "
+                           "oc apply -f - (a cluster admin)")
 
 
 def _not_ready(cluster: Cluster, spec: ModelSpec, isvc: o.Obj, pod: o.Obj | None,
@@ -113,7 +168,11 @@ def deploy(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, timeout: fl
     desired = manifests.inference_service(spec)
     if current is not None and argo_managed(current):
         refuse_argo(current, desired)
-    if not skip_verify:
+    if spec.pattern == "storage-initializer":
+        ensure_initializer(cluster, spec, sink)
+        if desired["spec"]["predictor"].get("serviceAccountName") == spec.service_account:
+            cluster.apply(manifests.service_account(spec))
+    elif not skip_verify:
         report = verify_claim(cluster, spec, sink, pending_grace=pending_grace)
         if not report.get("ok", False):
             raise IntegrityError(f"{spec.storage_uri} does not verify: {json.dumps(report.get('findings'))}")

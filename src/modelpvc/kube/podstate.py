@@ -34,11 +34,26 @@ def waiting_reason(pod: o.Obj) -> str | None:
     return None
 
 
+INITIALIZER = "storage-initializer"  # KServe's init container name (StorageInitializerContainerName)
+
+
+def init_failure(pod: o.Obj) -> int | None:
+    """The exit code of a storage initializer that failed (and is being restarted), else None."""
+    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if cs.get("name") != INITIALIZER:
+            continue
+        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if term and int(term.get("exitCode", 0)) != 0:
+            return int(term["exitCode"])
+    return None
+
+
 def missing_secret_keys(cluster: Cluster, pod: o.Obj) -> list[str]:
     """"KEY in Secret NAME" for every required secretKeyRef the pod's Secrets do not have."""
     ns = pod["metadata"]["namespace"]
     out = []
-    for c in (pod.get("spec") or {}).get("containers") or []:
+    spec = pod.get("spec") or {}
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
         for e in c.get("env") or []:
             ref = (e.get("valueFrom") or {}).get("secretKeyRef")
             if not ref or ref.get("optional"):
@@ -94,7 +109,13 @@ class Watch:
 
     def check(self, pod: o.Obj) -> Blocked | None:
         name = pod["metadata"]["name"]
+        code = init_failure(pod)
+        if code is not None:
+            return Blocked("init", f"pod {name}: its storage initializer failed (exit {code})",
+                           f"read its log: oc logs {name} -c {INITIALIZER}")
         reason = waiting_reason(pod)
+        for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+            reason = reason or ((cs.get("state") or {}).get("waiting") or {}).get("reason")
         if reason == "CreateContainerConfigError":
             missing = missing_secret_keys(self.cluster, pod)
             what = "; ".join(missing) or "its configuration (a Secret or ConfigMap it references)"
@@ -128,6 +149,14 @@ def serves(pod: o.Obj, claim: str, path: str) -> bool:
         for m in c.get("volumeMounts") or []:
             if m.get("mountPath") == MODEL_MOUNT and vols.get(m.get("name")) == claim:
                 return (m.get("subPath") or "").strip("/") == path.strip("/")
+    return False
+
+
+def downloads(pod: o.Obj, uri: str) -> bool:
+    """The pod's storage initializer fills /mnt/models from ``uri`` (an s3:// storageUri)."""
+    for c in (pod.get("spec") or {}).get("initContainers") or []:
+        if c.get("name") == INITIALIZER and (c.get("args") or [None])[0] in (uri, uri.rstrip("/")):
+            return True
     return False
 
 

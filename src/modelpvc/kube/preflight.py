@@ -97,10 +97,15 @@ def _secret(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> dict[str, st
             raise ConfigError(f"secret {spec.secret!r} has no usable key pair (found: {found})",
                               hint=f"expected {EXPECTED}, or name yours with --secret-keys ACCESS,SECRET")
         wanted = pair
+    ann = (secret.get("metadata") or {}).get("annotations") or {}
     endpoint = spec.endpoint_url or next((values[k] for k in ENDPOINT_KEYS if values.get(k)), None)
+    if not endpoint and ann.get("serving.kserve.io/s3-endpoint"):
+        # A secret set up for KServe's own credential path names the endpoint in annotations (s3_secret.go).
+        scheme = "http" if ann.get("serving.kserve.io/s3-usehttps") == "0" else "https"
+        endpoint = f"{scheme}://{ann['serving.kserve.io/s3-endpoint']}"
     if endpoint and "://" not in endpoint:
         endpoint = "https://" + endpoint
-    region = spec.region or values.get("AWS_DEFAULT_REGION") or None
+    region = spec.region or values.get("AWS_DEFAULT_REGION") or ann.get("serving.kserve.io/s3-region") or None
     pf.spec = replace(spec, secret_keys=wanted, endpoint_url=endpoint, region=region)
     check(sink, True, f"secret {spec.secret} has keys {wanted[0]}/{wanted[1]}"
           + (f"; endpoint {endpoint}" if endpoint else "") + (f"; region {region}" if region else ""))
