@@ -118,6 +118,8 @@ def tool_commands(srv: RcloneS3, prefix: str, dest: Path) -> dict[str, list[str]
         "aws s3 sync": [find_binary("aws"), "s3", "sync", src, str(dest), "--endpoint-url", srv.endpoint,
                         "--only-show-errors"],
         "kserve storage": [sys.executable, "-c", kserve, src, str(dest)],
+        # The same two arguments KServe's pod mutator gives any storage initializer (URI, mount path).
+        "modelpvc as initializer": [str(BIN / "modelpvc-storage-initializer"), src.rstrip("/"), str(dest)],
     }
 
 
@@ -194,7 +196,8 @@ def kill_and_resume(srv: RcloneS3, env: dict[str, str], prefix: str, work: Path)
 
 LABELS = {"modelpvc": "modelpvc (verified: MD5 ETags)", "rclone": "rclone copy (verifies MD5)",
           "kserve storage": "KServe storage initializer (no check)", "s5cmd": "s5cmd cp (no check)",
-          "aws s3 sync": "aws s3 sync (no check)"}
+          "aws s3 sync": "aws s3 sync (no check)",
+          "modelpvc as initializer": "modelpvc as KServe's storage initializer (verified)"}
 
 
 def table(results: list[Result]) -> str:
@@ -241,6 +244,9 @@ def targets(results: list[Result], md5_cpu_per_gb: float, noop: dict[str, float]
         if a and b:
             rows.append((f"{algo}: checksum-verified CPU <= 1.15x --verify size", f"{a[1] / b[1]:.2f}x",
                          a[1] <= 1.15 * b[1]))
+    ki, mi = get("model", "kserve storage"), get("model", "modelpvc as initializer")
+    if ki and mi:
+        rows.append(("modelpvc as initializer vs KServe's (wall)", f"{mi.wall / ki.wall:.2f}x", mi.wall <= ki.wall))
     peak = max((r.rss_mb for r in results if r.tool.startswith("modelpvc")), default=0.0)
     rows.append(("peak RSS <= 200 MB", f"{peak:.0f} MB", peak <= 200))
     if "modelpvc" in noop:
@@ -272,7 +278,8 @@ def main() -> int:
     ap.add_argument("--small-count", type=int, default=2000)
     ap.add_argument("--small-kib", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the median is reported")
-    ap.add_argument("--tools", default="modelpvc,modelpvc --verify size,s5cmd,rclone,aws s3 sync,kserve storage")
+    ap.add_argument("--tools", default="modelpvc,modelpvc --verify size,s5cmd,rclone,aws s3 sync,kserve storage,"
+                                       "modelpvc as initializer")
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("BENCH_WORKDIR", "/tmp/modelpvc-bench")))
     ap.add_argument("--skip-extras", action="store_true",
                     help="no limits, no checksummed source, no no-op and kill/resume measurements")

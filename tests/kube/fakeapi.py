@@ -988,9 +988,10 @@ class FakeCluster:
         for a in c.get("args", []):
             for k, v in env.items():  # Kubernetes expands $(VAR) in args from the container's env
                 a = a.replace(f"$({k})", v)
-            for mp, local in mounts.items():
+            for mp, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):  # the deepest mount wins
                 if a == mp or a.startswith(mp + "/"):
                     a = local + a[len(mp) :]
+                    break
             args.append(a)
         env.setdefault("HOME", "/")  # a random UID's HOME is not writable: the tool must not need it
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
