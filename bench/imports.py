@@ -31,7 +31,10 @@ Row = tuple[str, str, float, float, float, bool]  # (dataset, tool, wall, cpu, r
 
 def _same(src: Path, dest: Path) -> bool:
     """Byte for byte, ignoring modelpvc's .modelpvc/ and huggingface_hub's .cache/ bookkeeping."""
-    return not [d for d in same_tree(src, dest) if "/.cache/" not in d and ": .cache/" not in d]
+    diffs = [d for d in same_tree(src, dest) if "/.cache/" not in d and ": .cache/" not in d]
+    if diffs:
+        print(f"  differences: {diffs[:3]}", file=sys.stderr)
+    return not diffs
 
 
 def _median(label: str, dataset: str, runs: list[tuple[int, float, float, float, str]], ok: bool) -> Row:
@@ -50,6 +53,9 @@ def local_upload(srv: RcloneS3, env: dict[str, str], src: Path, root: Path, meas
         "s5cmd cp (upload)": lambda d: [find_binary("s5cmd"), "--endpoint-url", srv.endpoint, "cp",
                                         f"{src}/*", f"s3://upload/{d}/"],
     }
+    # The first writes into fresh page-cache pages pay this VM's lazy host faults: one discarded upload.
+    measure(tools["s5cmd cp (upload)"]("warm-up"), env)
+    shutil.rmtree(root / "upload" / "warm-up", ignore_errors=True)
     rows = []
     for label, cmd in tools.items():
         runs, ok = [], True

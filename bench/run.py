@@ -283,6 +283,7 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("BENCH_WORKDIR", "/tmp/modelpvc-bench")))
     ap.add_argument("--skip-extras", action="store_true",
                     help="no limits, no checksummed source, no no-op and kill/resume measurements")
+    ap.add_argument("--imports-only", action="store_true", help="only the import rows")
     ap.add_argument("--import-gb", type=float, default=2.0,
                     help="size of the model the fake Hub serves for the import rows (0: no import rows)")
     ap.add_argument("--checksum-gb", type=float, default=1.0,
@@ -308,6 +309,9 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     # rclone keeps the MD5 ETags of a listing with its directory cache (5 min by default); a listing after
     # that re-reads every byte (measured: 26 s for 8 GB, charged to whichever tool listed first).
+    # The upload bucket exists before the server starts: with a long directory cache rclone would not see a
+    # bucket made behind its back.
+    (root / "upload").mkdir(exist_ok=True)
     with RcloneS3(root, log_path=args.workdir / "server.log", extra=["--dir-cache-time", "24h"]) as srv:
         env.update(srv.env())
         env["HOME"] = str(args.workdir / "home")
@@ -320,10 +324,10 @@ def main() -> int:
         # This VM backs guest memory lazily: the first run to touch fresh page-cache pages pays host
         # faults (measured: 2x the wall of the same run repeated). One discarded run warms it for all.
         print("warm-up run (discarded) ...", file=sys.stderr)
-        bench_copy(srv, env, root, "model", ["s5cmd"], 1, work)
+        bench_copy(srv, env, root, "model", ["s5cmd"] if not args.imports_only else [], 1, work)
         print("copying (each into an empty directory) ...", file=sys.stderr)
-        results = bench_copy(srv, env, root, "model", tools, args.repeat, work)
-        if args.small_count:
+        results = bench_copy(srv, env, root, "model", tools if not args.imports_only else [], args.repeat, work)
+        if args.small_count and not args.imports_only:
             results += bench_copy(srv, env, root, "small", [t for t in tools if t != "modelpvc --verify size"],
                                   args.repeat, work)
         md5_cpu = 0.0
@@ -331,7 +335,7 @@ def main() -> int:
         resumed = -1.0
         cksum: list[tuple[str, float, float, bool]] = []
         import_rows: list[imports.Row] = []
-        if not args.skip_extras:
+        if not args.skip_extras and not args.imports_only:
             gb = tree_bytes(model_dir) / 1e9
             files = limits.shards(model_dir)
             wall, cpu = limits.server_to_devnull(srv, env, "model", files)
@@ -357,7 +361,7 @@ def main() -> int:
             print("imports ...", file=sys.stderr)
             import_rows = imports.local_upload(srv, env, model_dir, root, run_measured, args.repeat)
             import_rows += imports.hub_upload(srv, env, hub_dir, root, run_measured, args.repeat)
-    if not args.skip_extras and args.checksum_gb > 0:
+    if not args.skip_extras and args.checksum_gb > 0 and not args.imports_only:
         ck_dir = args.workdir / "cksum-model"
         ck_marker = args.workdir / f"cksum-{args.checksum_gb}.ok"
         if not ck_marker.exists():
@@ -372,7 +376,7 @@ def main() -> int:
     print(table(results))
     if not args.skip_extras:
         print()
-        print("\n".join(extras))
+        print("\n".join(extras if not args.imports_only else []))
         print()
         if import_rows:
             print()

@@ -202,6 +202,9 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
         def _api(self, rest: str) -> None:
             with hub.lock:
                 hub.counters.api += 1
+            if "/tree/" in rest:
+                self._tree(*rest.split("/tree/", 1))
+                return
             repo, _, rev = rest.partition("/revision/")
             rev = unquote(rev) or "main"
             r, commit = hub.find(repo, rev)
@@ -225,6 +228,28 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                     "gated": "manual" if r.gated else False, "disabled": False, "siblings": siblings,
                     "lastModified": "2026-01-01T00:00:00.000Z"}
             self._send(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+        def _tree(self, repo: str, rest: str) -> None:
+            """``list_repo_tree`` (what ``hf download`` lists): one page, every file, recursive."""
+            rev, _, sub = rest.partition("/")
+            r, commit = hub.find(repo, unquote(rev))
+            if r is None or (r.private and self._token() not in r.tokens):
+                self._error(401, "RepoNotFound", "Repository not found")
+                return
+            if commit is None:
+                self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+                return
+            entries = []
+            for p in sorted(r.files):
+                if sub and not p.startswith(unquote(sub).rstrip("/") + "/"):
+                    continue
+                n = r.size(p)
+                e: dict[str, object] = {"type": "file", "path": p, "size": n,
+                                        "oid": git_oid(r.content(p)) if not r.is_lfs(p) else "0" * 40}
+                if r.is_lfs(p):
+                    e["lfs"] = {"oid": r.sha256(p), "size": n, "pointerSize": 134}
+                entries.append(e)
+            self._send(200, {"Content-Type": "application/json"}, json.dumps(entries).encode())
 
         def _allowed(self, r: FakeRepo) -> bool:
             if not (r.gated or r.private):

@@ -197,11 +197,13 @@ class S3Http:
         headers: Mapping[str, str] | None = None,
         what: str = "",
         body: bytes | memoryview | None = None,
+        wait: float | None = None,
     ) -> Response:
         """Send one signed request; connection-level failures become TransientError.
 
         A ``body`` up to 1 MiB (XML requests) is signed by its SHA-256; a larger one (a part) is sent
-        UNSIGNED-PAYLOAD and must carry an ``x-amz-checksum-*`` header the server checks."""
+        UNSIGNED-PAYLOAD and must carry an ``x-amz-checksum-*`` header the server checks. ``wait``: seconds the
+        server may take before answering (default read_timeout; CompleteMultipartUpload takes minutes)."""
         host, path = self.path_for(bucket, key)
         qs = "&".join(
             f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted((query or {}).items())
@@ -223,6 +225,11 @@ class S3Http:
         conn = self._conn(host)
         what = what or f"s3://{bucket}/{key}"
         try:
+            if conn.sock is None:
+                conn.connect()
+            if conn.sock is not None:
+                # The connect timeout was short; the answer (after a body the server must store) may take longer.
+                conn.sock.settimeout(wait or self.settings.read_timeout)
             conn.request(method, target, body=body, headers=hdrs)
             raw = conn.getresponse()
             sock = conn.sock

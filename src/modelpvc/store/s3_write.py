@@ -30,6 +30,9 @@ from modelpvc.store.s3_xml import find, findall
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 META_SHA256 = "x-amz-meta-modelpvc-sha256"  # the digest an object was verified against when written
+# Seconds CompleteMultipartUpload may take: the server assembles the object first ("could take several
+# minutes", AWS API reference; rclone copies every part into the final file).
+COMPLETE_WAIT = 900.0
 
 
 class UploadGone(TransientError):
@@ -105,8 +108,9 @@ class S3Writer:
 
     def _send(self, method: str, key: str, what: str, *, query: Mapping[str, str] | None = None,
               headers: Mapping[str, str] | None = None, body: bytes | memoryview | None = None,
-              ok: tuple[int, ...] = (200,)) -> tuple[Response, bytes]:
-        resp = self.http.request(method, self.bucket, key, query=query, headers=headers, body=body, what=what)
+              ok: tuple[int, ...] = (200,), wait: float | None = None) -> tuple[Response, bytes]:
+        resp = self.http.request(method, self.bucket, key, query=query, headers=headers, body=body, what=what,
+                                 wait=wait)
         try:
             data = resp.read_all() if method != "HEAD" else b""
         except OSError as e:
@@ -188,8 +192,21 @@ class S3Writer:
         body = (f'<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{xml}'
                 "</CompleteMultipartUpload>").encode()
 
+        attempts = 0
+
         def once() -> str:
-            _, data = self._send("POST", key, what, query={"uploadId": upload_id}, headers=headers, body=body)
+            nonlocal attempts
+            attempts += 1
+            try:
+                _, data = self._send("POST", key, what, query={"uploadId": upload_id}, headers=headers, body=body,
+                                     wait=COMPLETE_WAIT)
+            except (UploadGone, DestinationError) as e:
+                # A retry after an answer we never got: the first attempt may have completed the upload
+                # (its parts are gone now). The object, whole, says so.
+                done = self.head(key) if attempts > 1 else None
+                if done is not None and done.size == sum(p.size for p in parts):
+                    return done.etag
+                raise e
             root = _xml(data, what)
             # S3 may answer 200 and put the error in the body (documented for CompleteMultipartUpload).
             if _local(root.tag) == "Error":
