@@ -33,6 +33,10 @@ META_SHA256 = "x-amz-meta-modelpvc-sha256"  # the digest an object was verified 
 # Seconds CompleteMultipartUpload may take: the server assembles the object first ("could take several
 # minutes", AWS API reference; rclone copies every part into the final file).
 COMPLETE_WAIT = 900.0
+# Seconds a part upload may wait for its answer after the body was sent: the server stores (and hashes) the
+# part first. A shorter wait made a busy server's slow answer look like a failure, and the retry raced the
+# first attempt for the same part number (rclone then lost the part: InvalidPart at completion).
+PART_WAIT = 300.0
 
 
 class UploadGone(TransientError):
@@ -153,7 +157,8 @@ class S3Writer:
 
     def put(self, key: str, body: bytes | memoryview, headers: Mapping[str, str]) -> str:
         what = self._url(key)
-        resp, _ = self._call(f"PUT {what}", lambda: self._send("PUT", key, what, headers=headers, body=body))
+        resp, _ = self._call(f"PUT {what}", lambda: self._send("PUT", key, what, headers=headers, body=body,
+                                                               wait=PART_WAIT))
         return (resp.headers.get("etag") or "").strip('"')
 
     def delete(self, key: str) -> None:
@@ -178,7 +183,7 @@ class S3Writer:
         """One attempt (the caller retries: it may have to re-read the bytes); the part's ETag."""
         what = f"{self._url(key)} part {number}"
         resp, _ = self._send("PUT", key, what, query={"partNumber": str(number), "uploadId": upload_id},
-                             headers=headers, body=body)
+                             headers=headers, body=body, wait=PART_WAIT)
         return (resp.headers.get("etag") or "").strip('"')
 
     def complete(self, key: str, upload_id: str, parts: list[UploadedPart], algorithm: str | None,
