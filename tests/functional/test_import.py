@@ -364,11 +364,16 @@ def test_mirror_waits_for_an_import_to_finish_before_copying(env, s3root, tmp_pa
     waiter = subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", "s3://waiting/m/", str(pvc),
                                "--wait-for-import", "60", "--progress", "json"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
-    assert waiter.poll() is None  # nothing to copy yet: still waiting
-    r = run_cli(["import", str(src), "s3://waiting/m/"], env)
-    assert r.returncode == 0, r.stderr
-    _out, err = waiter.communicate(timeout=60)
+    try:
+        time.sleep(1.5)
+        assert waiter.poll() is None  # nothing to copy yet: still waiting
+        r = run_cli(["import", str(src), "s3://waiting/m/"], env)
+        assert r.returncode == 0, r.stderr
+        _out, err = waiter.communicate(timeout=60)
+    finally:  # a failed assertion must not leave the waiter polling the shared server for the next tests
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
     assert waiter.returncode == 0, err
     assert '"event":"waiting"' in err
     assert same_tree(src, pvc) == []
