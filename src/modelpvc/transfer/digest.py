@@ -23,6 +23,7 @@ from modelpvc.transfer import ranges
 
 class FileDigest(Protocol):
     def begin(self, start: int, end: int) -> None: ...
+    def streams(self, offset: int) -> bool: ...
     def feed(self, range_start: int, offset: int, data: memoryview) -> None: ...
     def range_restart(self, fd: int, start: int, pos: int) -> None: ...
     def range_done(self, fd: int, start: int, end: int) -> None: ...
@@ -54,6 +55,9 @@ class PieceDigest:
         part = self.exp.part_size
         return self.exp.form != "parts" or (part is not None and start % part == 0 and
                                             end == min(start + part, self.size))
+
+    def streams(self, offset: int) -> bool:
+        return True  # every range is hashed from its buffer
 
     def begin(self, start: int, end: int) -> None:
         if self._useful(start, end):
@@ -123,6 +127,11 @@ class SequentialDigest:
 
     def begin(self, start: int, end: int) -> None:
         return None
+
+    def streams(self, offset: int) -> bool:
+        """Whether bytes written at ``offset`` are likely hashed from the buffer (at the cursor) rather
+        than read back later. A hint only: read-back is correct whichever way the bytes were written."""
+        return offset == self.cursor
 
     def resumed(self, done: list[tuple[int, int]]) -> None:
         with self.meta:

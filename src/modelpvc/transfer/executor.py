@@ -22,6 +22,7 @@ from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.models import FileRecord
 from modelpvc.core.retry import backoff_delay
 from modelpvc.core.settings import S3Settings, TransferSettings
+from modelpvc.store import direct_io
 from modelpvc.store.base import ObjectSource
 from modelpvc.store.destination import Destination
 from modelpvc.store.journal import Journal
@@ -48,6 +49,7 @@ class RunStats:
     refetched_files: list[str] = field(default_factory=list)
     seconds_waiting_source: float = 0.0
     seconds_writing: float = 0.0
+    direct_files: int = 0  # published files whose aligned writes went around the page cache
 
 
 class _Scheduler:
@@ -175,7 +177,7 @@ class Executor:
         return todo
 
     def _worker(self, wid: int) -> None:
-        buf = memoryview(bytearray(self.settings.buffer_size))
+        buf = direct_io.aligned_buffer(self.settings.buffer_size)  # page-aligned: direct writes need it
         try:
             while not self.cancel.is_set():
                 task = self.sched.next()
@@ -315,6 +317,7 @@ class Executor:
             self._pub_dirs.add(job.final.parent)
             self._small_unsynced |= job.small
             self.stats.files_published += 1
+            self.stats.direct_files += job.wrote_direct
         self.sink.emit(Event("file_done", {"path": record.path, "size": record.size, "verified": record.verified,
                                            **({"adopted": True} if adopted else {})}))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from modelpvc.core.digests import Expectation
 from modelpvc.core.errors import IntegrityError
 from modelpvc.core.models import FileRecord, ObjectInfo
+from modelpvc.store import direct_io
 from modelpvc.store.destination import Destination
 from modelpvc.store.hashing import fd_digest
 from modelpvc.store.localfs import destination_error
@@ -20,13 +21,18 @@ SMALL_FILE = 8 * 1024 * 1024
 
 class FileJob:
     def __init__(self, dest: Destination, obj: ObjectInfo, exp: Expectation, part_size: int,
-                 done: list[tuple[int, int]] | None = None, adopt: Path | None = None) -> None:
+                 done: list[tuple[int, int]] | None = None, adopt: Path | None = None,
+                 direct: bool = False) -> None:
         self.obj = obj
         self.exp = exp
         self.final = dest.final(obj.rel)
         self.partial = dest.partial(obj.rel)
         self.lock = threading.Lock()
         self.fd: int | None = None
+        self.direct = direct and obj.size > SMALL_FILE  # try O_DIRECT for aligned writes (store.direct_io)
+        self.dfd: int | None = None  # the O_DIRECT descriptor while it is used
+        self._dfd_open: int | None = None  # closed only with the file: another worker may be writing to it
+        self.wrote_direct = False  # some bytes went around the page cache (for the summary)
         self.refetches = 0
         self.left = 0  # ranges not yet written in this run; the executor owns it
         self.workers = 0  # workers on this file right now; the scheduler owns it
@@ -77,6 +83,11 @@ class FileJob:
                 os.close(fd)
                 raise destination_error(e, self.partial, "allocating") from e
             self.fd = fd
+            if self.direct:
+                try:
+                    self.dfd = self._dfd_open = direct_io.open_direct(self.partial)
+                except OSError:
+                    self.dfd = None  # buffered writes still work
             if self.digest is not None and self.resumed:
                 self.digest.resumed(self.resumed)
 
@@ -85,15 +96,29 @@ class FileJob:
             self.digest.begin(start, end)
 
     def write(self, range_start: int, offset: int, data: memoryview) -> None:
+        """Write at ``offset``: around the page cache when aligned and allowed, else through it.
+
+        The direct path also needs ``data`` at a page-aligned address (the executor's buffers are); the
+        kernel says EINVAL otherwise, and the file continues with buffered writes."""
         fd = self.fd
         assert fd is not None
         view = data
         pos = offset
+        # Bytes the digest will read back later (ahead of an MD5 cursor) go through the page cache, so
+        # the read-back is a cache hit and not a disk read.
+        around_cache = self.digest is None or self.digest.streams(offset)
         while view:
+            dfd = self.dfd if around_cache else None
+            use = dfd if dfd is not None and direct_io.aligned(pos, len(view)) else fd
             try:
-                n = os.pwrite(fd, view, pos)
+                n = os.pwrite(use, view, pos)
             except OSError as e:
+                if use == dfd and e.errno == errno.EINVAL:
+                    self.dfd = None  # the device wants another alignment: buffered from here on
+                    continue
                 raise destination_error(e, self.partial, "writing") from e
+            if use == dfd:
+                self.wrote_direct = True
             view = view[n:]
             pos += n
         if self.digest is not None:
@@ -106,6 +131,16 @@ class FileJob:
     def range_done(self, start: int, end: int) -> None:
         if self.digest is not None and self.fd is not None:
             self.digest.range_done(self.fd, start, end)
+
+    def _close(self) -> None:
+        """Close both descriptors (the caller holds the lock; no worker writes any more)."""
+        self.dfd = None
+        if self._dfd_open is not None:
+            os.close(self._dfd_open)
+            self._dfd_open = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def datasync(self) -> None:
         with self.lock:
@@ -179,8 +214,7 @@ class FileJob:
             except OSError as e:
                 raise destination_error(e, self.partial, "flushing") from e
             finally:
-                os.close(fd)
-                self.fd = None
+                self._close()
         try:
             os.replace(self.partial, self.final)
             st = os.stat(self.final)
@@ -201,6 +235,4 @@ class FileJob:
 
     def discard(self) -> None:
         with self.lock:
-            if self.fd is not None:
-                os.close(self.fd)
-                self.fd = None
+            self._close()

@@ -24,6 +24,7 @@ from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.core.manifest import Manifest
 from modelpvc.core.models import Action, FileRecord, ObjectInfo, Plan, Selection
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
+from modelpvc.store import direct_io
 from modelpvc.store.base import ObjectSource
 from modelpvc.store.destination import Destination
 from modelpvc.store.journal import Journal, JournalState
@@ -98,6 +99,7 @@ class MirrorResult:
             "warnings": len(self.warnings),
             "workers": self.workers,
             "workers_basis": self.workers_basis,
+            "direct_io_files": self.stats.direct_files,
             "bottleneck": self.bottleneck(),
         }
 
@@ -249,13 +251,14 @@ def _fetch(run: _Run, sink: ProgressSink, stop: threading.Event) -> None:
         # The publisher's SHA-256 is the end-to-end check: it proves the copy is what import verified.
         exps = [run.provenance.expectation(op.rel) or exp for op, exp in zip(fetch, exps, strict=True)]
     jobs = []
+    direct = settings.direct_io and direct_io.direct_io_suits(str(run.dest.root))
     for op, exp in zip(fetch, exps, strict=True):
         assert op.obj is not None
         done = run.jstate.ranges.get((op.rel, op.obj.etag, op.obj.size)) if op.action is Action.RESUME else None
         adopt = None
         if op.action is Action.ADOPT:
             adopt = run.dest.final(op.rel) if op.local == "final" else run.dest.partial(op.rel)
-        jobs.append(FileJob(run.dest, op.obj, exp, max(0, settings.part_size), done, adopt))
+        jobs.append(FileJob(run.dest, op.obj, exp, max(0, settings.part_size), done, adopt, direct=direct))
     total = run.plan.bytes_to_fetch
     execu = Executor(run.req.source, run.dest, jobs, run.journal, run.req.s3, settings, sink, stop,
                      journal_step(total, settings.workers))

@@ -1,0 +1,81 @@
+"""Direct writes: which filesystems get them, and that every odd write still lands where it belongs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from modelpvc.core.digests import Expectation
+from modelpvc.core.models import ObjectInfo
+from modelpvc.store import direct_io
+from modelpvc.store.destination import Destination
+from modelpvc.transfer.filejob import FileJob
+
+# The shape of /proc/self/mountinfo (proc(5)): fields, " - ", fs type, source, options. A PVC's mount on a
+# node, an NFS (RWX) volume, a path with a space (escaped \040) and a mount over a mount.
+MOUNTINFO = """\
+22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:27 / /dev/shm rw,nosuid,nodev shared:2 - tmpfs tmpfs rw
+41 22 259:3 / /var/lib/kubelet/pods/abc/volumes/kubernetes.io~csi/pvc-1/mount rw shared:9 - xfs /dev/nvme1n1 rw
+42 22 0:51 / /mnt/models rw,relatime shared:10 - nfs4 10.0.0.5:/export rw
+43 22 0:52 / /mnt/my\\040models rw shared:11 - btrfs /dev/sdb rw
+44 41 0:60 / /var/lib/kubelet/pods/abc/volumes/kubernetes.io~csi/pvc-1/mount/cache rw - fuse.s3fs s3fs rw
+"""
+
+
+def test_the_deepest_mount_decides(tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO)
+    pvc = "/var/lib/kubelet/pods/abc/volumes/kubernetes.io~csi/pvc-1/mount"
+    assert direct_io.filesystem_type(Path(pvc + "/llama"), info) == "xfs"
+    assert direct_io.filesystem_type(Path(pvc + "/cache/x"), info) == "fuse.s3fs"
+    assert direct_io.filesystem_type(Path("/mnt/models/llama"), info) == "nfs4"
+    assert direct_io.filesystem_type(Path("/mnt/modelsx"), info) == "ext4"  # a prefix is not a parent
+    assert direct_io.filesystem_type(Path("/mnt/my models/a"), info) == "btrfs"
+    assert direct_io.filesystem_type(Path("/dev/shm/x"), info) == "tmpfs"
+    assert direct_io.filesystem_type(Path("/x"), tmp_path / "missing") is None
+
+
+def _job(root: Path, size: int) -> FileJob:
+    obj = ObjectInfo(key="m/w.bin", rel="w.bin", size=size, etag="x")
+    job = FileJob(Destination(root), obj, Expectation(kind="size"), 1 << 20, direct=True)
+    job.open()
+    return job
+
+
+def test_aligned_unaligned_and_misplaced_buffers_all_land(tmp_path: Path) -> None:
+    size = 9 * (1 << 20) + 12345  # above the small-file bound; an odd tail
+    data = os.urandom(size)
+    job = _job(tmp_path, size)
+    direct = job.dfd is not None  # ext4/xfs/btrfs take O_DIRECT; some tmpfs do not
+    assert direct or not direct_io.direct_io_suits(str(tmp_path))
+    buf = direct_io.aligned_buffer(1 << 20)
+    for off in range(0, 4 << 20, 1 << 20):  # aligned offset, length and address: the direct path
+        buf[:] = data[off:off + (1 << 20)]
+        job.write(off, off, buf)
+    wrote_direct = job.wrote_direct
+    # An unaligned offset and length go through the page cache on the same file.
+    job.write(4 << 20, 4 << 20, memoryview(data[4 << 20:(4 << 20) + 777]))
+    job.write(4 << 20, (4 << 20) + 777, memoryview(data[(4 << 20) + 777:5 << 20]))
+    # An aligned offset and length from a buffer at an odd address: the kernel refuses O_DIRECT (EINVAL)
+    # and the file continues buffered.
+    odd = bytearray(b"\0" + data[5 << 20:8 << 20])
+    job.write(5 << 20, 5 << 20, memoryview(odd)[1:])
+    assert job.dfd is None  # stopped using it (closed with the file: another worker might be writing)
+    job.write(8 << 20, 8 << 20, memoryview(data[8 << 20:]))
+    final = job.publish()
+    assert final.size == size
+    assert hashlib.sha256((tmp_path / "w.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    assert wrote_direct == direct  # where the filesystem takes O_DIRECT, the aligned writes used it
+    assert job.dfd is None and job.fd is None
+
+
+def test_small_files_and_unsuitable_filesystems_stay_buffered(tmp_path: Path) -> None:
+    small = _job(tmp_path, 1 << 20)
+    assert small.dfd is None  # small files: one syncfs covers them, a direct write would only add latency
+    small.discard()
+    shm = Path("/dev/shm")
+    if shm.is_dir() and direct_io.filesystem_type(shm) == "tmpfs":
+        assert not direct_io.direct_io_suits(str(shm))
+    assert not direct_io.direct_io_suits("/proc")
