@@ -111,6 +111,8 @@ def tool_commands(srv: RcloneS3, prefix: str, dest: Path) -> dict[str, list[str]
         "modelpvc": [str(BIN / "modelpvc"), "mirror", src, str(dest), "--progress", "none", "-q"],
         "modelpvc --verify size": [str(BIN / "modelpvc"), "mirror", src, str(dest), "--progress", "none", "-q",
                                    "--verify", "size"],
+        "modelpvc --direct-io": [str(BIN / "modelpvc"), "mirror", src, str(dest), "--progress", "none", "-q",
+                                 "--direct-io"],
         "s5cmd": [find_binary("s5cmd"), "--endpoint-url", srv.endpoint, "cp", f"s3://bench/{prefix}/*",
                   str(dest) + "/"],
         "rclone": [find_binary("rclone"), "copy", f":s3:bench/{prefix}", str(dest), *rclone_cfg,
@@ -197,7 +199,8 @@ def kill_and_resume(srv: RcloneS3, env: dict[str, str], prefix: str, work: Path)
 LABELS = {"modelpvc": "modelpvc (verified: MD5 ETags)", "rclone": "rclone copy (verifies MD5)",
           "kserve storage": "KServe storage initializer (no check)", "s5cmd": "s5cmd cp (no check)",
           "aws s3 sync": "aws s3 sync (no check)",
-          "modelpvc as initializer": "modelpvc as KServe's storage initializer (verified)"}
+          "modelpvc as initializer": "modelpvc as KServe's storage initializer (verified)",
+          "modelpvc --direct-io": "modelpvc --direct-io (verified, O_DIRECT writes)"}
 
 
 def table(results: list[Result]) -> str:
