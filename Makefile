@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
 demo: install
@@ -29,6 +30,7 @@ test: lint typecheck
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m compileall -q src
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/verify_plan.py
 
