@@ -206,14 +206,10 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 self._tree(*rest.split("/tree/", 1))
                 return
             repo, _, rev = rest.partition("/revision/")
-            rev = unquote(rev) or "main"
-            r, commit = hub.find(repo, rev)
-            if r is None or (r.private and self._token() not in r.tokens):
-                self._error(401, "RepoNotFound", "Repository not found")
+            found = self._visible(repo, unquote(rev) or "main")
+            if found is None:
                 return
-            if commit is None:
-                self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
-                return
+            r, commit = found
             siblings = []
             for p in sorted(r.files):
                 n = r.size(p)
@@ -229,16 +225,24 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                     "lastModified": "2026-01-01T00:00:00.000Z"}
             self._send(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
+        def _visible(self, repo: str, rev: str) -> tuple[FakeRepo, str] | None:
+            """The repository and commit this caller may see, or None after answering as the Hub does."""
+            r, commit = hub.find(repo, rev)
+            if r is None or (r.private and self._token() not in r.tokens):
+                self._error(401, "RepoNotFound", "Repository not found")
+                return None
+            if commit is None:
+                self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+                return None
+            return r, commit
+
         def _tree(self, repo: str, rest: str) -> None:
             """``list_repo_tree`` (what ``hf download`` lists): one page, every file, recursive."""
             rev, _, sub = rest.partition("/")
-            r, commit = hub.find(repo, unquote(rev))
-            if r is None or (r.private and self._token() not in r.tokens):
-                self._error(401, "RepoNotFound", "Repository not found")
+            found = self._visible(repo, unquote(rev))
+            if found is None:
                 return
-            if commit is None:
-                self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
-                return
+            r, _commit = found
             entries = []
             for p in sorted(r.files):
                 if sub and not p.startswith(unquote(sub).rstrip("/") + "/"):

@@ -13,7 +13,7 @@ from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.plan_cmd import add_selection_arguments
-from modelpvc.cli.progress import choose_sink, human_bytes
+from modelpvc.cli.progress import add_output_arguments, choose_sink, human_bytes
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError
 from modelpvc.core.settings import ImportSettings, MiB
@@ -64,12 +64,7 @@ def register(sub: Any) -> None:
                    help="send no x-amz-checksum-* headers (for servers that reject them; modelpvc notices most "
                         "refusals and falls back by itself)")
     g.add_argument("--hub-ca-bundle", metavar="FILE", help="PEM file of CAs to trust for an https HF_ENDPOINT")
-    g.add_argument("--progress", choices=["auto", "tty", "json", "none"], default="auto",
-                   help="auto: a live line on a terminal, JSON lines on stderr otherwise")
-    g.add_argument("--progress-interval", type=float, default=2.0, metavar="S",
-                   help="seconds between JSON progress records (default 2)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
-    g.add_argument("-v", "--verbose", action="store_true", help="a line per finished file")
+    add_output_arguments(g)
     p.set_defaults(run=run)
 
 

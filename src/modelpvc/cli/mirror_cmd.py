@@ -12,7 +12,7 @@ from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.plan_cmd import add_selection_arguments
-from modelpvc.cli.progress import choose_sink, human_bytes
+from modelpvc.cli.progress import add_output_arguments, choose_sink, human_bytes
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError, IntegrityError
 from modelpvc.core.models import Action, Plan
@@ -74,12 +74,7 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
                    help="write files over 8 MiB around the page cache (O_DIRECT) on ext4/xfs/btrfs: about 1 CPU-s "
                         "per GB less and no dirty pages charged to the pod; wall time then follows the disk's "
                         "IOPS (docs/decisions.md 14)")
-    g.add_argument("--progress", choices=["auto", "tty", "json", "none"], default="auto",
-                   help="auto: a live line on a terminal, JSON lines on stderr otherwise")
-    g.add_argument("--progress-interval", type=float, default=2.0, metavar="S",
-                   help="seconds between JSON progress records (default 2)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
-    g.add_argument("-v", "--verbose", action="store_true", help="a line per finished file")
+    add_output_arguments(g)
 
 
 def transfer_settings(args: argparse.Namespace) -> TransferSettings:

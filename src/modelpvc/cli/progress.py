@@ -127,3 +127,13 @@ def choose_sink(args: argparse.Namespace) -> tuple[ProgressSink, bool]:
     if mode == "tty":
         return TtyDisplay(verbose=args.verbose), False
     return NullSink(), False
+
+
+def add_output_arguments(g: argparse._ArgumentGroup) -> None:
+    """--progress, --progress-interval, -q, -v: the same for every long-running command."""
+    g.add_argument("--progress", choices=["auto", "tty", "json", "none"], default="auto",
+                   help="auto: a live line on a terminal, JSON lines on stderr otherwise")
+    g.add_argument("--progress-interval", type=float, default=2.0, metavar="S",
+                   help="seconds between JSON progress records (default 2)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
+    g.add_argument("-v", "--verbose", action="store_true", help="a line per finished file")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import socket
 import ssl
 import threading
 import time
@@ -26,6 +25,7 @@ from modelpvc.core.errors import (
     SourceUnreachable,
     TransientError,
 )
+from modelpvc.store.s3_http import describe_network_error
 
 REDIRECTS = (301, 302, 303, 307, 308)
 LOCATION_TTL = 300.0  # seconds a CDN URL is reused; the Hub signs them for longer
@@ -102,7 +102,7 @@ class HubReader:
                                     hint="pass the CA with --hub-ca-bundle (or REQUESTS_CA_BUNDLE)") from e
         except (OSError, http.client.HTTPException) as e:
             self._drop(origin)
-            raise TransientError(f"{url.split('?')[0]}: connection failed ({_describe(e)})") from e
+            raise TransientError(f"{url.split('?')[0]}: connection failed ({describe_network_error(e)})") from e
         return resp, origin
 
     def open(self, path: str, start: int, end: int, method: str = "GET") -> tuple[http.client.HTTPResponse,
@@ -156,7 +156,8 @@ class HubReader:
                     raise TransientError(f"{what}: body ended after {pos} of {len(out)} bytes")
                 pos += n
         except (OSError, http.client.HTTPException) as e:
-            raise TransientError(f"{what}: transfer broke after {pos} of {len(out)} bytes ({_describe(e)})") from e
+            why = describe_network_error(e)
+            raise TransientError(f"{what}: transfer broke after {pos} of {len(out)} bytes ({why})") from e
         finally:
             if pos < len(out) or not resp.isclosed():
                 self._drop(origin)
@@ -219,12 +220,3 @@ def _origin(url: str) -> tuple[str, str, int]:
     scheme = p.scheme or "https"
     return scheme, p.hostname or "", p.port or (443 if scheme == "https" else 80)
 
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(e, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(e, ConnectionResetError):
-        return "connection reset"
-    return type(e).__name__

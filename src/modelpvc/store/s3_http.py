@@ -244,7 +244,7 @@ class S3Http:
             ) from e
         except (OSError, http.client.HTTPException) as e:
             self.drop_connection()
-            raise TransientError(f"{what}: connection to {self.endpoint} failed ({_describe(e)})") from e
+            raise TransientError(f"{what}: connection to {self.endpoint} failed ({describe_network_error(e)})") from e
         return Response(raw.status, _Headers(raw.getheaders()), raw, self)
 
     def _sign(self, method: str, url: str, headers: dict[str, str],
@@ -279,7 +279,8 @@ class _Headers(dict[str, str]):
         return super().get(key.lower(), default)
 
 
-def _describe(e: BaseException) -> str:
+def describe_network_error(e: BaseException) -> str:
+    """A short reason for a socket-level failure, for messages (shared by the S3 and Hub clients)."""
     if isinstance(e, socket.timeout | TimeoutError):
         return "timed out"
     if isinstance(e, ConnectionRefusedError):

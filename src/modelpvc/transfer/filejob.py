@@ -106,15 +106,16 @@ class FileJob:
         pos = offset
         # Bytes the digest will read back later (ahead of an MD5 cursor) go through the page cache, so
         # the read-back is a cache hit and not a disk read.
-        around_cache = self.digest is None or self.digest.streams(offset)
+        dfd = self.dfd
+        if dfd is not None and self.digest is not None and not self.digest.streams(offset):
+            dfd = None
         while view:
-            dfd = self.dfd if around_cache else None
             use = dfd if dfd is not None and direct_io.aligned(pos, len(view)) else fd
             try:
                 n = os.pwrite(use, view, pos)
             except OSError as e:
                 if use == dfd and e.errno == errno.EINVAL:
-                    self.dfd = None  # the device wants another alignment: buffered from here on
+                    self.dfd = dfd = None  # the device wants another alignment: buffered from here on
                     continue
                 raise destination_error(e, self.partial, "writing") from e
             if use == dfd:
