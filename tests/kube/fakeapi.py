@@ -1140,6 +1140,13 @@ class FakeCluster:
                     return self._status(404, "NotFound", f'{plural} "{name}" not found')
                 return self._send(200, fake_ssa.public(obj))
 
+            def _send_file(self, path: Path) -> None:
+                data = path.read_bytes() if path.exists() else b""
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _log(self, ns: str, name: str, follow: bool, container: str = "") -> None:
                 path = cluster.root / "logs" / ns / f"{name}.log"
                 pod = cluster.get("pods", ns, name)
@@ -1147,12 +1154,7 @@ class FakeCluster:
                     return self._status(404, "NotFound", f'pods "{name}" not found')
                 if container and container in [c["name"] for c in pod["spec"].get("initContainers") or []]:
                     path = cluster.root / "logs" / ns / f"{name}.{container}.log"
-                    data = path.read_bytes() if path.exists() else b""
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return None
+                    return self._send_file(path)
                 if pod["status"].get("phase") == "Pending":
                     return self._status(
                         400,
@@ -1161,12 +1163,7 @@ class FakeCluster:
                         f'pod "{name}" is waiting to start: ContainerCreating',
                     )
                 if not follow:
-                    data = path.read_bytes() if path.exists() else b""
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return None
+                    return self._send_file(path)
                 self.send_response(200)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()

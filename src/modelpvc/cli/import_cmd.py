@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.plan_cmd import add_selection_arguments
-from modelpvc.cli.progress import add_output_arguments, choose_sink, human_bytes
+from modelpvc.cli.progress import add_output_arguments, choose_sink, human_bytes, write_summary_record
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError
 from modelpvc.core.settings import ImportSettings, MiB
@@ -165,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         print_plan(result.plan)
         return 0
     if json_mode:
-        sys.stderr.write(json.dumps({"event": "summary", **result.summary()}, separators=(",", ":")) + "\n")
+        write_summary_record(result.summary())
     if not args.quiet:
         print_summary(result, str(dest))
     return 0

@@ -137,3 +137,8 @@ def add_output_arguments(g: argparse._ArgumentGroup) -> None:
                    help="seconds between JSON progress records (default 2)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
     g.add_argument("-v", "--verbose", action="store_true", help="a line per finished file")
+
+
+def write_summary_record(summary: dict[str, Any]) -> None:
+    """The run's last JSON line on stderr: what populate and other programs read from a pod's log."""
+    sys.stderr.write(json.dumps({"event": "summary", **summary}, separators=(",", ":")) + "\n")
