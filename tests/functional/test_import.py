@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from modelpvc.devtools.s3server import RcloneS3
 from modelpvc.model.synthetic import ModelSpec, generate_model, same_tree
 from tests.conftest import run_cli
 from tests.support.fakehub import FakeHub, FakeRepo
+from tests.support.own_s3 import own_rclone, own_s3root  # noqa: F401  (a server per test: see own_s3)
 
 TOKEN = "hf_testtoken_never_printed_0123456789"
 
@@ -35,24 +35,6 @@ def _model_files(tmp: Path, total: int = 12_000_000, shards: int = 2, seed: int 
     files[".gitattributes"] = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
     files["README.md"] = b"---\nlicense: apache-2.0\n---\n# tiny\n"
     return files
-
-
-@pytest.fixture
-def s3root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Each test's own bucket root and rclone server (overriding the session's): rclone serve s3 (1.75) has
-    been seen spinning at 100-180 % CPU after receiving these multipart uploads, slowing every later test
-    into timeouts. A server per test is stopped with it (≈0.5 s to start), so no test inherits a busy one."""
-    root = tmp_path_factory.mktemp("s3root-import")
-    (root / "models").mkdir()
-    return root
-
-
-@pytest.fixture
-def rclone(s3root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    log = tmp_path_factory.mktemp("logs-import") / "rclone.log"
-    srv = RcloneS3(s3root, log_path=log, extra=["--dir-cache-time", "0s"]).start()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

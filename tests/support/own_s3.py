@@ -1,0 +1,31 @@
+"""A bucket root and an rclone server per test, for tests that upload multipart into S3.
+
+rclone serve s3 (1.75) has been seen spinning at 100-180 % CPU after receiving multipart uploads, slowing every
+later test on the session's shared server into timeouts (docs/decisions.md §12, "Test isolation"). A module
+that uploads imports `own_s3root` and `own_rclone`, which override the session's `s3root` and `rclone` by name, so the
+fixtures built on them (`env`, the fake cluster) use the test's own server, stopped with the test (≈0.5 s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelpvc.devtools.s3server import RcloneS3
+
+
+@pytest.fixture(name="s3root")
+def own_s3root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("s3root-own")
+    (root / "models").mkdir()
+    return root
+
+
+@pytest.fixture(name="rclone")
+def own_rclone(s3root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    log = tmp_path_factory.mktemp("logs-own") / "rclone.log"
+    srv = RcloneS3(s3root, log_path=log, extra=["--dir-cache-time", "0s"]).start()
+    yield srv
+    srv.stop()
