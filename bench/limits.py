@@ -2,7 +2,10 @@
 
 * the server read to /dev/null: one ``s5cmd cat`` per file, all files at once (what the source can give);
 * MD5 of the same bytes from the page cache, one thread per file (what verifying an MD5 ETag costs at
-  least: the CPU a verified copy cannot avoid).
+  least: the CPU a verified copy cannot avoid);
+* the destination disk alone: as many bytes written with no network and no hashing, one file per shard,
+  8 MiB direct writes (buffered where the filesystem refuses O_DIRECT), then fsync (what any copy must wait
+  for: every tool's wall time here includes a final ``sync``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,46 @@ def md5_from_page_cache(files: list[Path]) -> tuple[float, float]:
         th.join()
     wall = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def disk_alone(files: list[Path], dest: Path) -> tuple[float, float]:
+    """(wall s, CPU s) of writing len(file) bytes per file into ``dest``, one thread per file, then fsync."""
+    from modelpvc.store.direct_io import CHUNK, aligned_buffer
+
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def one(i: int, size: int) -> None:
+        path = dest / f"disk-{i}.bin"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(path, flags | getattr(os, "O_DIRECT", 0), 0o644)
+        except OSError:
+            fd = os.open(path, flags, 0o644)
+        buf = aligned_buffer(CHUNK)
+        buf[:] = os.urandom(CHUNK)
+        try:
+            os.posix_fallocate(fd, 0, size)
+            pos = 0
+            while pos < size:
+                n = min(CHUNK, size - pos)
+                pos += os.pwrite(fd, buf[:n] if n % 4096 == 0 else bytes(buf[:n]), pos)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(i, p.stat().st_size)) for i, p in enumerate(files)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    subprocess.run(["sync"], check=False)
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    for p in dest.glob("disk-*.bin"):
+        p.unlink()
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 

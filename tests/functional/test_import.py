@@ -22,7 +22,7 @@ import pytest
 from modelpvc.model.synthetic import ModelSpec, generate_model, same_tree
 from tests.conftest import run_cli
 from tests.support.fakehub import FakeHub, FakeRepo
-from tests.support.own_s3 import own_rclone, own_s3root  # noqa: F401  (a server per test: see own_s3)
+from tests.support.own_s3 import own_rclone, own_s3root, settle  # noqa: F401  (a server per test: see own_s3)
 
 TOKEN = "hf_testtoken_never_printed_0123456789"
 
@@ -263,7 +263,7 @@ def test_selection_leaves_duplicate_formats_out_and_records_why(tmp_path, s3clie
 # -- local directories into rclone's server ------------------------------------------------------------
 
 
-def test_local_directory_import_then_noop_then_changed_file(env, s3root, tmp_path):
+def test_local_directory_import_then_noop_then_changed_file(env, rclone, s3root, tmp_path):
     src = tmp_path / "model"
     generate_model(src, ModelSpec(total_bytes=20_000_000, shards=2))
     (s3root / "localimp").mkdir(exist_ok=True)
@@ -274,6 +274,7 @@ def test_local_directory_import_then_noop_then_changed_file(env, s3root, tmp_pat
     assert rec["origin"]["type"] == "directory"
     # rclone keeps no checksum for multipart objects: said so, and mirror falls back to ETag + SHA-256.
     assert "did not keep the CRC64NVME checksum" in r.stdout
+    settle(rclone)
     again = run_cli(["import", str(src), "s3://localimp/m/", "--progress", "json"], env)
     assert again.returncode == 0 and _summary(again.stderr)["noop"] is True
     cfg = src / "config.json"
@@ -319,11 +320,12 @@ def test_huggingface_cache_snapshot_is_checked_against_its_blob_names(env, s3roo
     assert not (s3root / "cacheimp" / "damaged" / shard.name).exists()
 
 
-def test_round_trip_hub_to_bucket_to_pvc_proves_the_sha256_chain(hub, env, s3root, tmp_path):
+def test_round_trip_hub_to_bucket_to_pvc_proves_the_sha256_chain(hub, env, rclone, s3root, tmp_path):
     (s3root / "chain").mkdir(exist_ok=True)
     e = _env(env, hub)
     r = run_cli(["import", "hf://acme/tiny", "s3://chain/tiny/", "--part-size", "5"], e)
     assert r.returncode == 0, r.stderr
+    settle(rclone)
     pvc = tmp_path / "pvc"
     r = run_cli(["mirror", "s3://chain/tiny/", str(pvc), "--progress", "json"], e)
     assert r.returncode == 0, r.stderr

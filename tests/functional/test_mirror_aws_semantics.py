@@ -90,7 +90,7 @@ def test_object_replaced_during_copy_fails_the_if_match_precondition(s3client, m
     from modelpvc.core.errors import SourceChanged
     from modelpvc.core.models import ObjectInfo
     from modelpvc.core.settings import Credentials, S3Settings
-    from modelpvc.store.base import parse_source
+    from modelpvc.store.base import OneBuffer, parse_source
     from modelpvc.store.s3 import S3Source
 
     b = _bucket(s3client, "changed")
@@ -102,7 +102,7 @@ def test_object_replaced_during_copy_fails_the_if_match_precondition(s3client, m
     s3client.put_object(Bucket=b, Key="m/a.bin", Body=b"y" * 1000)
     buf = memoryview(bytearray(4096))
     with pytest.raises(SourceChanged):
-        src.read(ObjectInfo(obj.key, obj.rel, obj.size, obj.etag), 0, 500, buf, lambda o, d: None)
+        src.read(ObjectInfo(obj.key, obj.rel, obj.size, obj.etag), 0, 500, OneBuffer(buf), lambda o, d: None)
 
 
 def test_keys_with_spaces_plus_and_unicode_are_signed_and_copied(s3client, moto_env, tmp_path):

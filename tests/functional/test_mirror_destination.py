@@ -81,18 +81,19 @@ def test_arbitrary_uid_with_unwritable_home_succeeds_on_a_group_writable_volume(
 
 
 def test_large_files_are_written_around_the_page_cache_and_land_byte_exact(make_model, env, tmp_path):
-    """Direct writes (store/direct_io.py) on a block filesystem when asked; buffered by default. Several
-    workers share each file (1 MiB ranges), so ranges ahead of the MD5 cursor take the buffered path."""
+    """Direct writes (store/direct_io.py, written behind the download) on a block filesystem by default,
+    buffered when asked. Several workers share each file (1 MiB ranges), so ranges ahead of the MD5 cursor
+    take the buffered path."""
     from modelpvc.store.direct_io import direct_io_suits
 
     src = make_model(ModelSpec(total_bytes=48 * 1024 * 1024, shards=2))
-    for extra, dest in ((["--direct-io"], tmp_path / "direct"), ([], tmp_path / "buffered")):
+    for extra, dest in (([], tmp_path / "direct"), (["--buffered-io"], tmp_path / "buffered")):
         r = run_cli(["mirror", src.uri, str(dest), "--part-size", "1", "--workers", "6", "--progress", "json",
                      *extra], env)
         assert r.returncode == 0, r.stderr
         assert same_tree(src.dir, dest) == []
         s = next(x for x in map(json.loads, r.stderr.splitlines()) if x.get("event") == "summary")
-        direct = bool(extra) and direct_io_suits(str(tmp_path))
+        direct = not extra and direct_io_suits(str(tmp_path))
         assert s["direct_io_files"] == (2 if direct else 0)
         assert ("large files written with O_DIRECT" in r.stdout) == direct
         r = run_cli(["verify", str(dest), "--deep"], env)

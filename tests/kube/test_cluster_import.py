@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.kube.conftest import NS
-from tests.support.own_s3 import own_rclone, own_s3root  # noqa: F401
+from tests.support.own_s3 import own_rclone, own_s3root, settle  # noqa: F401
 
 pytestmark = pytest.mark.kube
 SECRET = "s3-credentials-kserve"
@@ -46,6 +46,7 @@ def test_populate_import_from_the_hub_runs_an_import_job_first(fake, kube, rclon
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "HF_TOKEN"}
         assert "hf_cluster_token" not in r.stdout + r.stderr
+        settle(rclone)  # rclone serve s3 spins after a multipart upload (tests/support/own_s3.py)
         # Again: the import is a no-op, the populate too.
         r = kube("populate", "--pvc", "gated-pvc", "--source", "s3://imported/acme/gated/", "--secret", SECRET,
                  "--import-from", "hf://acme/gated", "--hub-secret", "hf-token", "--hub-endpoint", hub.endpoint)

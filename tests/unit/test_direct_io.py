@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from modelpvc.core.digests import Expectation
 from modelpvc.core.models import ObjectInfo
 from modelpvc.store import direct_io
@@ -79,3 +81,60 @@ def test_small_files_and_unsuitable_filesystems_stay_buffered(tmp_path: Path) ->
     if shm.is_dir() and direct_io.filesystem_type(shm) == "tmpfs":
         assert not direct_io.direct_io_suits(str(shm))
     assert not direct_io.direct_io_suits("/proc")
+
+
+def test_write_behind_writes_in_order_reports_what_landed_and_hands_errors_to_the_worker(tmp_path: Path) -> None:
+    """The ring of store.direct_io.WriteBehind with a real file: bytes land where submitted, ``safe`` never
+    claims a byte still in flight, a writer's error reaches the worker once, and an abandoned range's error
+    does not leak into the next."""
+    import threading
+
+    path = tmp_path / "f.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    gate = threading.Event()
+    seen: list[int] = []
+
+    def write(data: memoryview, offset: int) -> None:
+        gate.wait(5)
+        if offset == 3 << 16:
+            raise OSError(28, "No space left on device")
+        os.pwrite(fd, data, offset)
+        seen.append(offset)
+
+    wb = direct_io.WriteBehind(chunk=1 << 16)
+    try:
+        chunks = [os.urandom(1 << 16) for _ in range(3)]
+        for i, c in enumerate(chunks):
+            view = wb.next(1 << 20)
+            assert len(view) == 1 << 16  # at most the ring's buffer
+            view[:] = c
+            wb.submit(write, view, i << 16)
+        assert wb.safe(3 << 16) == 0  # the writer is held: nothing has landed
+        gate.set()
+        wb.drain()
+        assert wb.safe(3 << 16) == 3 << 16 and seen == [0, 1 << 16, 2 << 16]
+        assert os.pread(fd, 3 << 16, 0) == b"".join(chunks)
+        # A failing write: the worker hears of it at its next buffer (or drain), and only once.
+        view = wb.next(1 << 16)
+        wb.submit(write, view, 3 << 16)
+        with pytest.raises(OSError, match="No space"):
+            wb.drain()
+        wb.drain()
+        view = wb.next(1 << 16)
+        wb.submit(write, view, 3 << 16)
+        wb.drain(raise_error=False)  # the range is abandoned: its error is not the next range's
+        view = wb.next(1 << 16)
+        view[:] = chunks[0]
+        wb.submit(write, view, 4 << 16)
+        wb.drain()
+        assert os.pread(fd, 1 << 16, 4 << 16) == chunks[0]
+    finally:
+        wb.close()
+        os.close(fd)
+
+
+def test_ring_memory_stays_bounded_on_many_cpus() -> None:
+    assert direct_io.chunk_for(4) == direct_io.CHUNK
+    assert direct_io.chunk_for(64) == 1 << 20  # 64 workers x 3 buffers x 1 MiB
+    for workers in (1, 4, 8, 16):
+        assert workers * (direct_io.WRITERS + 2) * direct_io.chunk_for(workers) <= direct_io.RINGS_MEMORY

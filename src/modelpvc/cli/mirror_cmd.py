@@ -69,10 +69,14 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--part-size", type=int, default=32, metavar="MiB",
                    help="ranged-GET size for large objects (default 32; 0 = one GET per object)")
     g.add_argument("--no-space-check", action="store_true", help="skip the free-space check before the copy")
-    g.add_argument("--direct-io", action="store_true",
-                   help="write files over 8 MiB around the page cache (O_DIRECT) on ext4/xfs/btrfs: about 1 CPU-s "
-                        "per GB less and no dirty pages charged to the pod; wall time then follows the disk's "
-                        "IOPS (docs/decisions.md 14)")
+    io = g.add_mutually_exclusive_group()
+    io.add_argument("--direct-io", dest="direct_io", action="store_true", default=True,
+                    help="(default) on ext4/xfs/btrfs, write files over 8 MiB around the page cache (O_DIRECT), "
+                         "8 MiB at a time behind the download: about 1.3 CPU-s per GB less and no dirty pages "
+                         "charged to the pod (docs/decisions.md 14); other filesystems are written buffered")
+    io.add_argument("--buffered-io", dest="direct_io", action="store_false",
+                    help="write through the page cache whatever the filesystem (when the files should stay "
+                         "cached for a reader on the same node)")
     add_output_arguments(g)
 
 

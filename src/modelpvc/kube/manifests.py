@@ -124,7 +124,8 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
     env = _credentials_env(spec) if not read_only else [{"name": "HOME", "value": POD_TMP}]
     mounts: list[Obj] = [{"name": "tmp", "mountPath": POD_TMP}]
     volumes: list[Obj] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
-    # The copy is I/O-bound and its memory is bounded (workers x 1 MiB), whatever the model size.
+    # The copy is I/O-bound and its memory is bounded (workers x 1 MiB + 128 MiB of write-behind rings),
+    # whatever the model size.
     resources = {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
     if claim:
         mounts.insert(0, {"name": "model-storage", "mountPath": MOUNT, "readOnly": read_only})

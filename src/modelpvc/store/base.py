@@ -9,8 +9,26 @@ from typing import Protocol
 from modelpvc.core.errors import ConfigError
 from modelpvc.core.models import ObjectInfo
 
-# Called with (offset in the object, bytes) as data arrives; the view is only valid during the call.
+# Called with (offset in the object, bytes) as data arrives; the view is only valid during the call,
+# unless the callback hands its buffer on (see Buffers).
 DataCallback = Callable[[int, memoryview], None]
+
+
+class Buffers(Protocol):
+    """Where a read puts the next bytes: the same buffer again, or (writing behind) the next free one of a
+    ring while earlier ones are still being written (store.direct_io.WriteBehind)."""
+
+    def next(self, n: int) -> memoryview:
+        """A buffer of at most ``n`` bytes (and at least one) to read into."""
+        ...
+
+
+class OneBuffer:
+    def __init__(self, buf: memoryview) -> None:
+        self.buf = buf
+
+    def next(self, n: int) -> memoryview:
+        return self.buf[:n]
 
 
 @dataclass(frozen=True)
@@ -56,7 +74,7 @@ class ObjectSource(Protocol):
         ...
 
     def read(
-        self, obj: ObjectInfo, start: int, end: int, buf: memoryview, on_data: DataCallback
+        self, obj: ObjectInfo, start: int, end: int, bufs: Buffers, on_data: DataCallback
     ) -> None:
         """One attempt to stream bytes [start, end) of ``obj`` into ``on_data``.
 
@@ -90,7 +108,7 @@ def read_bytes(source: ObjectSource, obj: ObjectInfo, start: int, end: int) -> b
         out[off - start: off - start + len(data)] = data
 
     def once() -> bytes:
-        source.read(obj, start, end, buf, put)
+        source.read(obj, start, end, OneBuffer(buf), put)
         return bytes(out)
 
     return call_with_retries(once, attempts=3, base=0.2, cap=2.0)

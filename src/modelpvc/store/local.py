@@ -8,7 +8,7 @@ from pathlib import Path
 
 from modelpvc.core.errors import SourceError, SourceNotFound
 from modelpvc.core.models import ObjectInfo
-from modelpvc.store.base import DataCallback, SourceURI
+from modelpvc.store.base import Buffers, DataCallback, SourceURI
 
 
 class LocalSource:
@@ -39,7 +39,7 @@ class LocalSource:
         return sorted(out, key=lambda o: o.rel)
 
     def read(
-        self, obj: ObjectInfo, start: int, end: int, buf: memoryview, on_data: DataCallback
+        self, obj: ObjectInfo, start: int, end: int, bufs: Buffers, on_data: DataCallback
     ) -> None:
         try:
             fd = os.open(self.root / obj.rel, os.O_RDONLY)
@@ -48,10 +48,11 @@ class LocalSource:
         try:
             pos = start
             while pos < end:
-                n = os.preadv(fd, [buf[: min(len(buf), end - pos)]], pos)
+                view = bufs.next(end - pos)
+                n = os.preadv(fd, [view], pos)
                 if not n:
                     raise SourceError(f"{self.root / obj.rel} shrank while being copied")
-                on_data(pos, buf[:n])
+                on_data(pos, view[:n])
                 pos += n
         finally:
             os.close(fd)

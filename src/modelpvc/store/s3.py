@@ -19,7 +19,7 @@ from modelpvc.core.errors import (
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.retry import call_with_retries
 from modelpvc.core.settings import S3Settings
-from modelpvc.store.base import DataCallback, SourceURI
+from modelpvc.store.base import Buffers, DataCallback, SourceURI
 from modelpvc.store.s3_http import Response, S3Http, s3_error
 from modelpvc.store.s3_xml import find as _find
 from modelpvc.store.s3_xml import findall as _findall
@@ -132,7 +132,7 @@ class S3Source:
         return ranked or candidates[:limit]
 
     def read(
-        self, obj: ObjectInfo, start: int, end: int, buf: memoryview, on_data: DataCallback
+        self, obj: ObjectInfo, start: int, end: int, bufs: Buffers, on_data: DataCallback
     ) -> None:
         headers = {"If-Match": f'"{obj.etag}"'} if obj.etag else {}
         whole = start == 0 and end == obj.size
@@ -152,10 +152,11 @@ class S3Source:
         raw = resp.raw
         try:
             while pos < end:
-                n = raw.readinto(buf[: min(len(buf), end - pos)])
+                view = bufs.next(end - pos)
+                n = raw.readinto(view)
                 if not n:
                     raise TransientError(f"{what}: body ended after {pos - start} of {end - start} bytes")
-                on_data(pos, buf[:n])
+                on_data(pos, view[:n])
                 pos += n
         except (OSError, http.client.HTTPException) as e:
             self.http.drop_connection()

@@ -1,6 +1,7 @@
 """Runs the fetches of a plan: a bounded pool of worker threads, one buffer each, writing at offsets.
 
-Memory is ``workers x buffer_size`` whatever the model size. Files are admitted up to ``workers`` at a
+Memory is ``workers x buffer_size``, plus each worker's write-behind ring for direct writes (at most
+``direct_io.RINGS_MEMORY`` together), whatever the model size. Files are admitted up to ``workers`` at a
 time and each free worker takes the next range of the file with the fewest workers on it, so with enough
 files every file has a worker of its own: its ranges arrive in order and a sequential digest (MD5) is
 computed from the receive buffer, never from the page cache. Only a model of fewer files than workers
@@ -23,7 +24,7 @@ from modelpvc.core.models import FileRecord
 from modelpvc.core.retry import backoff_delay
 from modelpvc.core.settings import S3Settings, TransferSettings
 from modelpvc.store import direct_io
-from modelpvc.store.base import ObjectSource
+from modelpvc.store.base import Buffers, ObjectSource, OneBuffer
 from modelpvc.store.destination import Destination
 from modelpvc.store.journal import Journal
 from modelpvc.store.localfs import fsync_dir
@@ -177,7 +178,10 @@ class Executor:
         return todo
 
     def _worker(self, wid: int) -> None:
-        buf = direct_io.aligned_buffer(self.settings.buffer_size)  # page-aligned: direct writes need it
+        buf = OneBuffer(direct_io.aligned_buffer(self.settings.buffer_size))
+        # Direct writes are synchronous: a ring written by a thread of its own keeps disk and network busy.
+        behind = (direct_io.WriteBehind(direct_io.chunk_for(self.settings.workers))
+                  if any(j.direct for j in self.jobs) else None)
         try:
             while not self.cancel.is_set():
                 task = self.sched.next()
@@ -186,9 +190,9 @@ class Executor:
                 job, start, end = task
                 try:
                     if start == OPEN:
-                        self._start_file(wid, buf, job)
+                        self._start_file(wid, buf, behind, job)
                     else:
-                        self._fetch_range(wid, buf, job, start, end)
+                        self._fetch_range(wid, buf, behind, job, start, end)
                 finally:
                     self.sched.task_done(job, ranged=start >= 0)
         except _Cancelled:
@@ -196,12 +200,14 @@ class Executor:
         except BaseException as e:
             self._fail(e)
         finally:
+            if behind is not None:
+                behind.close()
             with self._lock:
                 self._running -= 1
                 if self._running == 0:
                     self._finished.set()
 
-    def _start_file(self, wid: int, buf: memoryview, job: FileJob) -> None:
+    def _start_file(self, wid: int, buf: OneBuffer, behind: direct_io.WriteBehind | None, job: FileJob) -> None:
         if job.adopt is not None:
             self.sched.opened(job, [])
             self._adopt(job)
@@ -212,11 +218,22 @@ class Executor:
             self._finish_file(job)  # every range was written by an earlier run
             return
         try:
-            self._fetch_range(wid, buf, job, *rngs[0])
+            self._fetch_range(wid, buf, behind, job, *rngs[0])
         finally:
             self.sched.task_done(job, ranged=True)
 
-    def _fetch_range(self, wid: int, buf: memoryview, job: FileJob, start: int, end: int) -> None:
+    def _fetch_range(self, wid: int, buf: OneBuffer, behind: direct_io.WriteBehind | None, job: FileJob,
+                     start: int, end: int) -> None:
+        if behind is not None and job.dfd is not None:
+            try:
+                self._fetch_range_via(wid, behind, behind, job, start, end)
+            finally:
+                behind.drain(raise_error=False)  # nothing of this file in flight once the worker moves on
+        else:
+            self._fetch_range_via(wid, buf, None, job, start, end)
+
+    def _fetch_range_via(self, wid: int, bufs: Buffers, behind: direct_io.WriteBehind | None, job: FileJob,
+                         start: int, end: int) -> None:
         pos = start
         logged = start  # journalled up to here
         step = self.journal_step
@@ -234,21 +251,24 @@ class Executor:
             if cancel.is_set():
                 raise _Cancelled
             t = time.monotonic()
-            job.write(start, offset, data)
+            job.write(start, offset, data, behind)
             n = len(data)
             counters[wid] += n
             pos = offset + n
             if pos - logged >= step and pos < end:
-                journal.ranges_written([(obj.rel, obj.etag, obj.size, start, pos)])
-                logged = pos
+                on_file = behind.safe(pos) if behind is not None else pos  # only what has landed
+                if on_file > logged:
+                    journal.ranges_written([(obj.rel, obj.etag, obj.size, start, on_file)])
+                    logged = on_file
             busy[wid] += time.monotonic() - t
+
 
         attempt = 0
         while True:
             t0 = time.monotonic()
             b0 = busy[wid]
             try:
-                self.source.read(obj, pos, end, buf, on_data)
+                self.source.read(obj, pos, end, bufs, on_data)
                 self._wait[wid] += time.monotonic() - t0 - (busy[wid] - b0)
                 break
             except TransientError as e:
@@ -265,7 +285,11 @@ class Executor:
                         raise _Cancelled from None
                     time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 if pos > start:
+                    if behind is not None:
+                        behind.drain()  # the digest re-reads what was written
                     job.range_restart(start, pos)
+        if behind is not None:
+            behind.drain()
         job.range_done(start, end)
         if len(job.all_ranges) > 1:  # a one-range file is journalled as published right away
             journal.ranges_written([(obj.rel, obj.etag, obj.size, start, end)])

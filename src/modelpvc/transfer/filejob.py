@@ -95,35 +95,59 @@ class FileJob:
         if self.digest is not None:
             self.digest.begin(start, end)
 
-    def write(self, range_start: int, offset: int, data: memoryview) -> None:
+    def write(self, range_start: int, offset: int, data: memoryview,
+              behind: direct_io.WriteBehind | None = None) -> None:
         """Write at ``offset``: around the page cache when aligned and allowed, else through it.
 
-        The direct path also needs ``data`` at a page-aligned address (the executor's buffers are); the
-        kernel says EINVAL otherwise, and the file continues with buffered writes."""
-        fd = self.fd
-        assert fd is not None
-        view = data
-        pos = offset
+        With ``behind`` (the worker's write-behind ring, whose buffer ``data`` is), an aligned direct write
+        is handed to its thread and this returns at once. The direct path needs ``data`` at a page-aligned
+        address (the executor's buffers are); the kernel says EINVAL otherwise, and the file continues
+        with buffered writes."""
+        dfd = self.dfd
         # Bytes the digest will read back later (ahead of an MD5 cursor) go through the page cache, so
         # the read-back is a cache hit and not a disk read.
-        dfd = self.dfd
         if dfd is not None and self.digest is not None and not self.digest.streams(offset):
             dfd = None
-        while view:
-            use = dfd if dfd is not None and direct_io.aligned(pos, len(view)) else fd
-            try:
-                n = os.pwrite(use, view, pos)
-            except OSError as e:
-                if use == dfd and e.errno == errno.EINVAL:
-                    self.dfd = dfd = None  # the device wants another alignment: buffered from here on
-                    continue
-                raise destination_error(e, self.partial, "writing") from e
-            if use == dfd:
-                self.wrote_direct = True
-            view = view[n:]
-            pos += n
+        if dfd is not None and behind is not None and direct_io.aligned(offset, len(data)):
+            if self.digest is not None:
+                self.digest.feed(range_start, offset, data)  # from memory, before the buffer is handed on
+            behind.submit(self._write_direct, data, offset)
+            return
+        if dfd is not None:
+            self._write_direct(data, offset)
+        else:
+            self._write_buffered(data, offset)
         if self.digest is not None:
             self.digest.feed(range_start, offset, data)
+
+    def _write_direct(self, data: memoryview, offset: int) -> None:
+        view, pos = data, offset
+        while view and direct_io.aligned(pos, len(view)):
+            dfd = self.dfd
+            if dfd is None:
+                break
+            try:
+                n = os.pwrite(dfd, view, pos)
+            except OSError as e:
+                if e.errno == errno.EINVAL:
+                    self.dfd = None  # the device wants another alignment: buffered from here on
+                    break
+                raise destination_error(e, self.partial, "writing") from e
+            self.wrote_direct = True
+            view, pos = view[n:], pos + n
+        if view:
+            self._write_buffered(view, pos)  # an unaligned tail
+
+    def _write_buffered(self, data: memoryview, offset: int) -> None:
+        fd = self.fd
+        assert fd is not None
+        view, pos = data, offset
+        try:
+            while view:
+                n = os.pwrite(fd, view, pos)
+                view, pos = view[n:], pos + n
+        except OSError as e:
+            raise destination_error(e, self.partial, "writing") from e
 
     def range_restart(self, start: int, pos: int) -> None:
         if self.digest is not None and self.fd is not None:
