@@ -70,11 +70,11 @@ def disk_alone(files: list[Path], dest: Path) -> tuple[float, float]:
 
     def one(i: int, size: int) -> None:
         path = dest / f"disk-{i}.bin"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        try:
-            fd = os.open(path, flags | getattr(os, "O_DIRECT", 0), 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:  # what modelpvc does: aligned chunks around the page cache, the unaligned tail through it
+            dfd = os.open(path, os.O_WRONLY | getattr(os, "O_DIRECT", 0))
         except OSError:
-            fd = os.open(path, flags, 0o644)
+            dfd = fd
         buf = aligned_buffer(CHUNK)
         buf[:] = os.urandom(CHUNK)
         try:
@@ -82,9 +82,11 @@ def disk_alone(files: list[Path], dest: Path) -> tuple[float, float]:
             pos = 0
             while pos < size:
                 n = min(CHUNK, size - pos)
-                pos += os.pwrite(fd, buf[:n] if n % 4096 == 0 else bytes(buf[:n]), pos)
+                pos += os.pwrite(dfd if n % 4096 == 0 else fd, buf[:n], pos)
             os.fsync(fd)
         finally:
+            if dfd != fd:
+                os.close(dfd)
             os.close(fd)
 
     r0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -304,13 +304,19 @@ def main() -> int:
     small_dir = root / "bench" / "small"
     want = int(args.size_gb * 1e9)
     marker = args.workdir / f"model-{want}-{args.shards}.ok"
+    # One marker per dataset directory: a run with other sizes regenerates it and takes the others away
+    # (a stale marker once made a 2,000-file run measure the 200 files an earlier run left).
     if not marker.exists():
+        for old in args.workdir.glob("model-*.ok"):
+            old.unlink()
         shutil.rmtree(model_dir, ignore_errors=True)
         print(f"generating a {args.size_gb} GB model ...", file=sys.stderr)
         generate_model(model_dir, ModelSpec(total_bytes=want, shards=args.shards))
         marker.touch()
     small_marker = args.workdir / f"small-{args.small_count}-{args.small_kib}.ok"
     if args.small_count and not small_marker.exists():
+        for old in args.workdir.glob("small-*.ok"):
+            old.unlink()
         shutil.rmtree(small_dir, ignore_errors=True)
         generate_small_files(small_dir, args.small_count, args.small_kib * 1024)
         small_marker.touch()
