@@ -20,21 +20,29 @@ from tests.support.faultproxy import FaultProxy
 _names = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def s3root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("s3root")
+def new_s3root(tmp_path_factory: pytest.TempPathFactory, name: str = "s3root") -> Path:
+    root = tmp_path_factory.mktemp(name)
     (root / "models").mkdir()
     return root
 
 
-@pytest.fixture(scope="session")
-def rclone(s3root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+def serve_rclone(root: Path, tmp_path_factory: pytest.TempPathFactory, logs: str = "logs") -> Iterator[RcloneS3]:
     # --dir-cache-time 0s: tests edit the source between runs; test models are small, so rclone
     # re-hashing them on every request costs little.
-    log = tmp_path_factory.mktemp("logs") / "rclone.log"
-    srv = RcloneS3(s3root, log_path=log, extra=["--dir-cache-time", "0s"]).start()
+    log = tmp_path_factory.mktemp(logs) / "rclone.log"
+    srv = RcloneS3(root, log_path=log, extra=["--dir-cache-time", "0s"]).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def s3root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return new_s3root(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def rclone(s3root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    yield from serve_rclone(s3root, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -17,21 +17,17 @@ from pathlib import Path
 import pytest
 
 from modelpvc.devtools.s3server import RcloneS3
+from tests.conftest import new_s3root, serve_rclone
 
 
 @pytest.fixture(name="s3root")
 def own_s3root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("s3root-own")
-    (root / "models").mkdir()
-    return root
+    return new_s3root(tmp_path_factory, "s3root-own")
 
 
 @pytest.fixture(name="rclone")
 def own_rclone(s3root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    log = tmp_path_factory.mktemp("logs-own") / "rclone.log"
-    srv = RcloneS3(s3root, log_path=log, extra=["--dir-cache-time", "0s"]).start()
-    yield srv
-    srv.stop()
+    yield from serve_rclone(s3root, tmp_path_factory, "logs-own")
 
 
 def settle(srv: RcloneS3) -> None:

@@ -130,7 +130,6 @@ class WriteBehind:
     """
 
     def __init__(self, chunk: int = CHUNK, writers: int = WRITERS) -> None:
-        self.chunk = chunk
         self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(writers + 2):  # one per writer, one being filled, one ready
             self._free.put(aligned_buffer(chunk))
@@ -170,9 +169,10 @@ class WriteBehind:
         with self._cond:
             self._cond.wait_for(lambda: self._pending == 0)
             self._inflight.clear()
-        err, self._error = self._error, None
-        if err is not None and raise_error:
-            raise err
+        if raise_error:
+            self._raise()
+        else:
+            self._error = None
 
     def close(self) -> None:
         self.drain(raise_error=False)

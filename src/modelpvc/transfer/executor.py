@@ -226,14 +226,15 @@ class Executor:
                      start: int, end: int) -> None:
         if behind is not None and job.dfd is not None:
             try:
-                self._fetch_range_via(wid, behind, behind, job, start, end)
+                self._fetch_range_via(wid, buf, behind, job, start, end)
             finally:
                 behind.drain(raise_error=False)  # nothing of this file in flight once the worker moves on
         else:
             self._fetch_range_via(wid, buf, None, job, start, end)
 
-    def _fetch_range_via(self, wid: int, bufs: Buffers, behind: direct_io.WriteBehind | None, job: FileJob,
+    def _fetch_range_via(self, wid: int, buf: OneBuffer, behind: direct_io.WriteBehind | None, job: FileJob,
                          start: int, end: int) -> None:
+        bufs: Buffers = behind if behind is not None else buf  # writing behind: the ring's next free buffer
         pos = start
         logged = start  # journalled up to here
         step = self.journal_step
@@ -261,7 +262,6 @@ class Executor:
                     journal.ranges_written([(obj.rel, obj.etag, obj.size, start, on_file)])
                     logged = on_file
             busy[wid] += time.monotonic() - t
-
 
         attempt = 0
         while True:
