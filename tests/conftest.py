@@ -27,10 +27,13 @@ def new_s3root(tmp_path_factory: pytest.TempPathFactory, name: str = "s3root") -
 
 
 def serve_rclone(root: Path, tmp_path_factory: pytest.TempPathFactory, logs: str = "logs") -> Iterator[RcloneS3]:
-    # --dir-cache-time 0s: tests edit the source between runs; test models are small, so rclone
-    # re-hashing them on every request costs little.
+    # A short directory cache: tests edit the source between runs (each CLI run starts later than 100 ms);
+    # test models are small, so rclone re-hashing them costs little. Not 0s: with 0s rclone (1.75.2)
+    # re-arms its directory-cache cleanup timer at once, forever — a goroutine dump of a hung server showed
+    # 50 million of them created and 415 queued on one directory's lock, and it stopped accepting
+    # connections (docs/decisions.md §12).
     log = tmp_path_factory.mktemp(logs) / "rclone.log"
-    srv = RcloneS3(root, log_path=log, extra=["--dir-cache-time", "0s"]).start()
+    srv = RcloneS3(root, log_path=log, extra=["--dir-cache-time", "100ms"]).start()
     yield srv
     srv.stop()
 

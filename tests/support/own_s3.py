@@ -1,12 +1,12 @@
-"""A bucket root and an rclone server per test, for tests that upload multipart into S3.
+"""A bucket root and an rclone server per test, for tests that upload into S3 and use the server again.
 
-rclone serve s3 (1.75.2) keeps one core busy from the first completed multipart upload until it stops (seen:
-1.07 CPU-s per second for as long as we watched, after one 12 MB boto3 upload in 5 MiB parts; perf shows
-clock_gettime-heavy timer wake-ups; neither --multipart-expiry 0 nor --disable-multipart-streaming stops
-it), slowing every later test on a shared server into timeouts (docs/decisions.md §12, "Test isolation").
-A test that needs the server again after a multipart upload restarts it: the bucket is on disk. A module
-that uploads imports `own_s3root` and `own_rclone`, which override the session's `s3root` and `rclone` by name, so the
-fixtures built on them (`env`, the fake cluster) use the test's own server, stopped with the test (≈0.5 s).
+rclone serve s3 (1.75.2) hung in some runs after these uploads: with `--dir-cache-time 0s` it re-armed its
+directory-cache cleanup timer forever (a goroutine dump showed 50 million callbacks and a lock convoy),
+which the fixture in tests/conftest.py now avoids with 100 ms (docs/decisions.md §12, "Test isolation").
+A server per test, restarted with `settle` before a test uses it again, keeps any such state from one
+test out of the next. A module that uploads imports `own_s3root` and `own_rclone`, which override the
+session's `s3root` and `rclone` by name, so the fixtures built on them (`env`, the fake cluster) use the
+test's own server, stopped with the test (≈0.5 s).
 """
 
 from __future__ import annotations
