@@ -133,6 +133,71 @@ def test_write_behind_writes_in_order_reports_what_landed_and_hands_errors_to_th
         os.close(fd)
 
 
+def test_a_range_completes_only_after_its_writes_landed_and_never_after_a_failed_one(tmp_path: Path) -> None:
+    """``then`` is how a worker moves on without draining: the callback runs once the bytes before it are
+    on the file, and after a failed write it gets the error, also when the worker has already heard of it
+    (a range whose bytes did not land must never be journalled as written)."""
+    import threading
+
+    path = tmp_path / "f.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    gate = threading.Event()
+    fail_at = {5 << 16}
+    outcomes: list[tuple[str, bytes | None, BaseException | None]] = []
+
+    def write(data: memoryview, offset: int) -> None:
+        gate.wait(5)
+        if offset in fail_at:
+            raise OSError(28, "No space left on device")
+        os.pwrite(fd, data, offset)
+
+    def after(name: str, upto: int) -> direct_io.AfterCall:
+        def call(error: BaseException | None) -> None:
+            outcomes.append((name, os.pread(fd, upto, 0) if error is None else None, error))
+        return call
+
+    wb = direct_io.WriteBehind(chunk=1 << 16)
+    try:
+        chunks = [os.urandom(1 << 16) for _ in range(8)]
+
+        def put(i: int) -> None:
+            view = wb.next(1 << 16)
+            view[:] = chunks[i]
+            wb.submit(write, view, i << 16)
+
+        put(0)
+        put(1)
+        wb.then(after("first range", 2 << 16))
+        assert outcomes == []  # the writer is held: the range has not landed
+        gate.set()
+        put(2)  # the worker goes on with its next range meanwhile
+        wb.then(after("second range", 3 << 16))
+        wb.drain()
+        assert outcomes == [("first range", b"".join(chunks[:2]), None),
+                            ("second range", b"".join(chunks[:3]), None)]
+        outcomes.clear()
+        put(5)  # fails
+        wb.then(after("failed range", 6 << 16))
+        with pytest.raises(OSError, match="No space"):
+            wb.drain()  # the worker hears of it ...
+        put(6)
+        wb.then(after("range after the failure", 7 << 16))
+        wb.drain()
+        assert [(n, e is not None) for n, _, e in outcomes] == [("failed range", True),
+                                                                ("range after the failure", True)]
+        assert os.pread(fd, 1 << 16, 6 << 16) != chunks[6]  # ... and nothing after the failure was written
+        outcomes.clear()
+        wb.drain(raise_error=False)  # abandoned: what follows is a new start
+        put(6)
+        wb.then(after("new start", 7 << 16))
+        wb.drain()
+        assert outcomes[0][0] == "new start" and outcomes[0][2] is None
+        assert os.pread(fd, 1 << 16, 6 << 16) == chunks[6]
+    finally:
+        wb.close()
+        os.close(fd)
+
+
 def test_ring_memory_stays_bounded_on_many_cpus() -> None:
     assert direct_io.chunk_for(4) == direct_io.CHUNK
     assert direct_io.chunk_for(64) == 1 << 20  # 64 workers x 3 buffers x 1 MiB

@@ -83,8 +83,32 @@ def test_sequential_digest_matches_md5_whatever_the_completion_order(tmp_path: P
         d = SequentialDigest("md5")
         parts = ranges.split(len(data), 100_000)
         for s, e in reversed(parts):  # worst order: nothing can be hashed in-stream
-            d.feed(s, s, memoryview(data)[s:e])
+            d.feed(s, s, memoryview(data)[s:e], e)
             d.range_done(fd, s, e)
+        assert d.finish(fd, len(data)) == hashlib.md5(data).hexdigest()
+    finally:
+        os.close(fd)
+
+
+def test_a_catch_up_never_reads_bytes_still_being_written_behind(tmp_path: Path):
+    """Written behind (store.direct_io.WriteBehind), a chunk is hashed from memory before it is on the file.
+    If that in-stream hash is skipped (another thread held the hasher), a catch-up must not read the chunk
+    back before it has landed: the file still holds what was there before (here: zeros)."""
+    import hashlib
+    data = os.urandom(3 << 16)
+    p = tmp_path / "f"
+    p.write_bytes(data[: 1 << 16] + bytes(2 << 16))  # range A landed; B's bytes not yet
+    fd = os.open(p, os.O_RDWR)
+    try:
+        d = SequentialDigest("md5")
+        a, b = (0, 1 << 16), (1 << 16, 3 << 16)
+        with d.lock:  # a catch-up elsewhere holds the hasher: nothing is hashed in-stream
+            d.feed(a[0], 0, memoryview(data)[: 1 << 16], a[1])
+            d.feed(b[0], b[0], memoryview(data)[b[0]:2 << 16], b[0])
+        d.range_done(fd, *a)  # A completes: its catch-up hashes A from the file and may follow into B ...
+        assert d.cursor == b[0]  # ... but only as far as B's bytes are on the file
+        os.pwrite(fd, data[b[0]:], b[0])
+        d.range_done(fd, *b)
         assert d.finish(fd, len(data)) == hashlib.md5(data).hexdigest()
     finally:
         os.close(fd)
@@ -102,7 +126,7 @@ def test_sequential_digest_under_concurrent_completion(tmp_path: Path):
     def work(mine: list[tuple[int, int]]) -> None:
         for s, e in mine:
             for off in range(s, e, 8192):
-                d.feed(s, off, memoryview(data)[off:min(e, off + 8192)])
+                d.feed(s, off, memoryview(data)[off:min(e, off + 8192)], min(e, off + 8192))
             d.range_done(fd, s, e)
 
     threads = [threading.Thread(target=work, args=(parts[i::4],)) for i in range(4)]
@@ -215,7 +239,7 @@ def test_piece_digest_hashes_each_range_in_its_thread_and_what_is_missing_from_d
         d = PieceDigest(exp, len(data))
         for s, e in ranges.split(len(data), 100_000)[1::2]:  # every other range streamed; the rest "resumed"
             d.begin(s, e)
-            d.feed(s, s, memoryview(data)[s:e])
+            d.feed(s, s, memoryview(data)[s:e], e)
             d.range_done(fd, s, e)
         assert d.finish(fd, len(data)) == exp.expected
     finally:

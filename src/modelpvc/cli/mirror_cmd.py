@@ -136,6 +136,10 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
     print(f"  {s['workers']} workers{basis}; layout {s['layout'] or 'none (plain files)'}")
     if s.get("direct_io_files"):
         print(f"  {s['direct_io_files']} large files written with O_DIRECT (around the page cache)")
+    if s.get("bytes_hashed_again") and s["bytes_fetched"]:
+        share = 100 * s["bytes_hashed_again"] / s["bytes_fetched"]
+        print(f"  {human_bytes(s['bytes_hashed_again'])} ({share:.0f} %) hashed from the file, not as it arrived "
+              "(ranges out of order or resumed): a second read")
     if s.get("bottleneck"):
         print(f"  bottleneck: {s['bottleneck']}")
     if s["skipped_files"]:

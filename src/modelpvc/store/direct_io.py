@@ -117,6 +117,8 @@ def aligned(offset: int, length: int) -> bool:
 
 # A write of (bytes, offset in the file) that the writer thread performs; it raises what the worker should.
 WriteCall = Callable[[memoryview, int], None]
+# Run by the writer once the writes before it are done: with None, or with the error that stopped them.
+AfterCall = Callable[[BaseException | None], None]
 
 
 class WriteBehind:
@@ -126,7 +128,9 @@ class WriteBehind:
     to the ring once written; a buffer not submitted is simply filled again. Offsets are submitted in
     increasing order, so everything before the lowest offset still in flight is on the file (``safe``).
     ``drain`` waits for all of them; an error of a writer is raised to the worker at its next ``next`` or
-    ``drain``.
+    ``drain``. ``then`` queues a callback behind the writes submitted so far: the worker goes on to its next
+    range while the last one's bytes are still going to the disk (draining there idled the network for up
+    to two buffers' writes per range, and made 8 MiB parts fully synchronous).
     """
 
     def __init__(self, chunk: int = CHUNK, writers: int = WRITERS) -> None:
@@ -134,11 +138,13 @@ class WriteBehind:
         for _ in range(writers + 2):  # one per writer, one being filled, one ready
             self._free.put(aligned_buffer(chunk))
         self._current: memoryview | None = None
-        self._todo: queue.SimpleQueue[tuple[WriteCall, memoryview, int, memoryview] | None] = queue.SimpleQueue()
+        self._todo: queue.SimpleQueue[tuple[WriteCall, memoryview, int, memoryview] | AfterCall | None] = (
+            queue.SimpleQueue())
         self._cond = threading.Condition()
         self._inflight: set[int] = set()  # offsets submitted and not written (a failed one stays)
         self._pending = 0  # submitted writes not finished, written or failed
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # handed to the worker once
+        self._broken: BaseException | None = None  # stays until the range is abandoned: later writes are dropped
         self._threads = [threading.Thread(target=self._run, daemon=True, name="write-behind")
                          for _ in range(writers)]
         for t in self._threads:
@@ -159,10 +165,19 @@ class WriteBehind:
             self._pending += 1
         self._todo.put((write, data, offset, buf))
 
-    def safe(self, pos: int) -> int:
-        """How far the bytes before ``pos`` are on the file (all of them once nothing is in flight)."""
+    def then(self, after: AfterCall) -> None:
+        """Call ``after`` in the writer thread once every write submitted so far is on the file (with None),
+        or with the error that stopped them. It must not raise."""
+        assert len(self._threads) == 1, "ordering after earlier writes needs a single writer"
         with self._cond:
-            return min(self._inflight, default=pos)
+            self._pending += 1
+        self._todo.put(after)
+
+    def safe(self, pos: int) -> int:
+        """How far the bytes before ``pos`` are on the file (all of them once nothing is in flight). Writes
+        of an earlier range, maybe of another file, may still be in flight: their offsets only lower it."""
+        with self._cond:
+            return min(pos, min(self._inflight, default=pos))
 
     def drain(self, *, raise_error: bool = True) -> None:
         """Wait until nothing is in flight; raise a writer's error, or forget it (the range is abandoned)."""
@@ -172,7 +187,7 @@ class WriteBehind:
         if raise_error:
             self._raise()
         else:
-            self._error = None
+            self._error = self._broken = None
 
     def close(self) -> None:
         self.drain(raise_error=False)
@@ -188,14 +203,22 @@ class WriteBehind:
 
     def _run(self) -> None:
         while (item := self._todo.get()) is not None:
+            if not isinstance(item, tuple):
+                try:
+                    item(self._broken)
+                finally:
+                    with self._cond:
+                        self._pending -= 1
+                        self._cond.notify_all()
+                continue
             write, data, offset, buf = item
             try:
-                if self._error is None:  # after a failure the rest is dropped: the range is fetched again
+                if self._broken is None:  # after a failure the rest is dropped: the range is fetched again
                     write(data, offset)
                     with self._cond:
                         self._inflight.discard(offset)
             except BaseException as e:  # handed to the worker
-                self._error = e
+                self._error = self._broken = e
             finally:
                 self._free.put(buf)
                 with self._cond:

@@ -22,9 +22,11 @@ from modelpvc.transfer import ranges
 
 
 class FileDigest(Protocol):
+    reread: int  # bytes hashed from the file instead of from the receive buffer (each costs a second pass)
+
     def begin(self, start: int, end: int) -> None: ...
     def streams(self, offset: int) -> bool: ...
-    def feed(self, range_start: int, offset: int, data: memoryview) -> None: ...
+    def feed(self, range_start: int, offset: int, data: memoryview, on_file: int) -> None: ...
     def range_restart(self, fd: int, start: int, pos: int) -> None: ...
     def range_done(self, fd: int, start: int, end: int) -> None: ...
     def finish(self, fd: int, size: int) -> str: ...
@@ -49,6 +51,7 @@ class PieceDigest:
         self.algorithm = exp.algorithm
         self.live: dict[int, tuple[int, Hasher]] = {}  # range start -> (end, hasher); one worker per range
         self.pieces: dict[int, tuple[int, bytes]] = {}  # start -> (end, raw digest)
+        self.reread = 0
 
     def _useful(self, start: int, end: int) -> bool:
         """A per-part value needs exactly one part per piece; a CRC takes any piece."""
@@ -63,7 +66,7 @@ class PieceDigest:
         if self._useful(start, end):
             self.live[start] = (end, digests.new_hasher(self.algorithm))
 
-    def feed(self, range_start: int, offset: int, data: memoryview) -> None:
+    def feed(self, range_start: int, offset: int, data: memoryview, on_file: int) -> None:
         cur = self.live.get(range_start)
         if cur is not None:
             cur[1].update(data)
@@ -73,6 +76,7 @@ class PieceDigest:
         if cur is not None:
             h = digests.new_hasher(self.algorithm)
             pread_into(fd, h, start, pos)  # a retry continues mid-range: re-hash what is already written
+            self.reread += pos - start
             self.live[start] = (cur[0], h)
 
     def range_done(self, fd: int, start: int, end: int) -> None:
@@ -102,6 +106,7 @@ class PieceDigest:
     def _from_disk(self, fd: int, start: int, end: int) -> list[tuple[int, int, bytes]]:
         """Hash [start, end) from disk: one piece, or one per part (gaps between parts are part-aligned)."""
         step = (self.exp.part_size or end - start) if self.exp.form == "parts" else end - start
+        self.reread += end - start
         return [(s, min(s + step, end), range_digest(fd, self.algorithm, s, min(s + step, end)))
                 for s in range(start, end, step)]
 
@@ -120,6 +125,7 @@ class SequentialDigest:
         self.algorithm = algorithm
         self.hasher = digests.new_hasher(algorithm)
         self.cursor = 0
+        self.reread = 0
         self.done: list[tuple[int, int]] = []
         self.written: dict[int, int] = {}  # in-flight range start -> bytes written up to
         self.lock = threading.Lock()  # held while hashing; receivers only ever try it
@@ -137,10 +143,12 @@ class SequentialDigest:
         with self.meta:
             self.done = ranges.merge([*self.done, *done])
 
-    def feed(self, range_start: int, offset: int, data: memoryview) -> None:
-        """Note bytes just written; hash them in-stream when they sit exactly at the cursor."""
+    def feed(self, range_start: int, offset: int, data: memoryview, on_file: int) -> None:
+        """Hash ``data`` in-stream when it sits exactly at the cursor; note that the range's bytes before
+        ``on_file`` can be read back. Written behind, the data itself is not on the file yet: a catch-up
+        that read it back now would hash what the file held before."""
         end = offset + len(data)
-        self.written[range_start] = end
+        self.written[range_start] = on_file
         if offset != self.cursor or not self.lock.acquire(blocking=False):
             return
         try:
@@ -170,20 +178,26 @@ class SequentialDigest:
         return limit
 
     def catch_up(self, fd: int) -> None:
-        while self.lock.acquire(blocking=False):
+        # Only when written bytes wait behind the cursor. Taking the lock without need would make the
+        # worker streaming the next range skip its in-stream hash (the lock is busy) and leave the cursor
+        # behind it: that range, and every one after it, would be hashed from the page cache instead.
+        # (A range completes in the writer thread while its worker already streams the next one.)
+        while self._behind() and self.lock.acquire(blocking=False):
             try:
                 self._hash_forward(fd)
             finally:
                 self.lock.release()
             # Re-check after releasing: a range may have completed while we held the lock.
-            with self.meta:
-                if ranges.contiguous_end(self.done, self.cursor) <= self.cursor:
-                    return
+
+    def _behind(self) -> bool:
+        with self.meta:
+            return ranges.contiguous_end(self.done, self.cursor) > self.cursor
 
     def _hash_forward(self, fd: int) -> None:
         limit = self._limit()
         if self.cursor < limit:
             pread_into(fd, self.hasher, self.cursor, limit)
+            self.reread += limit - self.cursor
             self.cursor = limit
 
     def finish(self, fd: int, size: int) -> str:

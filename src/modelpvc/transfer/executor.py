@@ -6,6 +6,9 @@ time and each free worker takes the next range of the file with the fewest worke
 files every file has a worker of its own: its ranges arrive in order and a sequential digest (MD5) is
 computed from the receive buffer, never from the page cache. Only a model of fewer files than workers
 puts several workers on one file (its ranges are then hashed once the cursor reaches them).
+
+Writing behind (store.direct_io.WriteBehind), a worker moves on when its range is received; the range is
+journalled, and its file published, by the ring's writer thread once the bytes are on the file.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class RunStats:
     seconds_waiting_source: float = 0.0
     seconds_writing: float = 0.0
     direct_files: int = 0  # published files whose aligned writes went around the page cache
+    bytes_hashed_again: int = 0  # hashed from the file, not from the receive buffer (ranges out of order)
 
 
 class _Scheduler:
@@ -111,10 +115,16 @@ class _Scheduler:
                     return None
                 self.cond.wait(0.5)
 
-    def task_done(self, job: FileJob, ranged: bool) -> None:
+    def left(self, job: FileJob) -> None:
+        """A worker is done receiving a range of ``job`` (its bytes may still be going to the disk). Counted
+        at once: a worker between ranges must not make its file look busier than the others, or the next
+        free worker joins it and both fetch out of order."""
         with self.cond:
-            if ranged:
-                job.workers -= 1
+            job.workers -= 1
+
+    def task_done(self) -> None:
+        """A task is finished: a file opened, or a range on the file (and journalled)."""
+        with self.cond:
             self.outstanding -= 1
             # Workers only wait at the tail (nothing queued, something in flight): wake them when the
             # last task is done. Waking all on every range cost ~80 futex calls per small file.
@@ -188,13 +198,13 @@ class Executor:
                 if task is None:
                     break
                 job, start, end = task
+                if start != OPEN:
+                    self._fetch_range(wid, buf, behind, job, start, end)  # it says when the task is done
+                    continue
                 try:
-                    if start == OPEN:
-                        self._start_file(wid, buf, behind, job)
-                    else:
-                        self._fetch_range(wid, buf, behind, job, start, end)
+                    self._start_file(wid, buf, behind, job)
                 finally:
-                    self.sched.task_done(job, ranged=start >= 0)
+                    self.sched.task_done()
         except _Cancelled:
             pass
         except BaseException as e:
@@ -217,20 +227,41 @@ class Executor:
         if not rngs:
             self._finish_file(job)  # every range was written by an earlier run
             return
-        try:
-            self._fetch_range(wid, buf, behind, job, *rngs[0])
-        finally:
-            self.sched.task_done(job, ranged=True)
+        self._fetch_range(wid, buf, behind, job, *rngs[0])
 
     def _fetch_range(self, wid: int, buf: OneBuffer, behind: direct_io.WriteBehind | None, job: FileJob,
                      start: int, end: int) -> None:
-        if behind is not None and job.dfd is not None:
+        """Fetch one range and mark its task done: at once, or, writing behind, once its bytes are on the
+        file. Only then is it journalled as written, and the last range of a file publishes it."""
+        if behind is None or job.dfd is None:
             try:
-                self._fetch_range_via(wid, buf, behind, job, start, end)
+                self._fetch_range_via(wid, buf, None, job, start, end)
+                self._range_landed(job, start, end)
             finally:
-                behind.drain(raise_error=False)  # nothing of this file in flight once the worker moves on
-        else:
-            self._fetch_range_via(wid, buf, None, job, start, end)
+                self.sched.left(job)
+                self.sched.task_done()
+            return
+        try:
+            self._fetch_range_via(wid, buf, behind, job, start, end)
+        except BaseException:
+            behind.drain(raise_error=False)  # nothing of this range in flight once the worker moves on
+            self.sched.task_done()
+            raise
+        finally:
+            self.sched.left(job)
+
+        def landed(error: BaseException | None) -> None:
+            try:
+                if error is not None:
+                    self._fail(error)
+                else:  # landed bytes are journalled even when stopping; a stopping run publishes no more
+                    self._range_landed(job, start, end, publish=not self.cancel.is_set())
+            except BaseException as e:
+                self._fail(e)
+            finally:
+                self.sched.task_done()
+
+        behind.then(landed)  # the worker goes on receiving while the disk catches up
 
     def _fetch_range_via(self, wid: int, buf: OneBuffer, behind: direct_io.WriteBehind | None, job: FileJob,
                          start: int, end: int) -> None:
@@ -288,15 +319,17 @@ class Executor:
                     if behind is not None:
                         behind.drain()  # the digest re-reads what was written
                     job.range_restart(start, pos)
-        if behind is not None:
-            behind.drain()
+
+    def _range_landed(self, job: FileJob, start: int, end: int, publish: bool = True) -> None:
+        """Every byte of [start, end) is on the file: journal it; the file's last range publishes it."""
+        obj = job.obj
         job.range_done(start, end)
         if len(job.all_ranges) > 1:  # a one-range file is journalled as published right away
-            journal.ranges_written([(obj.rel, obj.etag, obj.size, start, end)])
+            self.journal.ranges_written([(obj.rel, obj.etag, obj.size, start, end)])
         with self._lock:
             job.left -= 1
             last = job.left == 0
-        if last:
+        if last and publish:
             self._finish_file(job)
 
     def _finish_file(self, job: FileJob) -> None:
@@ -342,6 +375,7 @@ class Executor:
             self._small_unsynced |= job.small
             self.stats.files_published += 1
             self.stats.direct_files += job.wrote_direct
+            self.stats.bytes_hashed_again += job.digest.reread if job.digest is not None and not adopted else 0
         self.sink.emit(Event("file_done", {"path": record.path, "size": record.size, "verified": record.verified,
                                            **({"adopted": True} if adopted else {})}))
 

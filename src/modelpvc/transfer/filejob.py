@@ -109,8 +109,8 @@ class FileJob:
         if dfd is not None and self.digest is not None and not self.digest.streams(offset):
             dfd = None
         if dfd is not None and behind is not None and direct_io.aligned(offset, len(data)):
-            if self.digest is not None:
-                self.digest.feed(range_start, offset, data)  # from memory, before the buffer is handed on
+            if self.digest is not None:  # from memory, before the buffer is handed on
+                self.digest.feed(range_start, offset, data, behind.safe(offset))
             behind.submit(self._write_direct, data, offset)
             return
         if dfd is not None:
@@ -118,7 +118,8 @@ class FileJob:
         else:
             self._write_buffered(data, offset)
         if self.digest is not None:
-            self.digest.feed(range_start, offset, data)
+            end = offset + len(data)
+            self.digest.feed(range_start, offset, data, behind.safe(end) if behind is not None else end)
 
     def _write_direct(self, data: memoryview, offset: int) -> None:
         view, pos = data, offset

@@ -100,6 +100,7 @@ class MirrorResult:
             "workers": self.workers,
             "workers_basis": self.workers_basis,
             "direct_io_files": self.stats.direct_files,
+            "bytes_hashed_again": self.stats.bytes_hashed_again,
             "bottleneck": self.bottleneck(),
         }
 
