@@ -131,9 +131,12 @@ def bench_copy(srv: RcloneS3, env: dict[str, str], root: Path, prefix: str, tool
     out = []
     src_dir = root / "bench" / prefix
     gb = tree_bytes(src_dir) / 1e9
-    for tool in tools:
-        runs = []
-        for _ in range(repeat):
+    # Round robin, not each tool's runs in a row: this VM's disk drifts by 30 % over minutes (13.8-16.1 s
+    # for the same 8 GB alone), and a tool measured in one stretch took the drift as its own speed.
+    by_tool: dict[str, list[Result]] = {tool: [] for tool in tools}
+    for _ in range(repeat):
+        for tool in tools:
+            runs = by_tool[tool]
             dest = work / "dest"
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
@@ -145,6 +148,7 @@ def bench_copy(srv: RcloneS3, env: dict[str, str], root: Path, prefix: str, tool
             runs.append(Result(tool, prefix, wall, cpu, rss, rc, ok, gb))
             print(f"  {prefix:6} {tool:24} {wall:7.2f}s {gb / wall * 1000:7.0f} MB/s cpu {cpu:6.2f}s "
                   f"rss {rss:6.0f} MB {'ok' if ok else 'FAILED'}", file=sys.stderr)
+    for tool, runs in by_tool.items():
         med = sorted(runs, key=lambda r: r.wall)[len(runs) // 2]
         out.append(Result(tool, prefix, med.wall, statistics.median(r.cpu for r in runs),
                           max(r.rss_mb for r in runs), med.rc, all(r.ok for r in runs), gb))

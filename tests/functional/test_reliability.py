@@ -70,6 +70,22 @@ def test_endpoint_that_accepts_but_never_answers_fails_within_30s_with_defaults(
     assert "timed out" in r.stderr
 
 
+def test_an_endpoint_slower_than_the_read_timeout_is_named_slow_and_the_fix_works(make_model, env, proxy, tmp_path):
+    """Reachable but late: a large listing, a busy gateway, rclone computing ETags on first access (26 s for
+    the bench's 8 GB). The message must not send the user to check the endpoint URL; the hint's fix works."""
+    src = make_model()
+    proxy.reset(Faults(latency=1.5))  # every answer 1.5 s late
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    r = run_cli(["mirror", src.uri, str(tmp_path / "late"), "--read-timeout", "0.5"], e)
+    assert r.returncode == 3, r.stderr
+    assert "sent no answer within 0.5 s" in r.stderr and "--read-timeout" in r.stderr
+    assert "check --endpoint-url" not in r.stderr
+    assert not (tmp_path / "late" / "config.json").exists()
+    r = run_cli(["mirror", src.uri, str(tmp_path / "late"), "--read-timeout", "5"], e)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, tmp_path / "late") == []
+
+
 def test_hostile_safetensors_header_in_the_source_is_refused_without_memory_blowup(make_model, env, tmp_path):
     src = make_model()
     shard = src.dir / "model-00001-of-00003.safetensors"

@@ -117,3 +117,24 @@ def test_bad_keys_and_a_missing_prefix_are_source_errors_with_their_reason(make_
     assert r.returncode == 3 and "access denied" in r.stderr and "not-the-secret" not in r.stderr
     r = _as_kserve(["s3://models/nope/", str(mnt)], _kserve_env(rclone))
     assert r.returncode == 3 and "no objects under s3://models/nope/" in r.stderr
+
+
+def test_a_slow_endpoint_is_named_slow_and_its_read_timeout_is_set_by_the_environment(make_model, rclone, proxy,
+                                                                                         tmp_path):
+    """KServe passes no flags: the init container's environment (the ClusterStorageContainer) carries the
+    read timeout, and the message says which variable to raise."""
+    from tests.support.faultproxy import Faults
+
+    src = make_model()
+    proxy.reset(Faults(latency=1.5))
+    host = proxy.endpoint.removeprefix("http://")
+    via_proxy = {"S3_ENDPOINT": host, "AWS_ENDPOINT_URL": proxy.endpoint}
+    mnt = _emptydir(tmp_path)
+    r = _as_kserve([src.uri, str(mnt)], _kserve_env(rclone, **via_proxy, MODELPVC_READ_TIMEOUT="0.5"))
+    assert r.returncode == 3, r.stderr
+    assert "sent no answer within 0.5 s" in r.stderr and "MODELPVC_READ_TIMEOUT" in r.stderr
+    r = _as_kserve([src.uri, str(mnt)], _kserve_env(rclone, **via_proxy, MODELPVC_READ_TIMEOUT="soon"))
+    assert r.returncode == 2 and "MODELPVC_READ_TIMEOUT='soon'" in r.stderr
+    r = _as_kserve([src.uri, str(mnt)], _kserve_env(rclone, **via_proxy, MODELPVC_READ_TIMEOUT="5"))
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, mnt) == []

@@ -28,6 +28,9 @@ from modelpvc.core.errors import ConfigError
 from modelpvc.core.settings import Credentials, S3Settings
 
 DEFAULT_CA_MOUNT = "/etc/ssl/custom-certs"  # KServe's DefaultCaBundleVolumeMountPath
+# The storage initializer gets no flags (KServe passes URI and directory only): --read-timeout as a variable
+# of the ClusterStorageContainer's container, for an endpoint slow to answer.
+READ_TIMEOUT_ENV = "MODELPVC_READ_TIMEOUT"
 
 
 def _storage_config(env: Mapping[str, str]) -> dict[str, Any]:
@@ -85,6 +88,14 @@ def kserve_s3_settings(env: Mapping[str, str] | None = None) -> S3Settings:
     if ca_bundle and not os.path.exists(ca_bundle):
         raise ConfigError(f"CA bundle {ca_bundle} does not exist in the container",
                           hint="check AWS_CA_BUNDLE / the s3-cabundle annotation and the volume that holds it")
+    wait = S3Settings.read_timeout
+    if env.get(READ_TIMEOUT_ENV):
+        try:
+            wait = float(env[READ_TIMEOUT_ENV])
+        except ValueError:
+            wait = 0.0
+        if wait <= 0:
+            raise ConfigError(f"{READ_TIMEOUT_ENV}={env[READ_TIMEOUT_ENV]!r} is not a positive number of seconds")
     return S3Settings(
         endpoint_url=endpoint,
         region=pick("region", "AWS_DEFAULT_REGION", "AWS_REGION") or "us-east-1",
@@ -95,4 +106,6 @@ def kserve_s3_settings(env: Mapping[str, str] | None = None) -> S3Settings:
         ca_data=str(cfg["certificate"]) if cfg.get("certificate") else None,
         insecure=_false(pick("verify_ssl", "S3_VERIFY_SSL")),
         path_style=not _true(env.get("S3_USER_VIRTUAL_BUCKET")),
+        read_timeout=wait,
+        metadata_deadline=max(S3Settings.metadata_deadline, 2 * wait),  # as --read-timeout does
     )

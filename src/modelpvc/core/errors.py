@@ -75,6 +75,11 @@ class TransientError(ModelpvcError):
     exit_code = ExitCode.SOURCE
 
 
+class NoAnswer(TransientError):
+    """The endpoint took the request but sent no answer within the read timeout (not a network failure:
+    a server busy with a large listing or computing an ETag answers late)."""
+
+
 class SourceChanged(TransientError):
     """The object changed while it was being copied (ETag precondition failed)."""
 

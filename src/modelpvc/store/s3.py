@@ -11,6 +11,7 @@ from xml.etree import ElementTree
 
 from modelpvc.core.digests import CHECKSUM_PREFERENCE
 from modelpvc.core.errors import (
+    NoAnswer,
     SourceError,
     SourceNotFound,
     SourceUnreachable,
@@ -48,6 +49,13 @@ class S3Source:
                 fn, attempts=s.max_attempts, base=s.backoff_base, cap=s.backoff_cap,
                 deadline=s.metadata_deadline,
             )
+        except NoAnswer as e:
+            raise SourceUnreachable(
+                f"{what}: no answer from {self.endpoint} after retries ({e})",
+                hint="the endpoint is reachable but slow to answer (a large listing, a busy gateway, or a server "
+                     "that computes ETags on first access): raise --read-timeout, e.g. --read-timeout 60 "
+                     "(MODELPVC_READ_TIMEOUT=60 in the storage initializer's environment)",
+            ) from e
         except TransientError as e:
             raise SourceUnreachable(
                 f"{what}: no usable answer from {self.endpoint} after retries ({e})",

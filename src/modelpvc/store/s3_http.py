@@ -22,6 +22,7 @@ from modelpvc.core.errors import (
     AccessDenied,
     ConfigError,
     ModelpvcError,
+    NoAnswer,
     SourceChanged,
     SourceError,
     SourceNotFound,
@@ -224,6 +225,7 @@ class S3Http:
         hdrs["Host"] = host_for_signing(host, self.scheme)
         conn = self._conn(host)
         what = what or f"s3://{bucket}/{key}"
+        sent = False
         try:
             if conn.sock is None:
                 conn.connect()
@@ -231,6 +233,7 @@ class S3Http:
                 # The connect timeout was short; the answer (after a body the server must store) may take longer.
                 conn.sock.settimeout(wait or self.settings.read_timeout)
             conn.request(method, target, body=body, headers=hdrs)
+            sent = True
             raw = conn.getresponse()
             sock = conn.sock
             if sock is not None:
@@ -244,6 +247,9 @@ class S3Http:
             ) from e
         except (OSError, http.client.HTTPException) as e:
             self.drop_connection()
+            if sent and isinstance(e, socket.timeout | TimeoutError):
+                raise NoAnswer(f"{what}: {self.endpoint} took the request but sent no answer within "
+                               f"{wait or self.settings.read_timeout:g} s (timed out)") from e
             raise TransientError(f"{what}: connection to {self.endpoint} failed ({describe_network_error(e)})") from e
         return Response(raw.status, _Headers(raw.getheaders()), raw, self)
 
