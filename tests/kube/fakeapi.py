@@ -727,6 +727,13 @@ class FakeCluster:
                 continue
             ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
             claims = _claims(pod)
+            # kube-scheduler's VolumeBinding filter: a pod whose claim does not exist yet stays Pending and is
+            # retried when the claim appears (Argo CD, for one, may create the Job before the PVC of its wave).
+            missing = [c for c in claims if self.get("persistentvolumeclaims", ns, c) is None]
+            if missing:
+                self._unschedulable(
+                    ns, pod, f'0/{len(nodes)} nodes are available: persistentvolumeclaim "{missing[0]}" not found.')
+                continue
             rwop = [c for c in claims if self._rwop_in_use(ns, c, name)]
             if rwop:
                 self._unschedulable(

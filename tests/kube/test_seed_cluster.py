@@ -356,6 +356,32 @@ def test_argo_first_sync_completes_on_a_wait_for_first_consumer_class(seed, oc, 
     assert _pv_zone(seed) == "us-east-2b"
 
 
+def test_a_job_applied_before_its_claim_waits_for_it_as_the_scheduler_does(seed, oc, model, tmp_path, env):
+    """Argo CD applies a wave's files in its own order, and `render` names them 1-job-... before 1-pvc-...:
+    kube-scheduler keeps a pod whose claim does not exist Pending ("persistentvolumeclaim ... not found")
+    and schedules it once the claim appears. (The fake once scheduled it without a volume.)"""
+    out = tmp_path / "gitops"
+    r = run_cli(["render", "--isvc-base", str(REFERENCE), "--source", model.uri, "--secret", SECRET, "--pvc", PVC,
+                 "--size", "1Gi", "--storage-class", "gp3-csi", "--zone", "us-east-2b", "--gitops", "argocd",
+                 "--kinds", "pvc,job", "-o", str(out)], {**env, "AWS_ACCESS_KEY_ID": ""})
+    assert r.returncode == 0, r.stderr
+    objects = [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+    [job] = [o for o in objects if o["kind"] == "Job"]
+    [pvc] = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    seed.put("jobs", NS, job)
+    deadline = time.monotonic() + 20
+    while True:
+        pods = [p for p in seed.list("pods", NS) if p["metadata"]["labels"].get("job-name") == job["metadata"]["name"]]
+        conds = [c for p in pods for c in (p["status"].get("conditions") or [])]
+        if any(f'persistentvolumeclaim "{PVC}" not found' in c.get("message", "") for c in conds):
+            break
+        assert time.monotonic() < deadline, pods
+        time.sleep(0.1)
+    assert not pods[0]["spec"].get("nodeName")
+    _argo_sync(seed, [pvc, job])
+    assert _pv_zone(seed) == "us-east-2b"
+
+
 # 13 --------------------------------------------------------------------------------------------------------
 def test_argo_hook_job_lands_on_the_servers_node_instead_of_hanging_on_multi_attach(seed, oc, model, env, tmp_path):
     assert _first_populate(oc, model, "--isvc-base", str(REFERENCE)).returncode == 0
