@@ -342,13 +342,17 @@ def _argo_sync(seed: FakeCluster, objects: list[dict[str, Any]], wave_timeout: f
             time.sleep(0.2)
 
 
-def test_argo_first_sync_completes_on_a_wait_for_first_consumer_class(seed, oc, model, tmp_path, env):
-    out = tmp_path / "gitops"
+def _render_for_argo(model, env, out: Path, kinds: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """The Argo CD files `render` writes for a gp3-csi (WaitForFirstConsumer) claim in us-east-2b."""
     r = run_cli(["render", "--isvc-base", str(REFERENCE), "--source", model.uri, "--secret", SECRET, "--pvc", PVC,
                  "--size", "1Gi", "--storage-class", "gp3-csi", "--zone", "us-east-2b", "--gitops", "argocd",
-                 "--kinds", "pvc,job,verify-job,isvc", "-o", str(out)], {**env, "AWS_ACCESS_KEY_ID": ""})
+                 "--kinds", kinds, "-o", str(out)], {**env, "AWS_ACCESS_KEY_ID": ""})
     assert r.returncode == 0, r.stderr
-    objects = [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+    return [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+
+
+def test_argo_first_sync_completes_on_a_wait_for_first_consumer_class(seed, oc, model, tmp_path, env):
+    objects = _render_for_argo(model, env, tmp_path / "gitops", "pvc,job,verify-job,isvc")
     waves = {o["kind"] + o["metadata"]["name"][-6:]: o["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
              for o in objects}
     assert len(set(waves.values())) == 3  # PVC and populate Job together, then verify, then the server
@@ -360,12 +364,7 @@ def test_a_job_applied_before_its_claim_waits_for_it_as_the_scheduler_does(seed,
     """Argo CD applies a wave's files in its own order, and `render` names them 1-job-... before 1-pvc-...:
     kube-scheduler keeps a pod whose claim does not exist Pending ("persistentvolumeclaim ... not found")
     and schedules it once the claim appears. (The fake once scheduled it without a volume.)"""
-    out = tmp_path / "gitops"
-    r = run_cli(["render", "--isvc-base", str(REFERENCE), "--source", model.uri, "--secret", SECRET, "--pvc", PVC,
-                 "--size", "1Gi", "--storage-class", "gp3-csi", "--zone", "us-east-2b", "--gitops", "argocd",
-                 "--kinds", "pvc,job", "-o", str(out)], {**env, "AWS_ACCESS_KEY_ID": ""})
-    assert r.returncode == 0, r.stderr
-    objects = [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+    objects = _render_for_argo(model, env, tmp_path / "gitops", "pvc,job")
     [job] = [o for o in objects if o["kind"] == "Job"]
     [pvc] = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
     seed.put("jobs", NS, job)

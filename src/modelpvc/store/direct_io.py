@@ -207,9 +207,7 @@ class WriteBehind:
                 try:
                     item(self._broken)
                 finally:
-                    with self._cond:
-                        self._pending -= 1
-                        self._cond.notify_all()
+                    self._one_done()
                 continue
             write, data, offset, buf = item
             try:
@@ -221,6 +219,9 @@ class WriteBehind:
                 self._error = self._broken = e
             finally:
                 self._free.put(buf)
-                with self._cond:
-                    self._pending -= 1
-                    self._cond.notify_all()
+                self._one_done()
+
+    def _one_done(self) -> None:
+        with self._cond:
+            self._pending -= 1
+            self._cond.notify_all()

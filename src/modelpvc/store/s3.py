@@ -49,18 +49,13 @@ class S3Source:
                 fn, attempts=s.max_attempts, base=s.backoff_base, cap=s.backoff_cap,
                 deadline=s.metadata_deadline,
             )
-        except NoAnswer as e:
-            raise SourceUnreachable(
-                f"{what}: no answer from {self.endpoint} after retries ({e})",
-                hint="the endpoint is reachable but slow to answer (a large listing, a busy gateway, or a server "
-                     "that computes ETags on first access): raise --read-timeout, e.g. --read-timeout 60 "
-                     "(MODELPVC_READ_TIMEOUT=60 in the storage initializer's environment)",
-            ) from e
         except TransientError as e:
-            raise SourceUnreachable(
-                f"{what}: no usable answer from {self.endpoint} after retries ({e})",
-                hint="check --endpoint-url / AWS_ENDPOINT_URL and that the endpoint is reachable from here",
-            ) from e
+            hint = ("the endpoint is reachable but slow to answer (a large listing, a busy gateway, or a server "
+                    "that computes ETags on first access): raise --read-timeout, e.g. --read-timeout 60 "
+                    "(MODELPVC_READ_TIMEOUT=60 in the storage initializer's environment)" if isinstance(e, NoAnswer)
+                    else "check --endpoint-url / AWS_ENDPOINT_URL and that the endpoint is reachable from here")
+            raise SourceUnreachable(f"{what}: no usable answer from {self.endpoint} after retries ({e})",
+                                    hint=hint) from e
 
     def _list_page(self, prefix: str, token: str | None, delimiter: str | None) -> ElementTree.Element:
         query = {"list-type": "2", "prefix": prefix, "max-keys": "1000"}

@@ -182,12 +182,12 @@ class SequentialDigest:
         # worker streaming the next range skip its in-stream hash (the lock is busy) and leave the cursor
         # behind it: that range, and every one after it, would be hashed from the page cache instead.
         # (A range completes in the writer thread while its worker already streams the next one.)
+        # The loop re-checks after releasing: a range may have completed while we held the lock.
         while self._behind() and self.lock.acquire(blocking=False):
             try:
                 self._hash_forward(fd)
             finally:
                 self.lock.release()
-            # Re-check after releasing: a range may have completed while we held the lock.
 
     def _behind(self) -> bool:
         with self.meta:
