@@ -13,17 +13,19 @@ S3 offers three kinds of end-to-end values:
 * a per-part value of a multipart upload (the ETag ``md5(md5(p1)|md5(p2)|...)-N``, and AWS's composite
   checksums ``crc(crc(p1)|crc(p2)|...)-N``): parts are independent, ranges are cut on part boundaries.
 
-CRC32C and CRC64NVME come from ``awscrt`` (a default dependency; see docs/decisions.md for the
-candidates measured): it releases the GIL and runs at several GB/s per core.
+The CRCs come from ISA-L through the ``isal`` wheel where it works, else awscrt and zlib
+(``crc_native``; docs/decisions.md §10 for the candidates measured): they release the GIL and run at
+10-20 GB/s per core.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from modelpvc.core.crc_native import REFLECTED_POLY, crc_function
 
 SEQUENTIAL = ("md5", "sha1", "sha256")
 CRCS = ("crc32", "crc32c", "crc64nvme")
@@ -40,13 +42,7 @@ class _Crc:
     """A running CRC with hashlib's interface. ``fn(data, previous)`` is the library's incremental form."""
 
     def __init__(self, name: str, width: int) -> None:
-        if name == "crc32":
-            self.fn: Any = zlib.crc32
-        else:
-            # Imported on first use: awscrt costs ~50 ms to import, which a run without CRCs need not pay.
-            from awscrt import checksums
-
-            self.fn = getattr(checksums, name)
+        self.fn = crc_function(name)
         self.width = width
         self.value = 0
 
@@ -82,7 +78,6 @@ def encode(algorithm: str, raw: bytes) -> str:
 # -- CRC combination ---------------------------------------------------------------------------------
 # The three S3 CRCs are reflected with init == xorout (all ones), so crc(A|B) = Z^len(B)(crc(A)) ^ crc(B),
 # where Z is the linear map "feed one zero byte" on the register (zlib's crc32_combine, generalised).
-_REFLECTED_POLY = {"crc32": (32, 0xEDB88320), "crc32c": (32, 0x82F63B78), "crc64nvme": (64, 0x9A6C9329AC4BC9B5)}
 
 
 def _times(matrix: list[int], vec: int) -> int:
@@ -129,7 +124,7 @@ def crc_combine(algorithm: str, crc_a: int, crc_b: int, len_b: int) -> int:
     """CRC of A followed by B, from the CRCs of each and the length of B."""
     z = _zeros.get(algorithm)
     if z is None:
-        z = _zeros[algorithm] = _Zeros(*_REFLECTED_POLY[algorithm])
+        z = _zeros[algorithm] = _Zeros(*REFLECTED_POLY[algorithm])
     return z.apply(crc_a, len_b) ^ crc_b
 
 
