@@ -52,7 +52,8 @@ def test_the_chosen_function_hashes_bytes_bytearrays_views_and_mmaps_in_place_as
         buf.close()  # no export of the mmap is left behind by a call
 
 
-def test_a_candidate_that_gives_another_value_is_passed_over(monkeypatch: pytest.MonkeyPatch):
+def test_a_candidate_that_gives_another_value_is_passed_over(monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture):
     real = crc_native._candidates("crc64nvme")
 
     def wrong(data: object, previous: int) -> int:
@@ -65,6 +66,7 @@ def test_a_candidate_that_gives_another_value_is_passed_over(monkeypatch: pytest
     name, fn = crc_native._first_correct("crc64nvme")
     assert name == real[0][0]
     assert fn(b"123456789", 0) == CHECK["crc64nvme"]
+    assert "crc64nvme: broken gives wrong values here; not used" in caplog.text
 
 
 def test_without_isal_the_crcs_come_from_awscrt_and_zlib(monkeypatch: pytest.MonkeyPatch):

@@ -19,6 +19,7 @@ symbol, or gives another value, falls back to awscrt (CRC32C, CRC64NVME) or zlib
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import zlib
@@ -33,6 +34,8 @@ REFLECTED_POLY = {"crc32": (32, 0xEDB88320), "crc32c": (32, 0x82F63B78), "crc64n
 
 CrcFunction = Callable[[Any, int], int]
 """``fn(data, previous) -> crc``: the CRC of what ``previous`` covered followed by ``data`` (0 to start)."""
+
+log = logging.getLogger(__name__)
 
 _SELF_TEST = bytes((i * 37 + 11) & 0xFF for i in range(521))  # > 256 bytes: the folding loop runs
 _chosen: dict[str, tuple[str, CrcFunction]] = {}
@@ -80,7 +83,9 @@ def _first_correct(algorithm: str) -> tuple[str, CrcFunction]:
         except (ImportError, OSError, TypeError, ValueError, AttributeError):
             continue
         if whole == expected and chained == expected:
+            log.debug("%s: %s", algorithm, name)
             return name, fn
+        log.warning("%s: %s gives wrong values here; not used", algorithm, name)
     raise RuntimeError(f"no working {algorithm} implementation")  # zlib/awscrt are always there
 
 
