@@ -20,6 +20,7 @@ Sources, read from KServe v0.15+ (kserve/kserve ``pkg/credentials/s3/s3_secret.g
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -88,14 +89,7 @@ def kserve_s3_settings(env: Mapping[str, str] | None = None) -> S3Settings:
     if ca_bundle and not os.path.exists(ca_bundle):
         raise ConfigError(f"CA bundle {ca_bundle} does not exist in the container",
                           hint="check AWS_CA_BUNDLE / the s3-cabundle annotation and the volume that holds it")
-    wait = S3Settings.read_timeout
-    if env.get(READ_TIMEOUT_ENV):
-        try:
-            wait = float(env[READ_TIMEOUT_ENV])
-        except ValueError:
-            wait = 0.0
-        if wait <= 0:
-            raise ConfigError(f"{READ_TIMEOUT_ENV}={env[READ_TIMEOUT_ENV]!r} is not a positive number of seconds")
+    wait = _seconds(env, READ_TIMEOUT_ENV) or S3Settings.read_timeout
     return S3Settings(
         endpoint_url=endpoint,
         region=pick("region", "AWS_DEFAULT_REGION", "AWS_REGION") or "us-east-1",
@@ -109,3 +103,17 @@ def kserve_s3_settings(env: Mapping[str, str] | None = None) -> S3Settings:
         read_timeout=wait,
         metadata_deadline=max(S3Settings.metadata_deadline, 2 * wait),  # as --read-timeout does
     )
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float | None:
+    """A positive, finite number of seconds from ``env[name]``; None when it is unset or empty."""
+    text = env.get(name)
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}={text!r} is not a positive number of seconds")
+    return value

@@ -7,7 +7,7 @@ exports ISA-L's C API, ``crc64_rocksoft_refl`` (CRC-64/NVME is ISA-L's "Rocksoft
 workers hash in parallel). CRC32 is ``isal_zlib.crc32``, the wheel's Python API. Measured on this
 project's 2-core EPYC (VPCLMULQDQ and AVX2, no AVX-512), CPU-s per GB over 8 MiB pieces:
 CRC-64/NVME 0.05 (ISA-L's AVX2 kernel) / 0.10 (its dispatcher's choice) against awscrt's 0.15;
-CRC-32C 0.065 / 0.12 against 0.21; CRC-32 0.09 against zlib's 0.36. Importing it costs ~2 ms against
+CRC-32C 0.065 / 0.12 against 0.21; CRC-32 0.09 against zlib's 0.36. Loading it costs ≈ 6 ms against
 awscrt's 70-100 ms (docs/decisions.md §10).
 
 ISA-L's own dispatcher picks its AVX2 kernels only on CPUs that also have GFNI and VAES, which those
@@ -91,13 +91,13 @@ def _first_correct(algorithm: str) -> tuple[str, CrcFunction]:
 
 def _candidates(algorithm: str) -> list[tuple[str, CrcFunction]]:
     out: list[tuple[str, CrcFunction]] = []
+    isal_zlib = _isal_zlib()
     if algorithm == "crc32":
-        isal_crc32 = _isal_crc32()
-        if isal_crc32 is not None:
-            out.append(("isal_zlib.crc32", isal_crc32))
+        if isal_zlib is not None:
+            out.append(("isal_zlib.crc32", isal_zlib.crc32))
         out.append(("zlib.crc32", zlib.crc32))
         return out
-    lib = _isal_library()
+    lib = _library(isal_zlib.__file__) if isal_zlib is not None else None
     if lib is not None:
         base = {"crc32c": "crc32_iscsi", "crc64nvme": "crc64_rocksoft_refl"}[algorithm]
         names = [base + "_avx2"] if _has_avx2_clmul() else []
@@ -109,25 +109,21 @@ def _candidates(algorithm: str) -> list[tuple[str, CrcFunction]]:
     return out
 
 
-def _isal_crc32() -> CrcFunction | None:
+def _isal_zlib() -> Any:
+    """The ``isal_zlib`` module, or None where the wheel is not installed."""
     try:
         from isal import isal_zlib
     except ImportError:
         return None
-    fn: CrcFunction = isal_zlib.crc32
-    return fn
+    return isal_zlib
 
 
-def _isal_library() -> ctypes.CDLL | None:
-    try:
-        from isal import isal_zlib
-    except ImportError:
-        return None
+def _library(path: str) -> ctypes.CDLL | None:
     import ctypes  # here, not at the top: a run that checks no CRC does not pay for it
 
     try:
-        # Already loaded by the import above: dlopen hands back the same library.
-        return ctypes.CDLL(isal_zlib.__file__)
+        # Already loaded by the import of the module: dlopen hands back the same library.
+        return ctypes.CDLL(path)
     except OSError:
         return None
 
@@ -152,25 +148,28 @@ def _bind(lib: ctypes.CDLL, symbol: str, algorithm: str) -> CrcFunction | None:
     raw = getattr(lib, symbol, None)
     if raw is None:
         return None
+    step: Callable[[int, int, int], int]
     if algorithm == "crc64nvme":
         # uint64_t crc64_rocksoft_refl(uint64_t init_crc, const unsigned char *buf, uint64_t len):
         # inverts on the way in and out itself, so the previous CRC goes in as it is.
         raw.restype = ctypes.c_uint64
         raw.argtypes = [ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64]
 
-        def crc64(data: Any, previous: int) -> int:
-            return _call(data, previous, lambda ptr, n, crc: int(raw(crc, ptr, n)))
+        def step(ptr: int, n: int, crc: int) -> int:
+            return int(raw(crc, ptr, n))
+    else:
+        # unsigned int crc32_iscsi(unsigned char *buf, int len, unsigned int init_crc): no inversion, and
+        # len is an int, so pieces stay below 2 GiB.
+        raw.restype = ctypes.c_uint32
+        raw.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
 
-        return crc64
-    # unsigned int crc32_iscsi(unsigned char *buf, int len, unsigned int init_crc): no inversion, and
-    # len is an int, so pieces stay below 2 GiB.
-    raw.restype = ctypes.c_uint32
-    raw.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+        def step(ptr: int, n: int, crc: int) -> int:
+            return int(raw(ptr, n, crc ^ 0xFFFFFFFF)) ^ 0xFFFFFFFF
 
-    def crc32c(data: Any, previous: int) -> int:
-        return _call(data, previous, lambda ptr, n, crc: int(raw(ptr, n, crc ^ 0xFFFFFFFF)) ^ 0xFFFFFFFF)
+    def crc(data: Any, previous: int) -> int:
+        return _call(data, previous, step)
 
-    return crc32c
+    return crc
 
 
 _PIECE = 1 << 30
@@ -181,19 +180,20 @@ def _call(data: Any, crc: int, step: Callable[[int, int, int], int]) -> int:
     import ctypes
 
     if isinstance(data, bytes):
-        view = memoryview(data)
+        length = len(data)
         base = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
     else:
         view = memoryview(data).cast("B")
-        if len(view) == 0:
+        length = len(view)
+        if length == 0:
             return crc
         if view.readonly:
             # ctypes maps only writable buffers; a read-only view that is not bytes is rare here.
             return _call(bytes(view), crc, step)
         holder = ctypes.c_char.from_buffer(view)
         base = ctypes.addressof(holder)
-    for start in range(0, len(view), _PIECE):
-        crc = step(base + start, min(_PIECE, len(view) - start), crc)
+    for start in range(0, length, _PIECE):
+        crc = step(base + start, min(_PIECE, length - start), crc)
     return crc
 
 

@@ -225,13 +225,14 @@ class S3Http:
         hdrs["Host"] = host_for_signing(host, self.scheme)
         conn = self._conn(host)
         what = what or f"s3://{bucket}/{key}"
+        answer_within = wait or self.settings.read_timeout
         sent = False
         try:
             if conn.sock is None:
                 conn.connect()
             if conn.sock is not None:
                 # The connect timeout was short; the answer (after a body the server must store) may take longer.
-                conn.sock.settimeout(wait or self.settings.read_timeout)
+                conn.sock.settimeout(answer_within)
             conn.request(method, target, body=body, headers=hdrs)
             sent = True
             raw = conn.getresponse()
@@ -249,7 +250,7 @@ class S3Http:
             self.drop_connection()
             if sent and isinstance(e, socket.timeout | TimeoutError):
                 raise NoAnswer(f"{what}: {self.endpoint} took the request but sent no answer within "
-                               f"{wait or self.settings.read_timeout:g} s (timed out)") from e
+                               f"{answer_within:g} s (timed out)") from e
             raise TransientError(f"{what}: connection to {self.endpoint} failed ({describe_network_error(e)})") from e
         return Response(raw.status, _Headers(raw.getheaders()), raw, self)
 
