@@ -76,7 +76,7 @@ class Destination:
             return None
 
     def write_manifest(self, manifest: Manifest) -> None:
-        write_atomic(self._manifest_path(), json.dumps(manifest.to_json(), indent=1).encode() + b"\n")
+        write_atomic(self._manifest_path(), manifest_text(manifest.to_json()).encode())
 
     def remove_manifest(self) -> None:
         """Mark the destination incomplete before changing it, durably. A shard's change also makes the
@@ -208,3 +208,19 @@ class Destination:
         count = sum(len(files) for _d, _s, files in os.walk(self.root))
         shutil.rmtree(self.root)
         return count
+
+
+def manifest_text(data: dict[str, Any]) -> str:
+    """The manifest as JSON for people to read: a top-level field or a file per line.
+
+    ``json.dumps(indent=...)`` runs the pure-Python encoder: 31 ms for 2,000 files, against 19 ms for the
+    C encoder used here line by line; part of each run's fixed cost (decisions §14)."""
+    one = json.JSONEncoder(separators=(", ", ": ")).encode
+    fields = []
+    for name, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            text = "[\n  " + ",\n  ".join(one(v) for v in value) + "\n ]"
+        else:
+            text = one(value)
+        fields.append(f" {one(name)}: {text}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"

@@ -25,6 +25,7 @@ from modelpvc.core.errors import (
     SourceUnreachable,
     TransientError,
 )
+from modelpvc.store.http_response import LeanResponse
 from modelpvc.store.s3_http import describe_network_error
 
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -68,6 +69,7 @@ class HubReader:
             t = self.endpoint.connect_timeout
             conn = (http.client.HTTPSConnection(host, port, timeout=t, context=self._ssl) if scheme == "https"
                     else http.client.HTTPConnection(host, port, timeout=t))
+            conn.response_class = LeanResponse
             conns[origin] = conn
         return conn
 

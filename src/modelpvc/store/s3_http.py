@@ -30,6 +30,7 @@ from modelpvc.core.errors import (
     TransientError,
 )
 from modelpvc.core.settings import S3Settings
+from modelpvc.store.http_response import LeanResponse, fields
 from modelpvc.store.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
 
 DENIED_CODES = {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken",
@@ -177,6 +178,7 @@ class S3Http:
             conn = http.client.HTTPSConnection(connect_host, self.port, timeout=timeout, context=self._ssl)
         else:
             conn = http.client.HTTPConnection(connect_host, self.port, timeout=timeout)
+        conn.response_class = LeanResponse
         self._local.conn = conn
         self._local.conn_host = host
         return conn
@@ -252,7 +254,7 @@ class S3Http:
                 raise NoAnswer(f"{what}: {self.endpoint} took the request but sent no answer within "
                                f"{answer_within:g} s (timed out)") from e
             raise TransientError(f"{what}: connection to {self.endpoint} failed ({describe_network_error(e)})") from e
-        return Response(raw.status, _Headers(raw.getheaders()), raw, self)
+        return Response(raw.status, fields(raw), raw, self)
 
     def _sign(self, method: str, url: str, headers: dict[str, str],
               body: bytes | memoryview | None = None) -> dict[str, str]:
@@ -274,16 +276,6 @@ def host_for_signing(netloc: str, scheme: str) -> str:
     """The Host header as clients send it: without the scheme's default port."""
     default = ":443" if scheme == "https" else ":80"
     return netloc[: -len(default)] if netloc.endswith(default) else netloc
-
-
-class _Headers(dict[str, str]):
-    """Case-insensitive header lookup without pulling in a multidict."""
-
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        super().__init__((k.lower(), v) for k, v in items)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
 
 
 def describe_network_error(e: BaseException) -> str:

@@ -62,13 +62,15 @@ class FileJob:
         with self.lock:
             if self.fd is not None:
                 return
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            if not self.resumed:
+                flags |= os.O_TRUNC
             try:
-                if not self.final.parent.is_dir():
+                try:
+                    fd = os.open(self.partial, flags, 0o644)
+                except FileNotFoundError:  # its directory is new: created on the first miss, no stat per file
                     self.final.parent.mkdir(parents=True, exist_ok=True)
-                flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-                if not self.resumed:
-                    flags |= os.O_TRUNC
-                fd = os.open(self.partial, flags, 0o644)
+                    fd = os.open(self.partial, flags, 0o644)
             except OSError as e:
                 raise destination_error(e, self.partial, "creating") from e
             try:
