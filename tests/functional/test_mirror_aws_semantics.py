@@ -232,3 +232,83 @@ def test_a_composite_checksum_that_does_not_match_fails_and_keeps_nothing(s3clie
     assert r.returncode == 5, r.stderr
     assert "w.safetensors: content does not match the source (composite-crc32c" in r.stderr
     assert not (dest / "w.safetensors").exists()
+
+
+def _small_checksummed(s3client, bucket: str, n: int = 3) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """Small single-part objects with CRC64NVME, as AWS stores every new object since 2025."""
+    _bucket(s3client, bucket)
+    out = {}
+    for i in range(n):
+        data = os.urandom(1000 + i * 4096)
+        s3client.put_object(Bucket=bucket, Key=f"m/f{i}.bin", Body=data, ChecksumAlgorithm="CRC64NVME")
+        out[f"f{i}.bin"] = data
+    return out
+
+
+def test_a_whole_get_brings_the_stored_checksum_without_a_head(s3client, moto_env, moto_proxy, tmp_path):
+    import base64
+
+    files = _small_checksummed(s3client, "viaget")
+    env = {**moto_env, "AWS_ENDPOINT_URL": moto_proxy.endpoint}
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://viaget/m/", str(dest)], env)
+    assert r.returncode == 0, r.stderr
+    assert moto_proxy.counters.heads == 0  # one request per file: the GET
+    got = _files(dest)
+    for name, data in files.items():
+        assert (dest / name).read_bytes() == data
+        assert got[name]["verified"] == "checksum-crc64nvme"
+        assert got[name]["digest"]["crc64nvme"] == base64.b64encode(_crc("crc64nvme", data)).decode()
+
+
+def test_a_wrong_checksum_in_the_get_answer_fails_the_file(s3client, moto_env, moto_proxy, tmp_path):
+    _small_checksummed(s3client, "badget", 1)
+    moto_proxy.faults.get_headers = {"f0.bin": {"x-amz-checksum-crc64nvme": "AAAAAAAAAAA="}}
+    env = {**moto_env, "AWS_ENDPOINT_URL": moto_proxy.endpoint}
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://badget/m/", str(dest)], env)
+    assert r.returncode == 5, r.stderr
+    assert "f0.bin: content does not match the source (checksum-crc64nvme" in r.stderr
+    assert moto_proxy.counters.gets == 2  # fetched again once, then refused
+    assert not (dest / "f0.bin").exists()
+
+
+def test_a_get_answer_without_the_listed_checksum_falls_back_to_the_etag(s3client, moto_env, moto_proxy,
+                                                                         tmp_path):
+    """A server that lists ChecksumAlgorithm but ignores x-amz-checksum-mode on GET: its HEAD would say
+    no more, so none is made; the single-part ETag (an MD5) is checked, from the page cache."""
+    files = _small_checksummed(s3client, "nockget", 2)
+    moto_proxy.faults.get_headers = {"/m/": {"x-amz-checksum-crc64nvme": None}}
+    env = {**moto_env, "AWS_ENDPOINT_URL": moto_proxy.endpoint}
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://nockget/m/", str(dest)], env)
+    assert r.returncode == 0, r.stderr
+    assert moto_proxy.counters.heads == 0
+    got = _files(dest)
+    for name, data in files.items():
+        assert (dest / name).read_bytes() == data
+        assert got[name]["verified"] == "md5"
+        assert got[name]["digest"]["md5"] == hashlib.md5(data).hexdigest()
+
+
+def test_adopted_and_ranged_files_ask_for_the_checksum_with_a_head(s3client, moto_env, moto_proxy, tmp_path):
+    """No whole GET, no answer: a copy found complete on disk (adopted) and a file fetched in ranges get
+    the stored checksum from a HEAD, and are still checksum-verified."""
+    files = _small_checksummed(s3client, "adoptck", 2)
+    big = os.urandom(3 * 1024 * 1024 + 7)
+    s3client.put_object(Bucket="adoptck", Key="m/big.bin", Body=big, ChecksumAlgorithm="CRC64NVME")
+    env = {**moto_env, "AWS_ENDPOINT_URL": moto_proxy.endpoint}
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", "s3://adoptck/m/", str(dest), "--part-size", "1"], env)
+    assert r.returncode == 0, r.stderr
+    assert moto_proxy.counters.heads == 1  # big.bin, fetched in 1 MiB ranges
+    assert _files(dest)["big.bin"]["verified"] == "checksum-crc64nvme"
+    (dest / ".modelpvc" / "manifest.json").unlink()  # complete files, no record: they are adopted
+    moto_proxy.reset()
+    r = run_cli(["mirror", "s3://adoptck/m/", str(dest), "--part-size", "1"], env)
+    assert r.returncode == 0, r.stderr
+    assert moto_proxy.counters.gets == 0 and moto_proxy.counters.heads == 3
+    got = _files(dest)
+    for name, data in {**files, "big.bin": big}.items():
+        assert (dest / name).read_bytes() == data
+        assert got[name]["verified"] == "checksum-crc64nvme"

@@ -33,6 +33,7 @@ class Faults:
     # Headers to set on HEAD answers whose path contains the key (value: {header: value, or None to drop}):
     # how a test plays a server moto does not imitate, e.g. AWS's composite "-N" checksums.
     head_headers: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    get_headers: dict[str, dict[str, str | None]] = field(default_factory=dict)  # the same, on object GETs
 
 
 @dataclass
@@ -151,6 +152,8 @@ class FaultProxy:
             if method == "HEAD":
                 length = 0
                 rhead = _rewrite_head(rhead, target, f.head_headers)
+            elif is_obj_get:
+                rhead = _rewrite_head(rhead, target, f.get_headers)
             writer.write(rhead)
             if chunked and method != "HEAD":
                 await _relay_chunked(ur, writer)

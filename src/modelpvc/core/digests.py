@@ -153,7 +153,8 @@ class Expectation:
       * ``"parts"``: one value per upload part of ``part_size`` bytes, combined by hashing them (multipart
         ETags, composite checksums);
       * ``"size"``: lengths only.
-    ``expected`` is None when the source offers nothing to compare (a digest is still recorded).
+    ``expected`` is None when the source offers nothing to compare (a digest is still recorded), or, with
+    ``from_answer``, until the GET of the whole object brings the stored checksum (transfer.expectations).
     """
 
     kind: str  # recorded: "md5", "checksum-crc64nvme", "multipart-etag", "composite-crc32c", "digest-md5", "size"
@@ -161,6 +162,7 @@ class Expectation:
     algorithm: str | None = None
     expected: str | None = None
     part_size: int | None = None
+    from_answer: bool = False
 
     @property
     def key(self) -> str:

@@ -12,6 +12,8 @@ from modelpvc.core.models import ObjectInfo
 # Called with (offset in the object, bytes) as data arrives; the view is only valid during the call,
 # unless the callback hands its buffer on (see Buffers).
 DataCallback = Callable[[int, memoryview], None]
+# Called with the checksum a whole-object GET answered with, (algorithm, base64 value), or None.
+ChecksumCallback = Callable[[tuple[str, str] | None], None]
 
 
 class Buffers(Protocol):
@@ -74,10 +76,13 @@ class ObjectSource(Protocol):
         ...
 
     def read(
-        self, obj: ObjectInfo, start: int, end: int, bufs: Buffers, on_data: DataCallback
+        self, obj: ObjectInfo, start: int, end: int, bufs: Buffers, on_data: DataCallback,
+        on_checksum: ChecksumCallback | None = None,
     ) -> None:
         """One attempt to stream bytes [start, end) of ``obj`` into ``on_data``.
 
+        ``on_checksum``, for a read of the whole object: told, before any data, the full-object checksum
+        the source stored, as ``full_checksum`` would answer (None when it has none or does not say).
         Raises TransientError (retry it, from where the data stopped) or a permanent error.
         """
         ...

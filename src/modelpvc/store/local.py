@@ -8,7 +8,7 @@ from pathlib import Path
 
 from modelpvc.core.errors import SourceError, SourceNotFound
 from modelpvc.core.models import ObjectInfo
-from modelpvc.store.base import Buffers, DataCallback, SourceURI
+from modelpvc.store.base import Buffers, ChecksumCallback, DataCallback, SourceURI
 
 
 class LocalSource:
@@ -39,8 +39,11 @@ class LocalSource:
         return sorted(out, key=lambda o: o.rel)
 
     def read(
-        self, obj: ObjectInfo, start: int, end: int, bufs: Buffers, on_data: DataCallback
+        self, obj: ObjectInfo, start: int, end: int, bufs: Buffers, on_data: DataCallback,
+        on_checksum: ChecksumCallback | None = None,
     ) -> None:
+        if on_checksum is not None and start == 0 and end == obj.size:
+            on_checksum(None)  # files carry no stored checksum
         try:
             fd = os.open(self.root / obj.rel, os.O_RDONLY)
         except OSError as e:

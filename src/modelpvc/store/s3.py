@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import http.client
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 from xml.etree import ElementTree
 
@@ -20,7 +20,7 @@ from modelpvc.core.errors import (
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.retry import call_with_retries
 from modelpvc.core.settings import S3Settings
-from modelpvc.store.base import Buffers, DataCallback, SourceURI
+from modelpvc.store.base import Buffers, ChecksumCallback, DataCallback, SourceURI
 from modelpvc.store.s3_http import Response, S3Http, s3_error
 from modelpvc.store.s3_xml import find as _find
 from modelpvc.store.s3_xml import findall as _findall
@@ -135,18 +135,25 @@ class S3Source:
         return ranked or candidates[:limit]
 
     def read(
-        self, obj: ObjectInfo, start: int, end: int, bufs: Buffers, on_data: DataCallback
+        self, obj: ObjectInfo, start: int, end: int, bufs: Buffers, on_data: DataCallback,
+        on_checksum: ChecksumCallback | None = None,
     ) -> None:
         headers = {"If-Match": f'"{obj.etag}"'} if obj.etag else {}
         whole = start == 0 and end == obj.size
         if not whole:
             headers["Range"] = f"bytes={start}-{end - 1}"
+        elif on_checksum is not None:
+            # The stored checksum comes with the object (S3 API GetObject, ChecksumMode): no HEAD for it.
+            # A ranged GET is answered without one, so only a whole read asks.
+            headers["x-amz-checksum-mode"] = "ENABLED"
         what = f"s3://{self.uri.bucket}/{obj.key}"
         resp = self.http.request("GET", self.uri.bucket, obj.key, headers=headers, what=what)
         if resp.status not in (200, 206):
             raise s3_error(resp.status, _read_body(resp, what), what)
         if not whole:
             _check_content_range(resp, start, end, obj.size, what)
+        elif on_checksum is not None:
+            on_checksum(_stored_checksum(resp.headers, obj))
         length = resp.headers.get("content-length")
         if length is not None and int(length) != end - start:
             resp.release()
@@ -196,29 +203,34 @@ class S3Source:
         """(algorithm, base64 value) of the checksum the source stored, in our order of preference. A
         composite (per-part) value keeps its ``-N`` suffix; the caller checks it part by part."""
         resp = self._head(obj, None, {"x-amz-checksum-mode": "ENABLED"})
-        ctype = (resp.headers.get("x-amz-checksum-type") or "").upper()
-        for algo in CHECKSUM_PREFERENCE:
-            value = resp.headers.get(f"x-amz-checksum-{algo}")
-            if not value:
-                continue
-            composite = "-" in value
-            if ctype == "COMPOSITE" and not composite:
-                # Some servers report a composite value without its part count: not checkable as is.
-                continue
-            if ctype == "FULL_OBJECT" and composite:
-                continue
-            if obj.multipart_parts is not None and not composite and ctype != "FULL_OBJECT" \
-                    and algo != "crc64nvme":
-                # A multipart upload's checksum is composite unless the server says otherwise; some
-                # servers (moto) omit both the type and the -N, so only an explicit FULL_OBJECT is
-                # trusted -- or CRC64NVME, which S3 only ever stores for the full object (AWS S3 user
-                # guide, "Checking object integrity": CRC-64/NVME has no composite type).
-                continue
-            return algo, value
-        return None
+        return _stored_checksum(resp.headers, obj)
 
     def close(self) -> None:
         self.http.close()
+
+
+def _stored_checksum(headers: Mapping[str, str], obj: ObjectInfo) -> tuple[str, str] | None:
+    """The checksum fields of a HEAD or whole GET answer, in our order of preference."""
+    ctype = (headers.get("x-amz-checksum-type") or "").upper()
+    for algo in CHECKSUM_PREFERENCE:
+        value = headers.get(f"x-amz-checksum-{algo}")
+        if not value:
+            continue
+        composite = "-" in value
+        if ctype == "COMPOSITE" and not composite:
+            # Some servers report a composite value without its part count: not checkable as is.
+            continue
+        if ctype == "FULL_OBJECT" and composite:
+            continue
+        if obj.multipart_parts is not None and not composite and ctype != "FULL_OBJECT" \
+                and algo != "crc64nvme":
+            # A multipart upload's checksum is composite unless the server says otherwise; some
+            # servers (moto) omit both the type and the -N, so only an explicit FULL_OBJECT is
+            # trusted -- or CRC64NVME, which S3 only ever stores for the full object (AWS S3 user
+            # guide, "Checking object integrity": CRC-64/NVME has no composite type).
+            continue
+        return algo, value
+    return None
 
 
 def _read_body(resp: Response, what: str) -> bytes:

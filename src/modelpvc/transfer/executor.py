@@ -31,6 +31,7 @@ from modelpvc.store.base import Buffers, ObjectSource, OneBuffer
 from modelpvc.store.destination import Destination
 from modelpvc.store.journal import Journal
 from modelpvc.store.localfs import fsync_dir
+from modelpvc.transfer.expectations import settle
 from modelpvc.transfer.filejob import FileJob
 
 log = logging.getLogger(__name__)
@@ -299,7 +300,8 @@ class Executor:
             t0 = time.monotonic()
             b0 = busy[wid]
             try:
-                self.source.read(obj, pos, end, bufs, on_data)
+                ask = job.answered if job.exp.from_answer and pos == 0 and end == obj.size else None
+                self.source.read(obj, pos, end, bufs, on_data, ask)
                 self._wait[wid] += time.monotonic() - t0 - (busy[wid] - b0)
                 break
             except TransientError as e:
@@ -332,7 +334,12 @@ class Executor:
         if last and publish:
             self._finish_file(job)
 
+    def _settle(self, job: FileJob) -> None:
+        if job.exp.from_answer:
+            job.settle(settle(self.source, job.obj, self.settings.verify, job.exp, job.asked, job.answer))
+
     def _finish_file(self, job: FileJob) -> None:
+        self._settle(job)
         ok, digest = job.check()
         if not ok:
             detail = f"{job.exp.kind} {next(iter(digest.values()), '?')} != expected {job.exp.expected}"
@@ -351,6 +358,7 @@ class Executor:
         self._published(job, job.publish(), digest)
 
     def _adopt(self, job: FileJob) -> None:
+        self._settle(job)  # nothing was fetched: a HEAD asks for the stored checksum
         ok, digest = job.check_adoptable()
         if ok:
             with self._lock:

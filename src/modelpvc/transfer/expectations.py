@@ -3,11 +3,17 @@
 Order of preference: a checksum the source stored (a full-object CRC is hashed range by range in the
 receiving threads; a composite one part by part), then the single-part ETag's MD5, then the multipart
 ETag recomputed part by part. When nothing is checkable an MD5 is still recorded for ``verify --deep``.
+
+A stored checksum costs a HEAD per object, unless the object is fetched by one GET: that GET asks for
+it (``x-amz-checksum-mode``) and the value arrives with the bytes. Such objects get a ``from_answer``
+expectation, ``settle``d once the GET has answered. AWS stores CRC-64/NVME on every new object, so
+without this a mirror of 2,000 small files would first make 2,000 HEADs.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from modelpvc.core import digests
 from modelpvc.core.digests import SIZE_ONLY, Expectation
@@ -36,10 +42,11 @@ def _from_checksum(source: ObjectSource, obj: ObjectInfo) -> Expectation | None:
     return None
 
 
-def _one(source: ObjectSource, obj: ObjectInfo, level: VerifyLevel) -> Expectation:
+def _one(source: ObjectSource, obj: ObjectInfo, level: VerifyLevel, ask: bool = True) -> Expectation:
+    """``ask=False``: the source already said it has no usable stored checksum for ``obj``."""
     if level is VerifyLevel.SIZE:
         return SIZE_ONLY
-    if obj.checksum_algorithm:
+    if obj.checksum_algorithm and ask:
         exp = _from_checksum(source, obj)
         if exp is not None:
             return exp
@@ -58,10 +65,34 @@ def _one(source: ObjectSource, obj: ObjectInfo, level: VerifyLevel) -> Expectati
     return Expectation("digest-md5", "whole", "md5")
 
 
-def expectations(source: ObjectSource, objects: list[ObjectInfo], level: VerifyLevel) -> list[Expectation]:
-    """One Expectation per object; HEAD requests (checksums, part sizes) run concurrently."""
-    needs_head = [o for o in objects if o.checksum_algorithm or (o.multipart_parts and not o.etag_is_md5)]
-    if level is VerifyLevel.SIZE or not needs_head:
-        return [_one(source, o, level) for o in objects]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda o: _one(source, o, level), objects))
+def _from_answer(obj: ObjectInfo, whole_up_to: int) -> Expectation | None:
+    """A listed checksum of an object fetched by one GET (``whole_up_to``: the part size; 0 = always)."""
+    algo = obj.checksum_algorithm
+    if not algo or not digests.known(algo) or obj.multipart_parts is not None or 0 < whole_up_to < obj.size:
+        return None  # multipart: its value may be composite, checked part by part; ranged GETs carry none
+    return Expectation(f"checksum-{algo}", "whole", algo, None, from_answer=True)
+
+
+def expectations(source: ObjectSource, objects: list[ObjectInfo], level: VerifyLevel,
+                 whole_up_to: int = -1) -> list[Expectation]:
+    """One Expectation per object; HEAD requests (checksums, part sizes) run concurrently. Objects no
+    larger than ``whole_up_to`` (0: any size; negative: none) take their checksum from their GET."""
+    if level is VerifyLevel.SIZE:
+        return [SIZE_ONLY] * len(objects)
+    out = [_from_answer(o, whole_up_to) if whole_up_to >= 0 else None for o in objects]
+    todo = [i for i, (o, e) in enumerate(zip(objects, out, strict=True))
+            if e is None and (o.checksum_algorithm or (o.multipart_parts and not o.etag_is_md5))]
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+            for i, exp in zip(todo, pool.map(lambda i: _one(source, objects[i], level), todo), strict=True):
+                out[i] = exp
+    return [e if e is not None else _one(source, o, level) for o, e in zip(objects, out, strict=True)]
+
+
+def settle(source: ObjectSource, obj: ObjectInfo, level: VerifyLevel, exp: Expectation, asked: bool,
+           answer: tuple[str, str] | None) -> Expectation:
+    """What a ``from_answer`` expectation becomes once its GET answered with ``answer``. ``asked``: the
+    GET asked for the checksum (a resumed file's ranged GETs do not; then a HEAD asks)."""
+    if answer is not None and answer[0] == exp.algorithm and _parts(answer[1]) is None:
+        return replace(exp, expected=answer[1], from_answer=False)
+    return _one(source, obj, level, ask=not asked)
