@@ -74,3 +74,28 @@ def test_without_isal_the_crcs_come_from_awscrt_and_zlib(monkeypatch: pytest.Mon
     assert [n for n, _ in crc_native._candidates("crc64nvme")] == ["awscrt crc64nvme"]
     assert crc_native._first_correct("crc32c")[0] == "awscrt crc32c"
     assert crc_native._first_correct("crc32")[0] == "zlib.crc32"
+
+
+@pytest.mark.parametrize("algorithm", ["crc32", "crc32c", "crc64nvme"])
+def test_combined_ranges_give_the_crc_of_the_whole(algorithm: str):
+    """crc(A|B) from crc(A), crc(B) and len(B), as the receiving threads' pieces are combined; lengths
+    around the byte/bit boundaries, an 8 MiB piece (the default range) and beyond 4 GiB (shift only)."""
+    from modelpvc.core import digests
+
+    f = crc_native.crc_function(algorithm)
+    rng = random.Random(7)
+    for la, lb in [(0, 0), (1, 0), (0, 1), (5, 7), (300, 1), (1000, 4096), (3, 8 << 20), (7, (8 << 20) + 3)]:
+        a, b = rng.randbytes(la), rng.randbytes(lb)
+        assert digests.crc_combine(algorithm, f(a, 0), f(b, 0), lb) == f(a + b, 0), (la, lb)
+    pieces = [rng.randbytes(n) for n in (4096, 1, 70000, 8 << 20)]
+    raws = []
+    for p in pieces:
+        h = digests.new_hasher(algorithm)
+        h.update(p)
+        raws.append((len(p), h.digest()))
+    raw = digests.combine_ranges(algorithm, raws)
+    assert int.from_bytes(raw, "big") == f(b"".join(pieces), 0)
+    # Beyond 4 GiB only the shift matters: x^(8n) for n = 2^32 + 1, checked against shifting twice.
+    a = f(b"model", 0)
+    z = digests.crc_combine(algorithm, a, 0, (1 << 32) + 1)
+    assert z == digests.crc_combine(algorithm, digests.crc_combine(algorithm, a, 0, 1 << 32), 0, 1)

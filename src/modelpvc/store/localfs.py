@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,26 +42,25 @@ def syncfs(path: Path) -> None:
     """Flush the filesystem holding ``path`` (one call instead of an fsync per small file)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if _libc_syncfs is None or _libc_syncfs(fd) != 0:
+        fn = _libc_syncfs()
+        if fn is None or fn(fd) != 0:
             os.sync()
     finally:
         os.close(fd)
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
+@functools.cache
+def _libc_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs, looked up on first use. ``CDLL(None)`` is the process's own symbols, libc among them:
+    ``ctypes.util.find_library`` would run ``ldconfig -p`` in a subprocess, at every start."""
     try:
         import ctypes
-        import ctypes.util
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.syncfs
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
         fn.argtypes = [ctypes.c_int]
         return cast(Callable[[int], int], fn)
     except (OSError, AttributeError):
         return None
-
-
-_libc_syncfs = _load_syncfs()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

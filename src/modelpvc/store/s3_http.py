@@ -232,14 +232,15 @@ class S3Http:
         try:
             if conn.sock is None:
                 conn.connect()
-            if conn.sock is not None:
+            if conn.sock is not None and conn.sock.gettimeout() != answer_within:
                 # The connect timeout was short; the answer (after a body the server must store) may take longer.
+                # (settimeout is an ioctl each time: only when the value changes.)
                 conn.sock.settimeout(answer_within)
             conn.request(method, target, body=body, headers=hdrs)
             sent = True
             raw = conn.getresponse()
             sock = conn.sock
-            if sock is not None:
+            if sock is not None and sock.gettimeout() != self.settings.read_timeout:
                 # The connect timeout was short; a body may legitimately pause up to read_timeout.
                 sock.settimeout(self.settings.read_timeout)
         except ssl.SSLCertVerificationError as e:
