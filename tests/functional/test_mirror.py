@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from modelpvc.model.synthetic import ModelSpec, same_tree
 from tests.conftest import run_cli
 from tests.support.faultproxy import FaultProxy, Faults
@@ -134,6 +136,17 @@ def test_no_credentials_is_a_usage_error(make_model, env, tmp_path):
     r = run_cli(["mirror", src.uri, str(tmp_path / "pvc")], e)
     assert r.returncode == 2
     assert "no S3 credentials" in r.stderr
+
+
+@pytest.mark.parametrize("flag,value", [("--read-timeout", "nan"), ("--read-timeout", "inf"),
+                                        ("--connect-timeout", "0"), ("--retries", "-1")])
+def test_timeouts_that_no_socket_takes_are_usage_errors(env, tmp_path, flag, value):
+    """argparse's float takes nan and inf; a socket refuses nan at the first request (ValueError) and waits
+    forever with inf. Refused before any request, with the flag named."""
+    r = run_cli(["mirror", "s3://models/m/", str(tmp_path / "pvc"), flag, value], env)
+    assert r.returncode == 2, r.stderr
+    assert f"(got {flag} " in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "pvc").exists()
 
 
 def test_credentials_dir_with_accesskey_secretkey_names(make_model, env, tmp_path, rclone):

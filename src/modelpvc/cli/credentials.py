@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,8 +104,14 @@ def s3_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
                 "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --credentials-dir",
                 hint="for a public bucket pass --anonymous",
             )
-    if args.retries < 0 or args.connect_timeout <= 0 or args.read_timeout <= 0:
-        raise ConfigError("--retries must be >= 0 and timeouts > 0")
+    timeouts = {"--connect-timeout": args.connect_timeout, "--read-timeout": args.read_timeout}
+    # argparse's float takes "nan" and "inf", which no socket accepts as a timeout
+    bad = [f"{name} {value}" for name, value in timeouts.items() if not (math.isfinite(value) and value > 0)]
+    if args.retries < 0:
+        bad.append(f"--retries {args.retries}")
+    if bad:
+        raise ConfigError(f"--retries must be >= 0 and timeouts finite numbers > 0 (got {', '.join(bad)})",
+                          hint="timeouts are seconds, e.g. --read-timeout 60 for a slow gateway; --retries 0 for none")
     return S3Settings(
         endpoint_url=endpoint, region=region, credentials=creds, use_credential_chain=chain,
         # AWS_CA_BUNDLE: the AWS SDKs' and CLI's variable for a private CA (OpenShift service CA, MinIO's).
