@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from modelpvc.core.errors import ConfigError
 from modelpvc.core.secretkeys import find_pair
-from modelpvc.core.settings import Credentials, S3Settings
+from modelpvc.core.settings import Credentials, S3Settings, positive_seconds
 
 CHAIN_VARS = ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
               "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_SHARED_CREDENTIALS_FILE")
@@ -105,8 +104,7 @@ def s3_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
                 hint="for a public bucket pass --anonymous",
             )
     timeouts = {"--connect-timeout": args.connect_timeout, "--read-timeout": args.read_timeout}
-    # argparse's float takes "nan" and "inf", which no socket accepts as a timeout
-    bad = [f"{name} {value}" for name, value in timeouts.items() if not (math.isfinite(value) and value > 0)]
+    bad = [f"{name} {value}" for name, value in timeouts.items() if not positive_seconds(value)]
     if args.retries < 0:
         bad.append(f"--retries {args.retries}")
     if bad:

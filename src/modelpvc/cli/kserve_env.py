@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelpvc.core.errors import ConfigError
-from modelpvc.core.settings import Credentials, S3Settings
+from modelpvc.core.settings import Credentials, S3Settings, positive_seconds
 
 DEFAULT_CA_MOUNT = "/etc/ssl/custom-certs"  # KServe's DefaultCaBundleVolumeMountPath
 # The storage initializer gets no flags (KServe passes URI and directory only): --read-timeout as a variable
@@ -114,6 +114,6 @@ def _seconds(env: Mapping[str, str], name: str) -> float | None:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
+    if not positive_seconds(value):
         raise ConfigError(f"{name}={text!r} is not a positive number of seconds")
     return value

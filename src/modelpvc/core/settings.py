@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
+
+
+def positive_seconds(value: float) -> bool:
+    """A usable timeout: finite and above zero (``float`` also parses "nan" and "inf", which sockets refuse
+    or wait on forever)."""
+    return math.isfinite(value) and value > 0
 
 
 @dataclass(frozen=True)

@@ -300,7 +300,7 @@ class Executor:
             t0 = time.monotonic()
             b0 = busy[wid]
             try:
-                ask = job.answered if job.exp.from_answer and pos == 0 and end == obj.size else None
+                ask = job.answered if job.exp.from_answer else None  # heard only on a whole read
                 self.source.read(obj, pos, end, bufs, on_data, ask)
                 self._wait[wid] += time.monotonic() - t0 - (busy[wid] - b0)
                 break

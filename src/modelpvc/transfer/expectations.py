@@ -21,6 +21,7 @@ from modelpvc.core.errors import IntegrityError
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.settings import VerifyLevel
 from modelpvc.store.base import ObjectSource
+from modelpvc.transfer import ranges
 
 
 def _parts(value: str) -> int | None:
@@ -65,21 +66,22 @@ def _one(source: ObjectSource, obj: ObjectInfo, level: VerifyLevel, ask: bool = 
     return Expectation("digest-md5", "whole", "md5")
 
 
-def _from_answer(obj: ObjectInfo, whole_up_to: int) -> Expectation | None:
-    """A listed checksum of an object fetched by one GET (``whole_up_to``: the part size; 0 = always)."""
+def _from_answer(obj: ObjectInfo, part_size: int) -> Expectation | None:
+    """A listed checksum of an object fetched by one GET (cut at ``part_size`` as ``ranges.split`` does)."""
     algo = obj.checksum_algorithm
-    if not algo or not digests.known(algo) or obj.multipart_parts is not None or 0 < whole_up_to < obj.size:
+    if not algo or not digests.known(algo) or obj.multipart_parts is not None \
+            or not ranges.one_get(obj.size, part_size):
         return None  # multipart: its value may be composite, checked part by part; ranged GETs carry none
     return Expectation(f"checksum-{algo}", "whole", algo, None, from_answer=True)
 
 
 def expectations(source: ObjectSource, objects: list[ObjectInfo], level: VerifyLevel,
-                 whole_up_to: int = -1) -> list[Expectation]:
-    """One Expectation per object; HEAD requests (checksums, part sizes) run concurrently. Objects no
-    larger than ``whole_up_to`` (0: any size; negative: none) take their checksum from their GET."""
+                 part_size: int) -> list[Expectation]:
+    """One Expectation per object; HEAD requests (checksums, part sizes) run concurrently. Objects the
+    transfer fetches by one GET (ranges of ``part_size``) take their checksum from that GET."""
     if level is VerifyLevel.SIZE:
         return [SIZE_ONLY] * len(objects)
-    out = [_from_answer(o, whole_up_to) if whole_up_to >= 0 else None for o in objects]
+    out = [_from_answer(o, part_size) for o in objects]
     todo = [i for i, (o, e) in enumerate(zip(objects, out, strict=True))
             if e is None and (o.checksum_algorithm or (o.multipart_parts and not o.etag_is_md5))]
     if todo:

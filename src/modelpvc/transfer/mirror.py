@@ -250,7 +250,7 @@ def _fetch(run: _Run, sink: ProgressSink, stop: threading.Event) -> None:
     # Objects fetched by one GET (transfer.filejob: ranges of part_size; 0 = whole) take their stored
     # checksum from its answer; an adopted or resumed one, fetched by no whole GET, asks with a HEAD later.
     exps = expectations(run.req.source, [op.obj for op in fetch if op.obj is not None], settings.verify,
-                        whole_up_to=max(0, settings.part_size))
+                        max(0, settings.part_size))
     if run.provenance is not None and settings.verify is not VerifyLevel.SIZE:
         # The publisher's SHA-256 is the end-to-end check: it proves the copy is what import verified.
         exps = [run.provenance.expectation(op.rel) or exp for op, exp in zip(fetch, exps, strict=True)]

@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
+def one_get(size: int, part: int) -> bool:
+    """Whether ``split`` cuts an object of ``size`` bytes into a single range (``part`` <= 0: never cut)."""
+    return part <= 0 or part >= size
+
+
 def split(size: int, part: int) -> list[tuple[int, int]]:
     """Half-open ranges of at most ``part`` bytes covering [0, size); one empty range for size 0."""
     if size == 0:
         return [(0, 0)]
-    if part <= 0 or part >= size:
+    if one_get(size, part):
         return [(0, size)]
     return [(s, min(s + part, size)) for s in range(0, size, part)]
 
