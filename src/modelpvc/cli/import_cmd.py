@@ -11,8 +11,8 @@ from typing import Any
 from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
-from modelpvc.cli.plan_cmd import add_selection_arguments
 from modelpvc.cli.progress import add_output_arguments, choose_sink, human_bytes, write_summary_record
+from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError
 from modelpvc.core.settings import ImportSettings, MiB

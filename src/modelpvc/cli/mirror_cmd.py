@@ -10,13 +10,12 @@ from typing import Any
 from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
-from modelpvc.cli.plan_cmd import add_selection_arguments
 from modelpvc.cli.progress import add_output_arguments, choose_sink, human_bytes, write_summary_record
+from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError, IntegrityError
 from modelpvc.core.models import Action, Plan
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
-from modelpvc.model.layout import check_directory
 from modelpvc.model.select import make_selector
 from modelpvc.store.base import ObjectSource, parse_source
 from modelpvc.store.local import LocalSource
@@ -171,6 +170,9 @@ def structure_checker(strict: bool) -> StructureCheck:
     published; warnings (metadata loaders tolerate) are recorded in the manifest and printed."""
 
     def check(dest: Path, names: list[str]) -> dict[str, Any]:
+        # Imported here: a no-op re-run never checks, and its start-up budget is 0.3 s (decisions §14).
+        from modelpvc.model.layout import check_directory
+
         report = check_directory(dest, names)
         errors = report.errors_for(strict)
         if errors:

@@ -9,6 +9,7 @@ from typing import Any
 
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.progress import human_bytes, human_seconds
+from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.core.models import Action, ObjectInfo
 from modelpvc.core.settings import S3Settings
 from modelpvc.model import safetensors
@@ -37,19 +38,6 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     add_s3_arguments(p)
     p.set_defaults(run=run)
-
-
-def add_selection_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("file selection")
-    g.add_argument("--select", choices=["auto", "all"], default="auto",
-                   help="auto (default): copy the one weight copy the serving loader reads and every non-weight "
-                        "file; skip duplicate copies (original/, consolidated*.safetensors beside HF shards, .bin "
-                        "beside .safetensors, GGUF) and training state; all: copy everything")
-    g.add_argument("--for", dest="loader", choices=["vllm", "vllm-mistral"], default="vllm",
-                   help="the loader that will serve it: vllm (default: HF safetensors first) or vllm-mistral "
-                        "(--load-format mistral: consolidated*.safetensors, params.json, tekken.json)")
-    g.add_argument("--include", action="append", default=[], metavar="GLOB", help="copy only matching paths")
-    g.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave matching paths out")
 
 
 def _render_command(pat: str, source: str, nbytes: int) -> str:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelpvc.core.errors import Interrupted, SourceError, TransientError
@@ -33,6 +32,7 @@ from modelpvc.store.journal import Journal
 from modelpvc.store.localfs import fsync_dir
 from modelpvc.transfer.expectations import settle
 from modelpvc.transfer.filejob import FileJob
+from modelpvc.transfer.stats import RunStats
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +42,6 @@ class _Cancelled(Exception):
 
 
 OPEN = -1  # "a new file: open it (or hash the copy found on disk) and fetch its first range"
-
-
-@dataclass
-class RunStats:
-    bytes_fetched: int = 0
-    files_published: int = 0
-    adopted_files: int = 0
-    adopted_bytes: int = 0
-    retries: int = 0
-    refetched_files: list[str] = field(default_factory=list)
-    seconds_waiting_source: float = 0.0
-    seconds_writing: float = 0.0
-    direct_files: int = 0  # published files whose aligned writes went around the page cache
-    bytes_hashed_again: int = 0  # hashed from the file, not from the receive buffer (ranges out of order)
 
 
 class _Scheduler:
