@@ -10,7 +10,6 @@ refuses an expired URL.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import ssl
 import threading
 import time
@@ -25,7 +24,7 @@ from modelpvc.core.errors import (
     SourceUnreachable,
     TransientError,
 )
-from modelpvc.store.http_response import LeanResponse
+from modelpvc.store.http11 import Connection, HTTPError, Response
 from modelpvc.store.s3_http import describe_network_error
 
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -61,15 +60,13 @@ class HubReader:
         return f"{self.endpoint.url.rstrip('/')}/{self.repo}/resolve/{self.commit}/{quote(path, safe='/')}"
 
     # -- connections ----------------------------------------------------------------------------
-    def _conn(self, origin: tuple[str, str, int]) -> http.client.HTTPConnection:
-        conns: dict[tuple[str, str, int], http.client.HTTPConnection] = self._local.__dict__.setdefault("c", {})
+    def _conn(self, origin: tuple[str, str, int]) -> Connection:
+        conns: dict[tuple[str, str, int], Connection] = self._local.__dict__.setdefault("c", {})
         conn = conns.get(origin)
         if conn is None:
             scheme, host, port = origin
             t = self.endpoint.connect_timeout
-            conn = (http.client.HTTPSConnection(host, port, timeout=t, context=self._ssl) if scheme == "https"
-                    else http.client.HTTPConnection(host, port, timeout=t))
-            conn.response_class = LeanResponse
+            conn = Connection(host, port, t, self._ssl if scheme == "https" else None)
             conns[origin] = conn
         return conn
 
@@ -84,7 +81,7 @@ class HubReader:
             self._drop(origin)
 
     # -- requests -------------------------------------------------------------------------------
-    def _send(self, method: str, url: str, headers: dict[str, str]) -> tuple[http.client.HTTPResponse,
+    def _send(self, method: str, url: str, headers: dict[str, str]) -> tuple[Response,
                                                                              tuple[str, str, int]]:
         origin = _origin(url)
         parts = urlsplit(url)
@@ -102,12 +99,12 @@ class HubReader:
             self._drop(origin)
             raise SourceUnreachable(f"TLS certificate of {origin[1]} was not accepted: {e.verify_message}",
                                     hint="pass the CA with --hub-ca-bundle (or REQUESTS_CA_BUNDLE)") from e
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, HTTPError) as e:
             self._drop(origin)
             raise TransientError(f"{url.split('?')[0]}: connection failed ({describe_network_error(e)})") from e
         return resp, origin
 
-    def open(self, path: str, start: int, end: int, method: str = "GET") -> tuple[http.client.HTTPResponse,
+    def open(self, path: str, start: int, end: int, method: str = "GET") -> tuple[Response,
                                                                                    tuple[str, str, int]]:
         """A response positioned at byte ``start`` of ``path`` (status checked), following redirects."""
         headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"} if end > start else {}
@@ -157,7 +154,7 @@ class HubReader:
                 if not n:
                     raise TransientError(f"{what}: body ended after {pos} of {len(out)} bytes")
                 pos += n
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, HTTPError) as e:
             why = describe_network_error(e)
             raise TransientError(f"{what}: transfer broke after {pos} of {len(out)} bytes ({why})") from e
         finally:
@@ -170,15 +167,15 @@ class HubReader:
         resp, origin = self.open(path, 0, 1)
         self._discard(resp, origin)
 
-    def _discard(self, resp: http.client.HTTPResponse, origin: tuple[str, str, int]) -> None:
+    def _discard(self, resp: Response, origin: tuple[str, str, int]) -> None:
         """Read a small body so the connection can be reused; drop the connection otherwise."""
-        with contextlib.suppress(OSError, http.client.HTTPException):
+        with contextlib.suppress(OSError, HTTPError):
             resp.read(1 << 16)
         if not resp.isclosed():
             self._drop(origin)
 
     # -- errors ---------------------------------------------------------------------------------
-    def _error(self, resp: http.client.HTTPResponse, body: bytes, path: str) -> Exception:
+    def _error(self, resp: Response, body: bytes, path: str) -> Exception:
         code = resp.getheader("X-Error-Code") or ""
         message = resp.getheader("X-Error-Message") or body[:200].decode("utf-8", "replace").strip()
         what = f"hf://{self.repo}/{path}@{self.commit[:12]}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import http.client
 import logging
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -21,6 +19,7 @@ from modelpvc.core.models import ObjectInfo
 from modelpvc.core.retry import call_with_retries
 from modelpvc.core.settings import S3Settings
 from modelpvc.store.base import Buffers, ChecksumCallback, DataCallback, SourceURI
+from modelpvc.store.http11 import HTTPError
 from modelpvc.store.s3_http import Response, S3Http, s3_error
 from modelpvc.store.s3_xml import find as _find
 from modelpvc.store.s3_xml import findall as _findall
@@ -131,6 +130,8 @@ class S3Source:
             for cp in _findall(root, "CommonPrefixes"):
                 candidates.append(_find(cp, "Prefix"))
         candidates = list(dict.fromkeys(candidates))
+        import difflib  # only for this error message; a start-up cost otherwise
+
         ranked = difflib.get_close_matches(self.uri.prefix, candidates, n=limit, cutoff=0.3)
         return ranked or candidates[:limit]
 
@@ -168,7 +169,7 @@ class S3Source:
                     raise TransientError(f"{what}: body ended after {pos - start} of {end - start} bytes")
                 on_data(pos, view[:n])
                 pos += n
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, HTTPError) as e:
             self.http.drop_connection()
             raise TransientError(
                 f"{what}: transfer broke after {pos - start} of {end - start} bytes ({type(e).__name__})"
@@ -236,7 +237,7 @@ def _stored_checksum(headers: Mapping[str, str], obj: ObjectInfo) -> tuple[str, 
 def _read_body(resp: Response, what: str) -> bytes:
     try:
         return resp.read_all()
-    except (OSError, http.client.HTTPException) as e:
+    except (OSError, HTTPError) as e:
         resp.client.drop_connection()
         raise TransientError(f"{what}: connection broke while reading the answer") from e
 

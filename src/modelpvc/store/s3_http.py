@@ -1,20 +1,20 @@
 """Signed HTTP requests to an S3 endpoint over one persistent connection per thread.
 
-botocore does the SigV4 signing and the credential chain; the bytes go through ``http.client`` so that
-a 1 GB/s stream is read straight into our buffers (``readinto``) with no intermediate copies.
+Keys from the environment or a secret are signed by ``sigv4``; botocore signs only for its credential
+chain. The bytes go through ``http11`` so that a 1 GB/s stream is read straight into our buffers
+(``readinto``) with no intermediate copies.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import socket
-import ssl
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
@@ -30,8 +30,11 @@ from modelpvc.core.errors import (
     TransientError,
 )
 from modelpvc.core.settings import S3Settings
-from modelpvc.store.http_response import LeanResponse, fields
+from modelpvc.store import http11
 from modelpvc.store.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
+
+if TYPE_CHECKING:
+    import ssl
 
 DENIED_CODES = {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken",
            "ExpiredToken", "AllAccessDisabled", "InvalidSecurity"}
@@ -46,7 +49,7 @@ class Response:
 
     status: int
     headers: Mapping[str, str]
-    raw: http.client.HTTPResponse
+    raw: http11.Response
     client: S3Http
 
     def read_all(self, limit: int = 64 * 1024 * 1024) -> bytes:
@@ -122,6 +125,8 @@ class S3Http:
         self._local = threading.local()
         self._ssl: ssl.SSLContext | None = None
         if self.scheme == "https":
+            import ssl  # here: ~15 ms at start-up, and most endpoints in a cluster are plain http
+
             ctx = ssl.create_default_context(cafile=settings.ca_bundle, cadata=settings.ca_data)
             if settings.insecure:
                 ctx.check_hostname = False
@@ -167,18 +172,14 @@ class S3Http:
         return f"{bucket}.{self.netloc}", f"{self.base_path}/{qkey}"
 
     # -- connections ----------------------------------------------------------------------------
-    def _conn(self, host: str) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _conn(self, host: str) -> http11.Connection:
+        conn: http11.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "conn_host", None) == host:
             return conn
         self.drop_connection()
         connect_host = host.rsplit(":", 1)[0] if host != self.netloc else self.host
         timeout = self.settings.connect_timeout
-        if self._ssl is not None:
-            conn = http.client.HTTPSConnection(connect_host, self.port, timeout=timeout, context=self._ssl)
-        else:
-            conn = http.client.HTTPConnection(connect_host, self.port, timeout=timeout)
-        conn.response_class = LeanResponse
+        conn = http11.Connection(connect_host, self.port, timeout, self._ssl)
         self._local.conn = conn
         self._local.conn_host = host
         return conn
@@ -243,19 +244,19 @@ class S3Http:
             if sock is not None and sock.gettimeout() != self.settings.read_timeout:
                 # The connect timeout was short; a body may legitimately pause up to read_timeout.
                 sock.settimeout(self.settings.read_timeout)
-        except ssl.SSLCertVerificationError as e:
+        except (OSError, http11.HTTPError) as e:
             self.drop_connection()
-            raise SourceUnreachable(
-                f"TLS certificate of {self.endpoint} was not accepted: {e.verify_message}",
-                hint="pass the CA that signed it with --ca-bundle FILE (or --insecure to skip the check)",
-            ) from e
-        except (OSError, http.client.HTTPException) as e:
-            self.drop_connection()
+            rejected = certificate_rejection(e)
+            if rejected is not None:
+                raise SourceUnreachable(
+                    f"TLS certificate of {self.endpoint} was not accepted: {rejected}",
+                    hint="pass the CA that signed it with --ca-bundle FILE (or --insecure to skip the check)",
+                ) from e
             if sent and isinstance(e, socket.timeout | TimeoutError):
                 raise NoAnswer(f"{what}: {self.endpoint} took the request but sent no answer within "
                                f"{answer_within:g} s (timed out)") from e
             raise TransientError(f"{what}: connection to {self.endpoint} failed ({describe_network_error(e)})") from e
-        return Response(raw.status, fields(raw), raw, self)
+        return Response(raw.status, raw.headers, raw, self)
 
     def _sign(self, method: str, url: str, headers: dict[str, str],
               body: bytes | memoryview | None = None) -> dict[str, str]:
@@ -277,6 +278,14 @@ def host_for_signing(netloc: str, scheme: str) -> str:
     """The Host header as clients send it: without the scheme's default port."""
     default = ":443" if scheme == "https" else ":80"
     return netloc[: -len(default)] if netloc.endswith(default) else netloc
+
+
+def certificate_rejection(e: BaseException) -> str | None:
+    """Why a TLS peer's certificate was refused, when ``e`` says that (shared with the Hub client)."""
+    ssl = sys.modules.get("ssl")  # loaded if TLS was used at all; a plain-http failure never is one
+    if ssl is not None and isinstance(e, ssl.SSLCertVerificationError):
+        return str(e.verify_message)
+    return None
 
 
 def describe_network_error(e: BaseException) -> str:
