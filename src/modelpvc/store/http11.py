@@ -133,7 +133,9 @@ class Response:
                 if self.length < 0:
                     self.length = None
         if status in (204, 304) or self._method == "HEAD":
-            self.length = 0
+            self.length = 0  # no body, whatever Content-Length or Transfer-Encoding say (RFC 9112 §6.3)
+            self._done()
+            return
         if not self.will_close and not self.chunked and self.length is None:
             self.will_close = True  # no framing: the body runs to the end of the connection
         if self.length == 0 and not self.chunked:
