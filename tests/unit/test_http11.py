@@ -235,6 +235,9 @@ def test_an_answer_not_read_to_its_end_is_never_followed_on_its_connection(serve
     conn.request("GET", "/a")
     resp = conn.getresponse()
     assert resp.read(10) == b"x" * 10
+    old = conn.sock
+    fresh = conn.ready()  # where callers set the next request's timeout: already the new connection
+    assert fresh is not old and conn.ready() is fresh
     conn.request("GET", "/b")  # the rest of /a must not be read as this answer
     assert conn.getresponse().read() == b"ok"
     assert [c for c, _, _ in srv.seen] == [1, 2]

@@ -316,13 +316,19 @@ class Connection:
         if sock is not None:
             sock.close()
 
-    def request(self, method: str, target: str, body: bytes | memoryview | None = None,
-                headers: Mapping[str, str] | None = None) -> None:
+    def ready(self) -> socket.socket:
+        """The socket the next request goes out on: connected, with no earlier answer left on it (an
+        answer not read to its end closes the connection: its rest must not be taken for the next)."""
         if self._response is not None:
-            self.close()  # the last answer was not read to its end: its rest must not be taken for the next
+            self.close()
         if self.sock is None:
             self.connect()
         assert self.sock is not None
+        return self.sock
+
+    def request(self, method: str, target: str, body: bytes | memoryview | None = None,
+                headers: Mapping[str, str] | None = None) -> None:
+        sock = self.ready()
         given = {k.lower() for k in headers or ()}
         lines = [f"{method} {target} HTTP/1.1"]
         if "host" not in given:
@@ -343,11 +349,11 @@ class Connection:
         lines.append("\r\n")
         head = "\r\n".join(lines).encode("latin-1")
         if body is not None and len(body) <= _JOIN_BODY:
-            self.sock.sendall(head + bytes(body))
+            sock.sendall(head + bytes(body))
         else:
-            self.sock.sendall(head)
+            sock.sendall(head)
             if body is not None:
-                self.sock.sendall(body)
+                sock.sendall(body)
         self._method = method
 
     def getresponse(self) -> Response:

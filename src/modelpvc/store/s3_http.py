@@ -231,19 +231,18 @@ class S3Http:
         answer_within = wait or self.settings.read_timeout
         sent = False
         try:
-            if conn.sock is None:
-                conn.connect()
-            if conn.sock is not None and conn.sock.gettimeout() != answer_within:
+            sock = conn.ready()
+            if sock.gettimeout() != answer_within:
                 # The connect timeout was short; the answer (after a body the server must store) may take longer.
                 # (settimeout is an ioctl each time: only when the value changes.)
-                conn.sock.settimeout(answer_within)
+                sock.settimeout(answer_within)
             conn.request(method, target, body=body, headers=hdrs)
             sent = True
             raw = conn.getresponse()
-            sock = conn.sock
-            if sock is not None and sock.gettimeout() != self.settings.read_timeout:
-                # The connect timeout was short; a body may legitimately pause up to read_timeout.
-                sock.settimeout(self.settings.read_timeout)
+            after = conn.sock  # None when the answer said Connection: close and had no body
+            if after is not None and after.gettimeout() != self.settings.read_timeout:
+                # The answer's body may legitimately pause up to read_timeout, whatever the wait for its head.
+                after.settimeout(self.settings.read_timeout)
         except (OSError, http11.HTTPError) as e:
             self.drop_connection()
             rejected = certificate_rejection(e)
