@@ -179,17 +179,17 @@ class Response:
 
     def close(self) -> None:
         """Stop reading. If the body was not read to its end the connection is closed too."""
-        if self._fp is not None:
-            self._fp = None
-            if self._on_close is not None:
-                self._on_close(False)
+        self._finish(reusable=False)
 
     def _done(self) -> None:
         """The whole body was read: the connection may carry the next request unless the answer said no."""
+        self._finish(reusable=not self.will_close)
+
+    def _finish(self, reusable: bool) -> None:
         if self._fp is not None:
             self._fp = None
             if self._on_close is not None:
-                self._on_close(not self.will_close)
+                self._on_close(reusable)
 
     def readinto(self, b: Any) -> int:
         """Read up to ``len(b)`` body bytes into ``b``; 0 at the end of the body (or if it was cut short
@@ -283,17 +283,18 @@ class Connection:
     """One keep-alive connection to ``host:port`` (TLS when given a context). ``sock`` is None until
     ``connect`` and after ``close``; ``request`` reconnects if needed."""
 
-    def __init__(self, host: str, port: int, timeout: float | None, context: ssl.SSLContext | None = None,
-                 host_header: str | None = None) -> None:
+    def __init__(self, host: str, port: int, timeout: float | None, context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self.context = context
-        self.host_header = host_header or (host if ":" not in host else f"[{host}]") + (
+        # Sent unless the caller gives one (S3 signs its own): without the scheme's default port.
+        self.host_header = (host if ":" not in host else f"[{host}]") + (
             "" if port == (443 if context is not None else 80) else f":{port}")
         self.sock: socket.socket | None = None
         self._fp: Reader | None = None
         self._response: Response | None = None
+        self._method = ""  # of the request last sent
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)

@@ -25,7 +25,7 @@ from modelpvc.core.errors import (
     TransientError,
 )
 from modelpvc.store.http11 import Connection, HTTPError, Response
-from modelpvc.store.s3_http import describe_network_error
+from modelpvc.store.s3_http import certificate_rejection, describe_network_error
 
 REDIRECTS = (301, 302, 303, 307, 308)
 LOCATION_TTL = 300.0  # seconds a CDN URL is reused; the Hub signs them for longer
@@ -95,12 +95,12 @@ class HubReader:
             resp = conn.getresponse()
             if conn.sock is not None:
                 conn.sock.settimeout(self.endpoint.read_timeout)
-        except ssl.SSLCertVerificationError as e:
-            self._drop(origin)
-            raise SourceUnreachable(f"TLS certificate of {origin[1]} was not accepted: {e.verify_message}",
-                                    hint="pass the CA with --hub-ca-bundle (or REQUESTS_CA_BUNDLE)") from e
         except (OSError, HTTPError) as e:
             self._drop(origin)
+            rejected = certificate_rejection(e)
+            if rejected is not None:
+                raise SourceUnreachable(f"TLS certificate of {origin[1]} was not accepted: {rejected}",
+                                        hint="pass the CA with --hub-ca-bundle (or REQUESTS_CA_BUNDLE)") from e
             raise TransientError(f"{url.split('?')[0]}: connection failed ({describe_network_error(e)})") from e
         return resp, origin
 

@@ -47,10 +47,16 @@ TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTime
 class Response:
     """An open response; read the body with ``readinto`` or ``read_all``, then ``release``."""
 
-    status: int
-    headers: Mapping[str, str]
     raw: http11.Response
     client: S3Http
+
+    @property
+    def status(self) -> int:
+        return self.raw.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.raw.headers
 
     def read_all(self, limit: int = 64 * 1024 * 1024) -> bytes:
         data = self.raw.read(limit)
@@ -58,9 +64,8 @@ class Response:
         return data
 
     def release(self) -> None:
-        if not self.raw.isclosed():
-            # Leftover body bytes would poison the next request on this connection.
-            self.client.drop_connection()
+        """Done with the answer: a body left unread closes its connection (http11), never reused."""
+        self.raw.close()
 
 
 def error_detail(status: int, body: bytes) -> tuple[str, str]:
@@ -255,7 +260,7 @@ class S3Http:
                 raise NoAnswer(f"{what}: {self.endpoint} took the request but sent no answer within "
                                f"{answer_within:g} s (timed out)") from e
             raise TransientError(f"{what}: connection to {self.endpoint} failed ({describe_network_error(e)})") from e
-        return Response(raw.status, raw.headers, raw, self)
+        return Response(raw, self)
 
     def _sign(self, method: str, url: str, headers: dict[str, str],
               body: bytes | memoryview | None = None) -> dict[str, str]:
