@@ -115,3 +115,19 @@ def test_empty_objects_and_a_model_whose_names_need_encoding(s3root, env, tmp_pa
     assert r.returncode == 0, r.stderr
     assert same_tree(d, tmp_path / "pvc") == []
     assert (tmp_path / "pvc" / "empty.txt").stat().st_size == 0
+
+
+def test_the_hub_client_names_a_refused_certificate(tls_server):
+    # Any HTTPS server will do: the handshake fails before a request is sent.
+    from modelpvc.core.errors import ModelpvcError, SourceUnreachable
+    from modelpvc.store.hub_http import HubEndpoint, HubReader
+
+    srv, ca, _model = tls_server
+    url = f"https://127.0.0.1:{srv.port}"
+    with pytest.raises(SourceUnreachable, match=r"TLS certificate of 127\.0\.0\.1 was not accepted") as refused:
+        HubReader(HubEndpoint(url), "org/model", "a" * 40).open("config.json", 0, 1)
+    assert "--hub-ca-bundle" in (refused.value.hint or "")
+    try:  # trusting the CA, the handshake passes: whatever the server then answers, it is not about TLS
+        HubReader(HubEndpoint(url, ca_bundle=str(ca)), "org/model", "a" * 40).open("config.json", 0, 1)
+    except ModelpvcError as e:
+        assert "TLS certificate" not in str(e)
