@@ -349,6 +349,37 @@ def test_summary_names_a_slow_source_as_the_bottleneck(make_model, env, proxy, t
     assert "bottleneck: source or network" in r.stdout
 
 
+# A disk slower than the network, which this machine's disk cannot be made on demand: the child process's
+# os.pwrite (every write of a fetched file, direct or buffered) sleeps as a 40 MB/s device would.
+SLOW_DISK = """
+import os, runpy, sys, time
+_pwrite = os.pwrite
+def pwrite(fd, data, offset):
+    time.sleep(len(data) / 40e6)
+    return _pwrite(fd, data, offset)
+os.pwrite = pwrite
+sys.argv[0] = "modelpvc"
+runpy.run_module("modelpvc", run_name="__main__")
+"""
+
+
+def test_summary_names_a_slow_disk_as_the_bottleneck(make_model, env, tmp_path):
+    """Written behind (direct I/O), a worker waits for the disk inside its S3 read, when the ring has no
+    free buffer: that time is the disk's. It was counted as waiting for the source, and a mirror onto a slow
+    volume told its user to look at the network."""
+    src = make_model(ModelSpec(total_bytes=128 * 1024 * 1024, shards=2))
+    dest = tmp_path / "pvc"
+    # One GET per shard: each worker streams 64 MiB through its ring of three 8 MiB buffers and waits for
+    # five of them (a worker's wait for its last writes, after its last range, is nobody's time).
+    r = subprocess.run([sys.executable, "-c", SLOW_DISK, "mirror", src.uri, str(dest), "--progress", "json",
+                        "--part-size", "0"],
+                       env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, dest) == []
+    assert summary(r.stderr)["bottleneck"].startswith("destination disk"), summary(r.stderr)
+    assert "bottleneck: destination disk" in r.stdout
+
+
 def test_a_server_that_ignores_range_is_not_trusted_and_whole_objects_work(make_model, env, proxy, tmp_path):
     src = make_model()
     proxy.reset(Faults(ignore_range=True))

@@ -30,6 +30,7 @@ import mmap
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -138,6 +139,9 @@ class WriteBehind:
         for _ in range(writers + 2):  # one per writer, one being filled, one ready
             self._free.put(aligned_buffer(chunk))
         self._current: memoryview | None = None
+        # Seconds the worker waited in ``next`` for a buffer the disk had not given back. It happens inside
+        # the worker's S3 read, so without it a slow disk was reported as a slow source.
+        self.waited = 0.0
         self._todo: queue.SimpleQueue[tuple[WriteCall, memoryview, int, memoryview] | AfterCall | None] = (
             queue.SimpleQueue())
         self._cond = threading.Condition()
@@ -152,7 +156,12 @@ class WriteBehind:
 
     def next(self, n: int) -> memoryview:
         if self._current is None:
-            self._current = self._free.get()  # waits while every buffer is being written
+            try:
+                self._current = self._free.get_nowait()
+            except queue.Empty:  # every buffer is being written: the disk is behind the network
+                t = time.monotonic()
+                self._current = self._free.get()
+                self.waited += time.monotonic() - t
         self._raise()
         return self._current[:n]
 

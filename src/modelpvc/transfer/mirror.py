@@ -109,6 +109,10 @@ class MirrorResult:
         if wait >= 2 * busy:
             return f"source or network ({100 * wait / (wait + busy):.0f} % of worker time waiting for bytes)"
         if busy >= 2 * wait:
+            disk = self.stats.seconds_waiting_disk
+            if disk >= busy / 2:
+                return (f"destination disk ({100 * disk / (wait + busy):.0f} % of worker time waiting for the disk "
+                        "to take the bytes)")
             return (f"destination disk or verification ({100 * busy / (wait + busy):.0f} % of worker time "
                     "writing and hashing)")
         return None
