@@ -133,10 +133,13 @@ def bench_copy(srv: RcloneS3, env: dict[str, str], root: Path, prefix: str, tool
     gb = tree_bytes(src_dir) / 1e9
     # Round robin, not each tool's runs in a row: this VM's disk drifts by 30 % over minutes (13.8-16.1 s
     # for the same 8 GB alone), and a tool measured in one stretch took the drift as its own speed.
-    # Each round starts one tool later, so that no tool always follows the same one.
+    # Each round starts one tool later and every other round runs backwards: rotating alone kept each tool
+    # behind the same one in all but one slot, so whatever a run leaves behind on this VM (the first run after
+    # the warm-up took 29-36 s in four benches of five, where the same tool later took 21-24) fell on the same neighbour every round.
     by_tool: dict[str, list[Result]] = {tool: [] for tool in tools}
     for rnd in range(repeat):
-        for tool in tools[rnd % len(tools):] + tools[:rnd % len(tools)]:
+        order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
+        for tool in (order if rnd % 2 == 0 else order[::-1]):
             runs = by_tool[tool]
             dest = work / "dest"
             shutil.rmtree(dest, ignore_errors=True)
