@@ -134,8 +134,9 @@ def bench_copy(srv: RcloneS3, env: dict[str, str], root: Path, prefix: str, tool
     # Round robin, not each tool's runs in a row: this VM's disk drifts by 30 % over minutes (13.8-16.1 s
     # for the same 8 GB alone), and a tool measured in one stretch took the drift as its own speed.
     # Each round starts one tool later and every other round runs backwards: rotating alone kept each tool
-    # behind the same one in all but one slot, so whatever a run leaves behind on this VM (the first run after
-    # the warm-up took 29-36 s in four benches of five, where the same tool later took 21-24) fell on the same neighbour every round.
+    # behind the same one in all but one slot, so whatever a run leaves behind on this VM (the first run
+    # after the warm-up took 29-36 s in four benches of five, where the same tool later took 21-24) fell on
+    # the same neighbour every round.
     by_tool: dict[str, list[Result]] = {tool: [] for tool in tools}
     for rnd in range(repeat):
         order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
