@@ -158,7 +158,6 @@ class Executor:
         # Per-worker seconds spent waiting for bytes vs writing and hashing them: which side is slower.
         self._wait = [0.0] * n
         self._busy = [0.0] * n
-        self._disk = [0.0] * n  # the part of _busy spent waiting for the disk to give a buffer back
         self._lock = threading.Lock()
         self._dirty: set[FileJob] = set()  # written since the last sync
         self._small_unsynced = False  # small files published without their own fsync since the last sync
@@ -201,6 +200,8 @@ class Executor:
             if behind is not None:
                 behind.close()
             with self._lock:
+                if behind is not None:  # the ring counted its waits for the disk
+                    self.stats.seconds_waiting_disk += behind.waited
                 self._running -= 1
                 if self._running == 0:
                     self._finished.set()
@@ -293,7 +294,6 @@ class Executor:
                 # Waiting for a ring buffer happens inside the read but is the disk's time, not the source's.
                 ring = behind.waited - r0 if behind is not None else 0.0
                 busy[wid] += ring
-                self._disk[wid] += ring
                 self._wait[wid] += time.monotonic() - t0 - (busy[wid] - b0)
                 break
             except TransientError as e:
@@ -428,7 +428,6 @@ class Executor:
         self.stats.bytes_fetched = self.bytes_done()
         self.stats.seconds_waiting_source = sum(self._wait)
         self.stats.seconds_writing = sum(self._busy)
-        self.stats.seconds_waiting_disk = sum(self._disk)
         tick(self.stats.bytes_fetched)
         self._sync()
         if self.stop.is_set() and self.failure is None:
