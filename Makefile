@@ -1,12 +1,34 @@
-# The front door. `make demo` and `make test` work on a fresh machine with only Python and PyPI.
+# The front door. `make demo` works on a fresh machine with Python and PyPI; `make test` and `make cluster`
+# also need Go >= 1.26 and the Go module proxy (or KUBEBUILDER_ASSETS with etcd and the Kubernetes binaries).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS := .tools/bin
+# The servers `make tools` builds are found on PATH by the tests, the demo and the cluster.
+export PATH := $(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install tools demo test lint typecheck unit bench clean
 
 install: $(STAMP)
+
+# Real servers built from their Go modules through our wrapper modules in tools/ (docs/decisions.md §15);
+# each is rebuilt only when its wrapper changes. With KUBEBUILDER_ASSETS set, etcd and the Kubernetes
+# binaries come from there instead.
+ifeq ($(KUBEBUILDER_ASSETS),)
+GO_TOOLS := $(TOOLS)/kube-apiserver $(TOOLS)/etcd
+endif
+GO_TOOLS += $(TOOLS)/minio $(TOOLS)/kserve-manager
+tools: $(GO_TOOLS)
+
+$(TOOLS)/kube-apiserver: tools/k8s/go.mod tools/k8s/go.sum tools/build
+	tools/build k8s
+$(TOOLS)/etcd: tools/etcd/go.mod tools/etcd/go.sum tools/build
+	tools/build etcd
+$(TOOLS)/minio: tools/minio/go.mod tools/minio/go.sum tools/build
+	tools/build minio
+$(TOOLS)/kserve-manager: tools/kserve/go.mod tools/kserve/go.sum tools/build
+	tools/build kserve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +47,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck tools
 	$(BIN)/python -m pytest -q
 
 bench: install
@@ -35,4 +57,4 @@ bench: install
 	$(BIN)/python bench/verify_plan.py
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache .tools
