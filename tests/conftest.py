@@ -7,7 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,9 @@ from modelpvc.model.synthetic import ModelSpec, generate_model
 from tests.support.faultproxy import FaultProxy
 
 _names = itertools.count()
+# The real servers `make tools` builds (MinIO, the control plane) are found on PATH, where `make` puts them;
+# this does the same for a bare `pytest`.
+os.environ["PATH"] = f"{Path(__file__).resolve().parents[1] / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
 
 def new_s3root(tmp_path_factory: pytest.TempPathFactory, name: str = "s3root") -> Path:
@@ -65,6 +68,7 @@ def proxy(_proxy: FaultProxy) -> FaultProxy:
 class Source:
     uri: str
     dir: Path
+    publish: Callable[[], None] = lambda: None  # after editing ``dir``: make the server hold the edit
 
 
 @pytest.fixture

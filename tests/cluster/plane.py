@@ -119,7 +119,7 @@ class ControlPlane:
             short = comp.name.removeprefix("system:")
             cfg = self.write_kubeconfig(self.root / f"{short}.kubeconfig", comp)
             extra = ([f"--service-account-private-key-file={sa.key}", f"--root-ca-file={self.ca.cert}",
-                      "--use-service-account-credentials=true", f"--cluster-cidr=10.1.0.0/16",
+                      "--use-service-account-credentials=true", "--cluster-cidr=10.1.0.0/16",
                       "--allocate-node-cidrs=false", "--node-monitor-grace-period=40s"]
                      if short == "kube-controller-manager" else [])
             self._run(short, [binary(short), f"--kubeconfig={cfg}", "--leader-elect=false",
@@ -149,7 +149,7 @@ class ControlPlane:
         ctx = ssl.create_default_context(cafile=str(self.ca.cert))
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN.token}"})
         try:
-            with urllib.request.urlopen(req, timeout=2, context=ctx) as r:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=2, context=ctx) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()

@@ -68,11 +68,12 @@ def test_https_endpoint_with_a_private_ca(tls_server, env, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_listing_past_one_page_copies_every_object(s3root, env, tmp_path):
-    d = s3root / "models" / "many"
+def test_listing_past_one_page_copies_every_object(s3, env, tmp_path):
+    d = s3.root / "models" / "many"
     d.mkdir(parents=True, exist_ok=True)
     for i in range(1234):
         (d / f"f{i:05d}.txt").write_text(f"{i}\n")
+    s3.publish("models/many")
     r = run_cli(["mirror", "s3://models/many/", str(tmp_path / "pvc"), "--no-structure-check"], env)
     assert r.returncode == 0, r.stderr
     assert same_tree(d, tmp_path / "pvc") == []
@@ -87,13 +88,13 @@ def test_aws_ca_bundle_variable_is_honoured(tls_server, env, tmp_path):
     assert same_tree(model, tmp_path / "pvc") == []
 
 
-def test_aws_profile_with_a_shared_credentials_file(make_model, env, rclone, tmp_path):
+def test_aws_profile_with_a_shared_credentials_file(make_model, env, s3, tmp_path):
     """No AWS_ACCESS_KEY_ID: the keys come from the profile AWS_PROFILE names, as every AWS SDK reads them."""
     src = make_model()
     creds = tmp_path / "credentials"
     creds.write_text(f"[other]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n"
-                     f"[models]\naws_access_key_id = {rclone.access_key}\n"
-                     f"aws_secret_access_key = {rclone.secret_key}\n")
+                     f"[models]\naws_access_key_id = {s3.access_key}\n"
+                     f"aws_secret_access_key = {s3.secret_key}\n")
     config = tmp_path / "config"
     config.write_text("[profile models]\nregion = eu-west-1\n")
     e = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -106,11 +107,12 @@ def test_aws_profile_with_a_shared_credentials_file(make_model, env, rclone, tmp
     assert r.returncode == 2 and "AWS_PROFILE" in r.stderr
 
 
-def test_empty_objects_and_a_model_whose_names_need_encoding(s3root, env, tmp_path):
-    d = s3root / "models" / "odd names"
+def test_empty_objects_and_a_model_whose_names_need_encoding(s3, env, tmp_path):
+    d = s3.root / "models" / "odd names"
     generate_model(d, ModelSpec(total_bytes=2 * 1024 * 1024, shards=2))
     (d / "empty.txt").write_bytes(b"")
     (d / "notes #1 + 50% = ok.md").write_text("é")
+    s3.publish("models/odd names")
     r = run_cli(["mirror", "s3://models/odd names/", str(tmp_path / "pvc"), "--progress", "json"], env)
     assert r.returncode == 0, r.stderr
     assert same_tree(d, tmp_path / "pvc") == []

@@ -1,7 +1,9 @@
 """``modelpvc import``: from a (fake) Hugging Face Hub and from local directories into real S3 servers.
 
-moto plays AWS (checksums stored and returned, multipart semantics); rclone's server plays a MinIO-like
-bucket that does not keep multipart checksums. The fake Hub is tests/support/fakehub.py.
+moto plays AWS (checksums stored and returned, multipart semantics) for the Hub cases; local directories go
+into both real servers, MinIO (which keeps the checksums an uploader sends) and rclone serve s3 (which keeps
+none), each started for the test alone: rclone served uploads badly to later tests (docs/decisions.md §12).
+The fake Hub is tests/support/fakehub.py.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 from modelpvc.model.synthetic import ModelSpec, generate_model, same_tree
 from tests.conftest import run_cli
 from tests.support.fakehub import FakeHub, FakeRepo
-from tests.support.own_s3 import own_rclone, own_s3root, settle  # noqa: F401  (a server per test: see own_s3)
+from tests.support.s3servers import KINDS, S3UnderTest, start
 
 TOKEN = "hf_testtoken_never_printed_0123456789"
 
@@ -260,21 +262,42 @@ def test_selection_leaves_duplicate_formats_out_and_records_why(tmp_path, s3clie
         h.stop()
 
 
-# -- local directories into rclone's server ------------------------------------------------------------
+# -- into the real servers: MinIO and rclone serve s3 ----------------------------------------------------
 
 
-def test_local_directory_import_then_noop_then_changed_file(env, rclone, s3root, tmp_path):
+@pytest.fixture(params=KINDS)
+def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3UnderTest]:
+    """A server for this test alone (overrides the session's by name, so ``env`` points at it)."""
+    srv = start(request.param, tmp_path_factory.mktemp(f"own-{request.param}"), tmp_path_factory.mktemp("logs"))
+    yield srv
+    srv.server.stop()
+
+
+def _stored(s3: S3UnderTest, bucket: str, prefix: str) -> dict[str, bytes]:
+    return {k: v for k, v in s3.objects(bucket, prefix).items() if not k.startswith(".modelpvc/")}
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in d.rglob("*") if p.is_file()}
+
+
+def test_local_directory_import_then_noop_then_changed_file(env, s3, tmp_path):
     src = tmp_path / "model"
     generate_model(src, ModelSpec(total_bytes=20_000_000, shards=2))
-    (s3root / "localimp").mkdir(exist_ok=True)
+    s3.bucket("localimp")
     r = run_cli(["import", str(src), "s3://localimp/m/", "--part-size", "5", "--progress", "json"], env)
     assert r.returncode == 0, r.stderr
-    assert same_tree(src, s3root / "localimp" / "m") == []
-    rec = json.loads((s3root / "localimp" / "m" / ".modelpvc" / "source.json").read_text())
+    assert _stored(s3, "localimp", "m/") == _files(src)
+    rec = json.loads(s3.objects("localimp", "m/.modelpvc/")["source.json"])
     assert rec["origin"]["type"] == "directory"
-    # rclone keeps no checksum for multipart objects: said so, and mirror falls back to ETag + SHA-256.
-    assert "did not keep the CRC64NVME checksum" in r.stdout
-    settle(rclone)
+    if s3.stores_checksums:  # MinIO keeps the full-object CRC64NVME the import sent with each upload
+        assert "did not keep the CRC64NVME checksum" not in r.stdout
+        head = s3.client().head_object(Bucket="localimp", Key="m/model-00001-of-00002.safetensors",
+                                       ChecksumMode="ENABLED")
+        assert head.get("ChecksumCRC64NVME") and head.get("ChecksumType") == "FULL_OBJECT", head
+    else:  # rclone keeps no checksum for multipart objects: said so, and mirror falls back to ETag + SHA-256
+        assert "did not keep the CRC64NVME checksum" in r.stdout
+    s3.settle()
     again = run_cli(["import", str(src), "s3://localimp/m/", "--progress", "json"], env)
     assert again.returncode == 0 and _summary(again.stderr)["noop"] is True
     cfg = src / "config.json"
@@ -283,10 +306,10 @@ def test_local_directory_import_then_noop_then_changed_file(env, rclone, s3root,
     assert third.returncode == 0, third.stderr
     s = _summary(third.stderr)
     assert s["uploaded_files"] == 1 and s["bytes_sent"] == cfg.stat().st_size
-    assert (s3root / "localimp" / "m" / "config.json").read_bytes() == cfg.read_bytes()
+    assert s3.objects("localimp", "m/")["config.json"] == cfg.read_bytes()
 
 
-def test_huggingface_cache_snapshot_is_checked_against_its_blob_names(env, s3root, tmp_path):
+def test_huggingface_cache_snapshot_is_checked_against_its_blob_names(env, s3, tmp_path):
     """A cache snapshot links files to blobs/<sha256>; a blob whose bytes were damaged is refused."""
     import hashlib
 
@@ -304,10 +327,10 @@ def test_huggingface_cache_snapshot_is_checked_against_its_blob_names(env, s3roo
             hashlib.sha1(f"blob {len(data)}\0".encode() + data, usedforsecurity=False).hexdigest()
         (blobs / name).write_bytes(data)
         (snap / p.name).symlink_to(Path("../../blobs") / name)
-    (s3root / "cacheimp").mkdir(exist_ok=True)
+    s3.bucket("cacheimp")
     r = run_cli(["import", str(snap), "s3://cacheimp/m/"], env)
     assert r.returncode == 0, r.stderr
-    rec = json.loads((s3root / "cacheimp" / "m" / ".modelpvc" / "source.json").read_text())
+    rec = json.loads(s3.objects("cacheimp", "m/.modelpvc/")["source.json"])
     assert rec["origin"]["repo"] == "acme/cached" and rec["origin"]["commit"] == commit
     shard = next(p for p in snap.iterdir() if p.suffix == ".safetensors")
     blob = blobs / os.readlink(shard).rsplit("/", 1)[1]
@@ -317,15 +340,15 @@ def test_huggingface_cache_snapshot_is_checked_against_its_blob_names(env, s3roo
     r = run_cli(["import", str(snap), "s3://cacheimp/damaged/"], env)
     assert r.returncode == 5, r.stderr
     assert f"{shard.name}: SHA-256" in r.stderr
-    assert not (s3root / "cacheimp" / "damaged" / shard.name).exists()
+    assert shard.name not in s3.objects("cacheimp", "damaged/")
 
 
-def test_round_trip_hub_to_bucket_to_pvc_proves_the_sha256_chain(hub, env, rclone, s3root, tmp_path):
-    (s3root / "chain").mkdir(exist_ok=True)
+def test_round_trip_hub_to_bucket_to_pvc_proves_the_sha256_chain(hub, env, s3, tmp_path):
+    s3.bucket("chain")
     e = _env(env, hub)
     r = run_cli(["import", "hf://acme/tiny", "s3://chain/tiny/", "--part-size", "5"], e)
     assert r.returncode == 0, r.stderr
-    settle(rclone)
+    s3.settle()
     pvc = tmp_path / "pvc"
     r = run_cli(["mirror", "s3://chain/tiny/", str(pvc), "--progress", "json"], e)
     assert r.returncode == 0, r.stderr
@@ -347,22 +370,22 @@ def test_round_trip_hub_to_bucket_to_pvc_proves_the_sha256_chain(hub, env, rclon
     assert deep.returncode == 5
 
 
-def test_mirror_refuses_a_prefix_that_no_longer_matches_its_source_json(hub, env, s3root, tmp_path):
-    (s3root / "drift").mkdir(exist_ok=True)
+def test_mirror_refuses_a_prefix_that_no_longer_matches_its_source_json(hub, env, s3, tmp_path):
+    s3.bucket("drift")
     e = _env(env, hub)
     assert run_cli(["import", "hf://acme/tiny", "s3://drift/m/"], e).returncode == 0
-    (s3root / "drift" / "m" / "config.json").write_text('{"replaced": true}')
+    s3.client().put_object(Bucket="drift", Key="m/config.json", Body=b'{"replaced": true}')
     r = run_cli(["mirror", "s3://drift/m/", str(tmp_path / "pvc")], e)
     assert r.returncode == 5
     assert "no longer matches its .modelpvc/source.json" in r.stderr and "config.json was replaced" in r.stderr
     assert not (tmp_path / "pvc" / ".modelpvc" / "manifest.json").exists()
 
 
-def test_mirror_waits_for_an_import_to_finish_before_copying(env, s3root, tmp_path):
+def test_mirror_waits_for_an_import_to_finish_before_copying(env, s3, tmp_path):
     """What a populate Job rendered beside an import Job does under plain kubectl apply."""
     src = tmp_path / "model"
     generate_model(src, ModelSpec(total_bytes=4_000_000, shards=1))
-    (s3root / "waiting").mkdir(exist_ok=True)
+    s3.bucket("waiting")
     pvc = tmp_path / "pvc"
     waiter = subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", "s3://waiting/m/", str(pvc),
                                "--wait-for-import", "60", "--progress", "json"], env=env, stdout=subprocess.PIPE,

@@ -27,7 +27,7 @@ def summary(stderr: str) -> dict:  # type: ignore[type-arg]
     return next(x for x in reversed(lines) if x.get("event") == "summary")
 
 
-def test_copies_model_byte_for_byte_and_writes_manifest(make_model, env, tmp_path):
+def test_copies_model_byte_for_byte_and_writes_manifest(make_model, env, s3, tmp_path):
     src = make_model()
     dest = tmp_path / "pvc"
     r = run_cli(["mirror", src.uri, str(dest), "--part-size", "1", "--progress", "json"], env)
@@ -36,13 +36,15 @@ def test_copies_model_byte_for_byte_and_writes_manifest(make_model, env, tmp_pat
     m = manifest(dest)
     assert m["source"] == src.uri
     assert {f["path"] for f in m["files"]} == {p.name for p in src.dir.iterdir()}
-    # rclone's ETags are MD5s of the whole object: every file was checked against one.
-    assert {f["verified"] for f in m["files"]} == {"md5"}
-    assert all(f["digest"]["md5"] == f["etag"] for f in m["files"])
+    # rclone's ETags are MD5s of the whole object: every file was checked against one. MinIO keeps the
+    # composite CRC32 of boto3's multipart uploads: the shards were checked against it, part by part.
+    assert {f["path"]: f["verified"] for f in m["files"]} == {f["path"]: s3.verified_as(f["size"])
+                                                              for f in m["files"]}
+    assert all(f["digest"]["md5"] == f["etag"] for f in m["files"] if f["verified"] == "md5")
     assert not list(dest.rglob("*.partial"))
     s = summary(r.stderr)
     assert s["bytes_fetched"] == sum(p.stat().st_size for p in src.dir.iterdir())
-    assert "fetched" in r.stdout and "verified: 9 by md5" in r.stdout
+    assert "fetched" in r.stdout and "verified: " in r.stdout
     assert s["workers"] >= 4 and "CPUs usable: affinity" in s["workers_basis"]
 
 
@@ -81,6 +83,7 @@ def test_changed_object_is_fetched_again_even_with_same_size_and_mtime(make_mode
         fh.seek(st.st_size - 10)
         fh.write(b"0123456789")
     os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    src.publish()
     r = run_cli(["mirror", src.uri, str(dest), "--progress", "json"], env)
     assert r.returncode == 0, r.stderr
     s = summary(r.stderr)
@@ -93,6 +96,7 @@ def test_delete_removes_files_the_source_no_longer_has(make_model, env, tmp_path
     dest = tmp_path / "pvc"
     assert run_cli(["mirror", src.uri, str(dest)], env).returncode == 0
     (src.dir / "generation_config.json").unlink()
+    src.publish()
     r = run_cli(["mirror", src.uri, str(dest)], env)
     assert r.returncode == 0
     assert (dest / "generation_config.json").exists()  # kept without --delete
@@ -149,13 +153,13 @@ def test_timeouts_that_no_socket_takes_are_usage_errors(env, tmp_path, flag, val
     assert not (tmp_path / "pvc").exists()
 
 
-def test_credentials_dir_with_accesskey_secretkey_names(make_model, env, tmp_path, rclone):
+def test_credentials_dir_with_accesskey_secretkey_names(make_model, env, tmp_path, s3):
     src = make_model()
     secret_dir = tmp_path / "secret"
     secret_dir.mkdir()
-    (secret_dir / "accesskey").write_text(rclone.access_key)
-    (secret_dir / "secretkey").write_text(rclone.secret_key + "\n")
-    (secret_dir / "AWS_S3_ENDPOINT").write_text(rclone.endpoint)
+    (secret_dir / "accesskey").write_text(s3.access_key)
+    (secret_dir / "secretkey").write_text(s3.secret_key + "\n")
+    (secret_dir / "AWS_S3_ENDPOINT").write_text(s3.endpoint)
     e = {k: v for k, v in env.items() if not k.startswith("AWS_")}
     r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--credentials-dir", str(secret_dir)], e)
     assert r.returncode == 0, r.stderr
@@ -172,14 +176,16 @@ def test_dry_run_prints_the_plan_and_writes_nothing(make_model, env, tmp_path):
 
 
 def test_retries_through_slowdown_resets_and_truncation(make_model, env, proxy, tmp_path):
-    src = make_model()
+    # Shards under 8 MiB: single-part on both servers, so --part-size 2 cuts them (a multipart object's
+    # parts set its ranges), and every fault lands in a body longer than where it strikes.
+    src = make_model(ModelSpec(total_bytes=18 * 1024 * 1024, shards=3))
     proxy.reset(Faults(match="model-0000", slowdown_first=3, reset_after=100_000, reset_count=2,
                        truncate_after=50_000, truncate_count=2))
     e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
     r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--part-size", "2", "--progress", "json"], e)
     assert r.returncode == 0, r.stderr
     assert same_tree(src.dir, tmp_path / "pvc") == []
-    assert summary(r.stderr)["retries"] >= 7
+    assert summary(r.stderr)["retries"] >= 7, (proxy.counters.faults_applied, r.stderr[-3000:])
     assert sorted(set(proxy.counters.faults_applied)) == ["reset_count", "slowdown_first", "truncate_count"]
 
 
@@ -238,23 +244,28 @@ def _kill_then_rerun(src, dest: Path, env, proxy, fraction: float) -> tuple[int,
     return before, proxy.counters.body_bytes, total
 
 
-# A kill loses at most what each worker wrote since its last journal line (1 MiB at this model's size,
-# see mirror.journal_step) plus what was in flight: 4 workers.
-SLACK = 4 * 1024 * 1024 + 512 * 1024
+def _killable(s3, make_model):  # type: ignore[no-untyped-def]
+    """A model and what a kill may cost beyond the missing bytes: what each of the 4 workers wrote since its
+    last journal line, plus what was in flight. On rclone that is a 1 MiB range (--part-size 1). On MinIO
+    the shards are boto3 multipart uploads whose composite CRC32 is checked part by part, so the 8 MiB parts
+    are the ranges, each received into one 8 MiB buffer: a larger model keeps the bound meaningful."""
+    if s3.kind == "minio":
+        return make_model(ModelSpec(total_bytes=96 * 1024 * 1024, shards=2)), 4 * 8 * 1024 * 1024 + 512 * 1024
+    return make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2)), 4 * 1024 * 1024 + 512 * 1024
 
 
-def test_sigkill_at_half_then_rerun_fetches_only_what_is_missing(make_model, env, proxy, tmp_path):
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+def test_sigkill_at_half_then_rerun_fetches_only_what_is_missing(make_model, env, proxy, s3, tmp_path):
+    src, slack = _killable(s3, make_model)
     before, again, total = _kill_then_rerun(src, tmp_path / "pvc", env, proxy, 0.5)
-    assert again <= total - before + SLACK, (before, again, total)
+    assert again <= total - before + slack, (before, again, total)
 
 
-def test_sigkill_in_the_first_moments_costs_no_finished_byte(make_model, env, proxy, tmp_path):
+def test_sigkill_in_the_first_moments_costs_no_finished_byte(make_model, env, proxy, s3, tmp_path):
     """Before the first durable flush (every second) nothing is synced yet; the journal lines written as
     the bytes landed are still believed on the same boot, so the re-run fetches only what is missing."""
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    src, slack = _killable(s3, make_model)
     before, again, total = _kill_then_rerun(src, tmp_path / "pvc", env, proxy, 0.05)
-    assert again <= total - before + SLACK, (before, again, total)
+    assert again <= total - before + slack, (before, again, total)
 
 
 def test_object_deleted_between_listing_and_get_exits_3_naming_it_and_a_rerun_converges(
@@ -270,12 +281,14 @@ def test_object_deleted_between_listing_and_get_exits_3_naming_it_and_a_rerun_co
                             stdout=subprocess.PIPE, text=True)
     _wait_fraction(proc, 0.1)
     victim.unlink()
+    src.publish()
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     assert "tokenizer_config.json" in err and "not found" in err
     assert not (dest / "tokenizer_config.json").exists()
     assert not (dest / ".modelpvc" / "manifest.json").exists()
     victim.write_bytes(saved)  # the source is fixed
+    src.publish()
     proxy.reset()
     r = run_cli(["mirror", src.uri, str(dest)], {**env, "AWS_ENDPOINT_URL": proxy.endpoint})
     assert r.returncode == 0, r.stderr
@@ -394,7 +407,7 @@ def test_a_server_that_ignores_range_is_not_trusted_and_whole_objects_work(make_
 
 
 def test_a_fully_downloaded_but_unpublished_file_is_verified_and_published_without_fetching(
-        make_model, env, proxy, tmp_path):
+        make_model, env, proxy, s3, tmp_path):
     src = make_model()
     dest = tmp_path / "pvc"
     e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
@@ -416,13 +429,14 @@ def test_a_fully_downloaded_but_unpublished_file_is_verified_and_published_witho
     assert proxy.counters.body_bytes == 0
     assert summary(r.stderr)["fetched_files"] == 1  # resumed: verified and published, no bytes fetched
     assert same_tree(src.dir, dest) == []
-    assert next(f for f in manifest(dest)["files"] if f["path"] == name)["verified"] == "md5"
+    assert next(f for f in manifest(dest)["files"] if f["path"] == name)["verified"] == s3.verified_as(rec["size"])
 
 
-def test_complete_files_without_any_record_are_hashed_and_adopted_not_fetched(make_model, env, proxy, tmp_path):
+def test_complete_files_without_any_record_are_hashed_and_adopted_not_fetched(make_model, env, proxy, s3,
+                                                                               tmp_path):
     """A kill before the journal's first line, or a volume filled by `mc mirror`: the bytes are there but
-    nothing says so. They are hashed against the source's ETag MD5 and adopted; a file that differs is
-    fetched."""
+    nothing says so. They are hashed against what the source promises (ETag MD5, MinIO's composite CRC32)
+    and adopted; a file that differs is fetched."""
     src = make_model()
     dest = tmp_path / "pvc"
     e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
@@ -441,4 +455,4 @@ def test_complete_files_without_any_record_are_hashed_and_adopted_not_fetched(ma
     assert proxy.counters.body_bytes == differs.stat().st_size  # only the file that differed
     assert same_tree(src.dir, dest) == []
     assert not list(dest.rglob("*.partial"))
-    assert {f["verified"] for f in manifest(dest)["files"]} == {"md5"}
+    assert all(f["verified"] == s3.verified_as(f["size"]) for f in manifest(dest)["files"])

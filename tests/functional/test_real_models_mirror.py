@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import run_cli
 from tests.fixtures.models.corpus import all_repos
 from tests.support.realmodels import materialize
+from tests.support.s3servers import S3UnderTest
 
 REPOS = {r.id: r for r in all_repos()}
 QUIRKS = ["mlx-community/Meta-Llama-3-8B-Instruct", "a mergekit 0.0.4.1 merge of two Mistral-7B fine-tunes",
@@ -19,11 +20,12 @@ QUIRKS = ["mlx-community/Meta-Llama-3-8B-Instruct", "a mergekit 0.0.4.1 merge of
           "an axolotl merge_lora_sharded_efficient output (Gemma)"]
 
 
-def _upload(s3root: Path, rid: str) -> tuple[str, Path]:
+def _upload(s3: S3UnderTest, rid: str) -> tuple[str, Path]:
     slug = "corpus-" + "".join(c if c.isalnum() else "-" for c in rid)[:60]
-    d = s3root / "models" / slug
+    d = s3.root / "models" / slug
     shutil.rmtree(d, ignore_errors=True)
     materialize(REPOS[rid], d)
+    s3.publish(f"models/{slug}")
     return f"s3://models/{slug}/", d
 
 
@@ -33,8 +35,8 @@ def _tree(d: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("rid", QUIRKS)
-def test_inconsistent_index_metadata_is_published_with_warnings(rid, s3root, env, tmp_path):
-    uri, src = _upload(s3root, rid)
+def test_inconsistent_index_metadata_is_published_with_warnings(rid, s3, env, tmp_path):
+    uri, src = _upload(s3, rid)
     dest = tmp_path / "pvc"
     r = run_cli(["mirror", uri, str(dest)], env)
     assert r.returncode == 0, r.stderr
@@ -48,14 +50,14 @@ def test_inconsistent_index_metadata_is_published_with_warnings(rid, s3root, env
     assert strict.returncode == 5 and "warning" in strict.stdout
 
 
-def test_llama3_skips_original_and_the_seeds_mistral_follows_the_loader(s3root, env, tmp_path):
-    uri, _src = _upload(s3root, "meta-llama/Meta-Llama-3-8B-Instruct")
+def test_llama3_skips_original_and_the_seeds_mistral_follows_the_loader(s3, env, tmp_path):
+    uri, _src = _upload(s3, "meta-llama/Meta-Llama-3-8B-Instruct")
     r = run_cli(["mirror", uri, str(tmp_path / "llama")], env)
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "llama" / "original").exists()
     assert "layout hf-safetensors" in r.stdout
 
-    uri, _src = _upload(s3root, "mistralai/Mistral-Small-24B-Instruct-2501")
+    uri, _src = _upload(s3, "mistralai/Mistral-Small-24B-Instruct-2501")
     plan = json.loads(run_cli(["plan", uri, "--json", "--for", "vllm-mistral"], env).stdout)
     assert plan["layout"] == "mistral-native"
     assert {f["path"] for f in plan["files"]} >= {"consolidated.safetensors", "params.json", "tekken.json"}
@@ -69,11 +71,12 @@ def test_llama3_skips_original_and_the_seeds_mistral_follows_the_loader(s3root, 
     assert r.returncode == 0 and json.loads(r.stdout)["layouts"] == ["mistral-native"]
 
 
-def test_a_prefix_that_is_not_a_model_is_copied_as_plain_files(s3root, env, tmp_path):
-    d = s3root / "models" / "plain"
+def test_a_prefix_that_is_not_a_model_is_copied_as_plain_files(s3, env, tmp_path):
+    d = s3.root / "models" / "plain"
     d.mkdir(parents=True, exist_ok=True)
     (d / "data.safetensors").write_bytes(b"these bytes are not a safetensors header at all")
     (d / "notes.txt").write_text("hello")
+    s3.publish("models/plain")
     r = run_cli(["mirror", "s3://models/plain/", str(tmp_path / "pvc")], env)
     assert r.returncode == 0, r.stderr
     assert "no model weights recognised" in r.stdout

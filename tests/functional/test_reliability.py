@@ -91,6 +91,7 @@ def test_hostile_safetensors_header_in_the_source_is_refused_without_memory_blow
     shard = src.dir / "model-00001-of-00003.safetensors"
     raw = shard.read_bytes()
     shard.write_bytes(struct.pack("<Q", 2**62) + raw[8:])
+    src.publish()
     r = run_cli(["mirror", src.uri, str(tmp_path / "pvc")], env)
     assert r.returncode == 5
     assert "exceeds the format's 100 MB cap" in r.stderr

@@ -8,6 +8,11 @@ A stored checksum costs a HEAD per object, unless the object is fetched by one G
 it (``x-amz-checksum-mode``) and the value arrives with the bytes. Such objects get a ``from_answer``
 expectation, ``settle``d once the GET has answered. AWS stores CRC-64/NVME on every new object, so
 without this a mirror of 2,000 small files would first make 2,000 HEADs.
+
+AWS's listing names each object's checksum algorithm; MinIO's names none, yet it stores what uploaders
+send (boto3's default composite CRC32 on multipart uploads, a full-object CRC64NVME from ``modelpvc
+import``). When no listed object names one, each object fetched in several ranges is asked with a HEAD:
+one request per large file buys a CRC at 10+ GB/s instead of an MD5 at 0.7 GB/s (decisions §16).
 """
 
 from __future__ import annotations
@@ -43,11 +48,13 @@ def _from_checksum(source: ObjectSource, obj: ObjectInfo) -> Expectation | None:
     return None
 
 
-def _one(source: ObjectSource, obj: ObjectInfo, level: VerifyLevel, ask: bool = True) -> Expectation:
-    """``ask=False``: the source already said it has no usable stored checksum for ``obj``."""
+def _one(source: ObjectSource, obj: ObjectInfo, level: VerifyLevel, ask: bool = True,
+         unlisted: bool = False) -> Expectation:
+    """``ask=False``: the source already said it has no usable stored checksum for ``obj``.
+    ``unlisted``: the listing names no checksums at all, so it cannot tell whether ``obj`` has one."""
     if level is VerifyLevel.SIZE:
         return SIZE_ONLY
-    if obj.checksum_algorithm and ask:
+    if ask and (obj.checksum_algorithm or unlisted):
         exp = _from_checksum(source, obj)
         if exp is not None:
             return exp
@@ -82,11 +89,15 @@ def expectations(source: ObjectSource, objects: list[ObjectInfo], level: VerifyL
     if level is VerifyLevel.SIZE:
         return [SIZE_ONLY] * len(objects)
     out = [_from_answer(o, part_size) for o in objects]
+    unlisted = not any(o.checksum_algorithm for o in objects)
+    asked = [unlisted and o.size > 0 and (o.multipart_parts is not None or not ranges.one_get(o.size, part_size))
+             for o in objects]
     todo = [i for i, (o, e) in enumerate(zip(objects, out, strict=True))
-            if e is None and (o.checksum_algorithm or (o.multipart_parts and not o.etag_is_md5))]
+            if e is None and (o.checksum_algorithm or asked[i] or (o.multipart_parts and not o.etag_is_md5))]
     if todo:
         with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
-            for i, exp in zip(todo, pool.map(lambda i: _one(source, objects[i], level), todo), strict=True):
+            for i, exp in zip(todo, pool.map(lambda i: _one(source, objects[i], level, unlisted=asked[i]), todo),
+                              strict=True):
                 out[i] = exp
     return [e if e is not None else _one(source, o, level) for o, e in zip(objects, out, strict=True)]
 

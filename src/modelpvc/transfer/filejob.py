@@ -36,8 +36,10 @@ class FileJob:
         self.refetches = 0
         self.left = 0  # ranges not yet written in this run; the executor owns it
         self.workers = 0  # workers on this file right now; the scheduler owns it
-        # Per-part values need one range per upload part; otherwise our own part size.
-        self.part_size = exp.part_size if exp.form == "parts" and exp.part_size else part_size
+        # Per-part values are hashed from their buffers when each range is one upload part; otherwise our
+        # own part size. ``part_size`` 0 (whole objects, for a server that ignores Range) wins: the parts are
+        # then hashed from the page cache after the one GET.
+        self.part_size = exp.part_size if exp.form == "parts" and exp.part_size and part_size > 0 else part_size
         self.all_ranges = ranges.split(obj.size, self.part_size)
         self.resumed = ranges.merge(done or [])
         self.adopt = adopt  # a complete-looking local copy to hash instead of fetching
