@@ -46,17 +46,18 @@ def find_binary(name: str) -> str:
     return found
 
 
-def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None,
+                  host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+    raise RuntimeError(f"nothing listened on {host}:{port} within {timeout}s")
 
 
 @dataclass
@@ -117,10 +118,11 @@ class MinioS3:
     secret_key: str = SECRET_KEY
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"  # any loopback address: a local cluster names it as a Service (minio.model-storage.svc)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
@@ -131,14 +133,14 @@ class MinioS3:
         self.port = self.port or free_port()
         console = free_port()
         cmd = [find_binary("minio"), "server", str(self.data_dir), "--quiet",
-               "--address", f"127.0.0.1:{self.port}", "--console-address", f"127.0.0.1:{console}"]
+               "--address", f"{self.host}:{self.port}", "--console-address", f"127.0.0.1:{console}"]
         # Root credentials of this loopback server only; no browser, no update check, no telemetry.
         env = {**os.environ, "MINIO_ROOT_USER": self.access_key, "MINIO_ROOT_PASSWORD": self.secret_key,
                "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "MINIO_CALLHOME_ENABLE": "off",
                "HOME": str(self.data_dir)}
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env)
-        wait_for_port(self.port, timeout=60, proc=self.proc)
+        wait_for_port(self.port, timeout=60, proc=self.proc, host=self.host)
         self._wait_ready()
         return self
 

@@ -24,6 +24,15 @@ class NotFound(ClusterError):
     pass
 
 
+class KindNotServed(ClusterError):
+    """The API has no such resource: its CRD is not installed (KServe's, on a cluster without KServe)."""
+
+
+class Forbidden(ClusterError):
+    """RBAC refused the request. A project admin may not read nodes, persistent volumes or storage classes:
+    callers with a namespaced way to the same fact catch this and say what they could not check."""
+
+
 class Cluster:
     def __init__(self, kubeconfig: Path | None = None, context: str | None = None,
                  namespace: str | None = None) -> None:
@@ -68,6 +77,11 @@ class Cluster:
             raise ClusterError(f"{what}: cannot reach the Kubernetes API ({e})",
                                hint="check your kubeconfig context and network") from e
         except Exception as e:
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            if status == 404:  # a list or watch of a kind the API does not serve answers a bare 404
+                raise KindNotServed(f"{what}: this cluster does not serve that kind",
+                                    hint="install its operator (for InferenceService and ServingRuntime: KServe, "
+                                         "or OpenShift AI's single-model serving)") from e
             if type(e).__module__.startswith("httpx"):
                 raise ClusterError(f"{what}: cannot reach the Kubernetes API ({e})",
                                    hint="check your kubeconfig context and network") from e
@@ -166,7 +180,7 @@ def _api_error(what: str, e: Any) -> ClusterError:
     if code == 404:
         return NotFound(f"{what}: not found ({msg})")
     if code in (401, 403):
-        return ClusterError(f"{what}: forbidden ({msg})",
+        return Forbidden(f"{what}: forbidden ({msg})",
                             hint="your user or the service account lacks RBAC permission for this")
     if code == 409:
         return ClusterError(f"{what}: conflict ({msg})", hint="it exists already or changed meanwhile")

@@ -69,6 +69,12 @@ def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
                                hint=f"oc describe job/{name} -n {ns}; or run modelpvc doctor")
         current = cluster.get("Job", name, ns)
         pod = _pod_of(cluster, ns, name)
+        if pod is None and current is not None:
+            refused = admission_refusal(cluster, current)
+            if refused is not None:
+                cluster.delete("Job", name, ns)  # the Job controller would retry it until the deadline
+                raise PodBlocked(f"Job {name}: its pod was refused at admission: {refused}",
+                                 hint=_ADMISSION_HINT)
         if pod is not None:
             pname = pod["metadata"]["name"]
             result.pod = pname
@@ -91,6 +97,21 @@ def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
                 return result
             raise failure(name, ns, result, o.conditions(current).get("Failed", {}))
         time.sleep(0.2)
+
+
+_ADMISSION_HINT = ("a ResourceQuota, LimitRange or the namespace's security constraints (OpenShift SCC: uid and "
+                   "fsGroup ranges) refused it; drop --fs-group/--run-as-user to let OpenShift assign them, or ask "
+                   "the platform admin about the quota")
+
+
+def admission_refusal(cluster: Cluster, job: o.Obj) -> str | None:
+    """The Job controller's FailedCreate event: its pods never exist, so no pod state says why. Events
+    outlive their object, so only this Job's (by uid) count."""
+    meta = job["metadata"]
+    for e in cluster.events(meta["name"], meta["namespace"]):
+        if e.get("reason") == "FailedCreate" and (e.get("involvedObject") or {}).get("uid") == meta.get("uid"):
+            return str(e.get("message") or "").removeprefix("Error creating: ")
+    return None
 
 
 def run_indexed_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,

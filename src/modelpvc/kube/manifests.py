@@ -10,6 +10,7 @@ import copy
 import re
 from typing import Any
 
+from modelpvc.core.errors import ExitCode
 from modelpvc.kube.spec import MOUNT, ModelSpec, Placement
 
 Obj = dict[str, Any]
@@ -90,12 +91,26 @@ def deadline_seconds(model_bytes: int | None) -> int:
     return int(2 * model_bytes / COPY_FLOOR_BPS) + 600
 
 
+GPU_PRESENT = "nvidia.com/gpu.present"
+NEVER_RETRIED = (ExitCode.USAGE, ExitCode.SOURCE, ExitCode.INTEGRITY)
+
+
 def place(pod: Obj, placement: Placement, predictor_label: str | None = None) -> Obj:
     """Put a Job's pod where it can mount the claim: pinned to the holder's node (tolerating its taints), in
     the serving nodes' zones (a WaitForFirstConsumer volume binds where its first pod lands), or near the
     predictor (GitOps, where the node is not known when rendering)."""
     if placement.node:
         pod["nodeSelector"] = {"kubernetes.io/hostname": placement.node}
+    elif placement.node_selector:
+        pod["nodeSelector"] = dict(placement.node_selector)
+    if placement.node_terms and not placement.zones:
+        pod.setdefault("affinity", {})["nodeAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [dict(t) for t in placement.node_terms]}}
+    if placement.prefer_gpu_nodes:
+        # NVIDIA's GPU feature discovery labels every GPU node so; a preference, scored by the scheduler.
+        pod.setdefault("affinity", {}).setdefault("nodeAffinity", {})[
+            "preferredDuringSchedulingIgnoredDuringExecution"] = [{"weight": 100, "preference": {
+                "matchExpressions": [{"key": GPU_PRESENT, "operator": "In", "values": ["true"]}]}}]
     if placement.tolerations:
         pod["tolerations"] = [dict(t) for t in placement.tolerations]
     if placement.zones:
@@ -157,6 +172,12 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
     job_spec: Obj = {
         "backoffLimit": 3 if not read_only else 0,  # a failed verification will not pass on a retry
         "activeDeadlineSeconds": deadline_seconds(spec.model_bytes) if not read_only else 900,
+        # Exits that say "this will never succeed" (usage, source missing or denied, integrity) fail the
+        # Job at once; a node drain does not count against the retries.
+        "podFailurePolicy": {"rules": [
+            {"action": "FailJob", "onExitCodes": {"containerName": component, "operator": "In",
+                                                  "values": list(NEVER_RETRIED)}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]},
         "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod},
     }
     if spec.gitops == "argocd":

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelpvc.kube import objects as o
-from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.cluster import Cluster, Forbidden, KindNotServed
 from modelpvc.kube.podstate import PREDICTOR_LABEL
 from modelpvc.kube.spec import ModelSpec, Placement
 from modelpvc.model.sizing import parse_quantity
@@ -45,8 +45,12 @@ def serving_nodes(cluster: Cluster, predictor: o.Obj) -> list[o.Obj]:
 
 
 def live_predictor(cluster: Cluster, spec: ModelSpec) -> o.Obj | None:
-    """The predictor of an InferenceService that serves this claim now, if any."""
-    for isvc in cluster.list("InferenceService", spec.namespace):
+    """The predictor of an InferenceService that serves this claim now, if any (none without KServe)."""
+    try:
+        isvcs = cluster.list("InferenceService", spec.namespace)
+    except KindNotServed:
+        return None
+    for isvc in isvcs:
         model = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
         if str(model.get("storageUri", "")).removeprefix("pvc://").split("/")[0] == spec.pvc:
             return dict(isvc["spec"]["predictor"])
@@ -63,9 +67,24 @@ def serving_placement(cluster: Cluster, spec: ModelSpec) -> Placement:
         return Placement(zones=spec.placement.zones, tolerations=tolerations)
     if not predictor or not (predictor.get("nodeSelector") or predictor.get("affinity") or tolerations):
         return Placement()
-    zones = sorted({(n["metadata"].get("labels") or {}).get(ZONE, "") for n in serving_nodes(cluster, predictor)}
-                   - {""})
+    try:
+        nodes = serving_nodes(cluster, predictor)
+    except Forbidden:
+        return like_predictor(predictor)
+    zones = sorted({(n["metadata"].get("labels") or {}).get(ZONE, "") for n in nodes} - {""})
     return Placement(zones=tuple(zones), tolerations=tolerations)
+
+
+def like_predictor(predictor: o.Obj) -> Placement:
+    """Where the predictor's own rules let it run, for a user who may not list nodes: its node selector,
+    required node affinity and tolerations, and a preference for GPU nodes when it asks for GPUs."""
+    terms = ((((predictor.get("affinity") or {}).get("nodeAffinity") or {})
+              .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or [])
+    gpus = any(str(k).endswith("/gpu") for c in [predictor.get("model") or {}, *(predictor.get("containers") or [])]
+               for part in ("requests", "limits") for k in ((c.get("resources") or {}).get(part) or {}))
+    return Placement(tolerations=tuple(predictor.get("tolerations") or ()),
+                     node_selector=tuple(sorted((predictor.get("nodeSelector") or {}).items())),
+                     node_terms=tuple(terms), prefer_gpu_nodes=gpus)
 
 
 @dataclass(frozen=True)

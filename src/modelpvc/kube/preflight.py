@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpvc.core.errors import (
+    ClusterError,
     ConfigError,
     DestinationFull,
     SourceError,
@@ -16,7 +17,7 @@ from modelpvc.core.errors import (
 from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.core.secretkeys import ENDPOINT_KEYS, EXPECTED, find_pair
 from modelpvc.kube import objects as o
-from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.cluster import Cluster, Forbidden
 from modelpvc.kube.placement import serving_placement
 from modelpvc.kube.source import list_selected
 from modelpvc.kube.spec import ModelSpec, Placement
@@ -135,8 +136,11 @@ def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool
         check(sink, True, f"PVC {spec.pvc} created ({size}, {spec.access_mode})")
         pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace) or {}
     sc = _storage_class(cluster, (pvc.get("spec") or {}).get("storageClassName"), sink)
-    wffc = (sc or {}).get("volumeBindingMode") == "WaitForFirstConsumer"
     phase = (pvc.get("status") or {}).get("phase")
+    if sc is not None:
+        wffc = sc.get("volumeBindingMode") == "WaitForFirstConsumer"
+    else:
+        wffc = phase != "Bound" and _waits_for_consumer(cluster, spec)
     if phase != "Bound" and wffc:
         check(sink, True, f"PVC {spec.pvc} is Pending: its class binds it when the first pod using it is "
                           "scheduled (WaitForFirstConsumer), here the populate Job")
@@ -160,10 +164,32 @@ def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool
     return pvc, wffc and phase != "Bound"
 
 
+def _waits_for_consumer(cluster: Cluster, spec: ModelSpec, timeout: float = 5.0) -> bool:
+    """Without its class: the PV controller's event on a claim of a WaitForFirstConsumer class (reason
+    WaitForFirstConsumer, "waiting for first consumer to be created before binding"), or the claim binds."""
+    def seen() -> str | None:
+        if any(e.get("reason") == "WaitForFirstConsumer" for e in cluster.events(spec.pvc, spec.namespace)):
+            return "wffc"
+        pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace) or {}
+        return "bound" if (pvc.get("status") or {}).get("phase") == "Bound" else None
+
+    try:
+        found: str = cluster.poll(f"PVC {spec.pvc} to bind or wait for its consumer", seen, timeout=timeout,
+                                  interval=0.2)
+        return found == "wffc"
+    except ClusterError:
+        return False  # Immediate binding still under way: the bind wait below says what holds it
+
+
 def _storage_class(cluster: Cluster, name: str | None, sink: ProgressSink) -> o.Obj | None:
     """The class a claim uses (the default one when unnamed); a named class that does not exist leaves the
-    claim Pending forever, so it fails here."""
-    classes = cluster.list("StorageClass")
+    claim Pending forever, so it fails here. None when the user may not read storage classes."""
+    try:
+        classes = cluster.list("StorageClass")
+    except Forbidden:
+        check(sink, True, f"StorageClass {name or '(default)'} not checked: this user may not read storage "
+                          "classes (a project admin); the claim's own events tell how it binds")
+        return None
     if name is None:
         return next((c for c in classes if ((c.get("metadata") or {}).get("annotations") or {})
                      .get("storageclass.kubernetes.io/is-default-class") == "true"), None)
@@ -216,6 +242,12 @@ def _placement(cluster: Cluster, pf: Preflight, sink: ProgressSink, pvc: o.Obj, 
                                                       tolerations=placement.tolerations or spec.placement.tolerations))
             check(sink, True, f"the volume will bind in zone(s) {', '.join(placement.zones)}, where the serving "
                               "nodes are: the Job runs there")
+        elif placement.node_terms or placement.node_selector or placement.prefer_gpu_nodes:
+            pf.spec = replace(spec, placement=placement)
+            check(sink, True, "nodes not checked: this user may not list them (a project admin); the Job runs where "
+                              "the server may run (its node selector, affinity and tolerations"
+                              + (", GPU nodes preferred" if placement.prefer_gpu_nodes else "")
+                              + "), so the volume binds in a zone the server can mount")
         else:
             pf.notes.append("the volume binds in whatever zone the Job lands")
             check(sink, True, "the volume binds in the zone the Job lands in: pass --zone (or --isvc-base/"

@@ -59,6 +59,10 @@ class Placement:
     tolerations: tuple[dict[str, Any], ...] = ()  # what that node (or the serving nodes) needs tolerated
     zones: tuple[str, ...] = ()  # a WaitForFirstConsumer claim binds where the Job lands: the server's zones
     follow: str | None = None  # GitOps: prefer the node of this InferenceService's predictor pods
+    # When nodes cannot be read (a project admin): run where the server may run, by its own rules.
+    node_selector: tuple[tuple[str, str], ...] = ()
+    node_terms: tuple[dict[str, Any], ...] = ()  # the predictor's required nodeSelectorTerms
+    prefer_gpu_nodes: bool = False  # the predictor asks for GPUs: prefer nodes the GPU operator labelled
 
 
 @dataclass(frozen=True)

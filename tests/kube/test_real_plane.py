@@ -1,0 +1,111 @@
+"""The runbook's flows on the real control plane (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler built from their modules), as a project admin, with the doubles of tests/cluster below it:
+pods are real `modelpvc` processes, the volume a tmpfs of the claim's size, OpenShift's SCC a webhook.
+
+Each test has a project of its own; the cluster and its MinIO (``minio.model-storage.svc:9000`` inside)
+are shared by the session."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from modelpvc.model.synthetic import ModelSpec, generate_model, same_tree
+from tests.cluster.api import ApiError
+from tests.kube.conftest import SECRET, Project
+
+pytestmark = pytest.mark.kube
+SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seed"
+REFERENCE = SEED / "inferenceservice-mistral-24b.yaml"
+PVC = "mistral-24b-pvc"
+
+
+def _model(project: Project, tmp_path: Path, name: str = "full-fp16",
+           spec: ModelSpec | None = None) -> tuple[str, Path]:
+    d = tmp_path / name
+    generate_model(d, spec or ModelSpec(total_bytes=12 * 1024 * 1024, shards=2))
+    return project.upload(d, name), d
+
+
+def _populate(project: Project, uri: str, *extra: str):  # type: ignore[no-untyped-def]
+    return project.cli("populate", "--pvc", PVC, "--create-pvc", "--size", "1Gi", "--source", uri,
+                       "--secret", SECRET, *extra)
+
+
+def test_the_project_admin_may_not_read_what_populate_used_to_need(project: Project):
+    """The premise, checked against the real RBAC: a project admin reads its namespace, not the cluster."""
+    for _what in ("nodes", "persistentvolumes", "storageclasses"):
+        r = project.cli("doctor", "--json")  # any command: it must not need them
+        assert r.returncode in (0, 1), r.stderr
+    from tests.cluster.api import Api
+    from tests.cluster.plane import PROJECT_ADMIN
+
+    c = project.cluster
+    user = Api(c.plane.url, PROJECT_ADMIN.token, str(c.plane.ca.cert))
+    for kind in ("Node", "PersistentVolume", "StorageClass"):
+        with pytest.raises(ApiError) as refused:
+            user.list(kind)
+        assert refused.value.code == 403
+    assert user.list("Pod", project.ns) == []
+
+
+def test_populate_as_project_admin_binds_in_the_gpu_zone_and_copies_every_byte(project: Project, tmp_path: Path):
+    """Seed command: populate --isvc-base, no --zone, as the project admin (no node, PV or class reads).
+    Before: exit 6 on `list StorageClass: forbidden`."""
+    uri, src = _model(project, tmp_path)
+    r = _populate(project, uri, "--isvc-base", str(REFERENCE))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "this user may not read storage classes" in r.stdout
+    assert "WaitForFirstConsumer" in r.stdout and "nodes not checked" in r.stdout
+    c = project.cluster
+    # The Job ran where the server may run (its GPU toleration, GPU nodes preferred): the volume bound in
+    # the GPU node's zone, recorded only in the PV's node affinity.
+    assert c.volume_zone(project.ns, PVC) == "us-east-2b"
+    pv = c.api.get("PersistentVolume", c.api.get("PersistentVolumeClaim", PVC, project.ns)["spec"]["volumeName"])
+    assert "topology.kubernetes.io/zone" not in (pv["metadata"].get("labels") or {})
+    assert same_tree(src, c.volume_dir(project.ns, PVC)) == []
+    manifest = json.loads((c.volume_dir(project.ns, PVC) / ".modelpvc" / "manifest.json").read_text())
+    assert manifest["source"] == uri
+    # Re-running on the populated claim copies nothing.
+    again = _populate(project, uri, "--isvc-base", str(REFERENCE))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "0 files copied" in again.stdout or "up to date" in again.stdout, again.stdout
+
+
+def test_a_pod_refused_at_admission_fails_the_job_in_seconds_with_the_refusal(project: Project, tmp_path: Path):
+    """An fsGroup outside the namespace's restricted-v2 range: the Job's pods are never created, only the Job
+    controller's FailedCreate events say why. Before: populate waited out activeDeadlineSeconds."""
+    uri, _src = _model(project, tmp_path)
+    t = time.monotonic()
+    r = _populate(project, uri, "--fs-group", "1000", "--zone", "us-east-2a")
+    took = time.monotonic() - t
+    assert r.returncode == 6, r.stdout + r.stderr
+    assert "refused at admission" in r.stderr and "1000 is not an allowed group" in r.stderr, r.stderr
+    assert "--fs-group" in r.stderr  # the hint names the fix
+    assert took < 60, took
+    assert project.cluster.api.get("Job", f"{PVC}-populate", project.ns) is None  # not left retrying
+
+
+def test_an_integrity_failure_fails_the_job_at_once_without_retries(project: Project, tmp_path: Path):
+    """Exit 5 will not pass on a retry: the Job's podFailurePolicy fails it on the first pod. Before: the
+    Job controller ran backoffLimit more pods (3), each copying and failing again."""
+    uri, _src = _model(project, tmp_path, "broken")
+    m = project.cluster.minio
+    assert m is not None
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=m.endpoint, aws_access_key_id=m.access_key,
+                      aws_secret_access_key=m.secret_key, region_name="us-east-1")
+    s3.delete_object(Bucket="models", Key=uri.removeprefix("s3://models/") + "model-00002-of-00002.safetensors")
+    r = _populate(project, uri, "--zone", "us-east-2a")
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "model-00002-of-00002.safetensors" in r.stderr
+    pods = project.cluster.api.list("Pod", project.ns, labelSelector=f"job-name={PVC}-populate")
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    job = project.cluster.api.get("Job", f"{PVC}-populate", project.ns)
+    assert job is not None
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "PodFailurePolicy", failed
