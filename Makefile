@@ -8,7 +8,7 @@ TOOLS := .tools/bin
 # The servers `make tools` builds are found on PATH by the tests, the demo and the cluster.
 export PATH := $(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: install tools demo test lint typecheck unit bench clean
+.PHONY: install tools demo test lint typecheck unit bench clean cluster cluster-down
 
 install: $(STAMP)
 
@@ -55,6 +55,23 @@ bench: install
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/verify_plan.py
+
+# The seed's cluster on this machine (real control plane and KServe, process kubelet, MinIO), in the
+# background until `make cluster-down`. Needs root. Kubeconfigs: .cluster/kubeconfig (admin) and
+# .cluster/kubeconfig-project-admin.
+cluster: install tools
+	@test ! -e .cluster/pid || { echo "a cluster is running (.cluster/pid): make cluster-down first"; exit 1; }
+	@mkdir -p .cluster
+	@nohup $(BIN)/python -m tests.cluster up .cluster > .cluster/cluster.log 2>&1 & echo $$! > .cluster/pid
+	@for i in $$(seq 1 120); do test -e .cluster/ready && break; \
+	  kill -0 $$(cat .cluster/pid) 2>/dev/null || { cat .cluster/cluster.log; rm -f .cluster/pid; exit 1; }; sleep 0.5; done
+	@test -e .cluster/ready || { echo "the cluster did not start: see .cluster/cluster.log"; exit 1; }
+	@tail -1 .cluster/cluster.log
+	@echo "export KUBECONFIG=$(CURDIR)/.cluster/kubeconfig-project-admin   # the project admin of private-ai-demo"
+	@echo "MinIO for uploads from this machine: .cluster/minio.env; inside the cluster: http://minio.model-storage.svc:9000"
+
+cluster-down:
+	$(BIN)/python -m tests.cluster down .cluster
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache .tools

@@ -47,6 +47,7 @@ from tests.cluster.storage import DRIVER
 REPO = Path(__file__).resolve().parents[2]
 TOOL_IMAGES = ("ghcr.io/modelpvc/modelpvc", "registry.local/modelpvc")  # our image, however it was pushed
 VLLM_MARKERS = ("vllm",)  # the seed's odh-vllm-cuda-rhel9 and upstream vllm-openai images
+AGENT_IMAGE = "kserve/agent"  # KServe's logger/batcher sidecar
 IMAGE_UID = 1001  # the Containerfile's USER
 PROBE_DELAY_CAP = 2.0
 CRASH_BACKOFF = (1.0, 2.0, 4.0, 8.0)  # the kubelet's 10 s doubling to 5 min, scaled down
@@ -305,6 +306,7 @@ class PodWorker(threading.Thread):
         self.volumes_in_use: list[str] = []
         self._terminating = threading.Event()
         self._killed = threading.Event()
+        self.netns_name: str | None = None
         self.grace = 30
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -468,6 +470,8 @@ class PodWorker(threading.Thread):
             return [*exe[cmd[0]], *cmd[1:], *args]
         if any(m in image for m in VLLM_MARKERS):
             return [sys.executable, "-m", "tests.cluster.vllm_standin", *args]
+        if AGENT_IMAGE in image:
+            return [sys.executable, "-m", "tests.cluster.agent_standin", *args]
         raise ImagePullError(image)
 
     def _env(self, c: Obj) -> dict[str, str]:
@@ -526,6 +530,15 @@ class PodWorker(threading.Thread):
             groups.append(int(psc["fsGroup"]))
         return int(uid), int(gid), sorted(set(groups))
 
+    def _netns(self) -> str:
+        """The pod's network namespace, shared by its containers (created on first use)."""
+        name = f"mpvc-{self.pod['metadata']['uid'][:13]}"
+        if not Path(f"/run/netns/{name}").exists():
+            subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
+        self.netns_name = name
+        return name
+
     def _start(self, c: Obj, mounts: dict[str, tuple[Path, bool]], netns: bool) -> subprocess.Popen[bytes]:
         argv = self._launcher(c)
         env = self._env(c)
@@ -539,7 +552,7 @@ class PodWorker(threading.Thread):
                     src.mkdir(parents=True, exist_ok=True)
             mlist.append({"source": str(src), "target": m["mountPath"], "readonly": ro or bool(m.get("readOnly"))})
         spec = {"mounts": mlist, "hosts": str(self.k.hosts_file), "uid": uid, "gid": gid, "groups": groups,
-                "env": env, "argv": argv, "workdir": c.get("workingDir") or "/", "netns": netns,
+                "env": env, "argv": argv, "workdir": c.get("workingDir") or "/",
                 "caps": "" if _world_readable(Path(sys.executable).resolve(), REPO) else "+dac_read_search",
                 "keep": sorted({str(REPO), sys.prefix, sys.base_prefix})}
         spec_file = self.dir / f"{c['name']}.spec.json"
@@ -547,7 +560,8 @@ class PodWorker(threading.Thread):
         spec_file.write_text(json.dumps(spec))
         log = self.k.log_path(self.ns, self.name, c["name"])
         log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = ["unshare", "--mount", "--propagation", "private", *(["--net"] if netns else []), sys.executable,
+        enter = ["nsenter", f"--net=/run/netns/{self._netns()}"] if netns else []
+        cmd = [*enter, "unshare", "--mount", "--propagation", "private", sys.executable,
                str(Path(__file__).with_name("podexec.py")), str(spec_file)]
         with open(log, "ab") as out:
             return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -608,7 +622,7 @@ class PodWorker(threading.Thread):
     def _run_containers(self, mounts: dict[str, tuple[Path, bool]]) -> None:
         containers = self.pod["spec"]["containers"]
         policy = self.pod["spec"].get("restartPolicy", "Always")
-        serving = any(any(m in c.get("image", "") for m in VLLM_MARKERS) for c in containers)
+        serving = any(any(m in c.get("image", "") for m in (*VLLM_MARKERS, AGENT_IMAGE)) for c in containers)
         for c in containers:
             if not self._prepare(c, False):
                 return
@@ -675,7 +689,8 @@ class PodWorker(threading.Thread):
         # The server runs in the pod's network namespace: probe from inside it, as the kubelet reaches a pod IP.
         script = ("import urllib.request,sys\ntry:\n sys.exit(0 if urllib.request.urlopen("
                   f"'http://127.0.0.1:{port}{path}',timeout=1).status<400 else 1)\nexcept Exception: sys.exit(1)")
-        r = subprocess.run(["nsenter", "-t", str(p.pid), "-n", sys.executable, "-c", script], check=False,
+        where = [f"--net=/run/netns/{self.netns_name}"] if self.netns_name else ["-t", str(p.pid), "-n"]
+        r = subprocess.run(["nsenter", *where, sys.executable, "-c", script], check=False,
                            capture_output=True, timeout=10)
         return r.returncode == 0
 
@@ -701,6 +716,8 @@ class PodWorker(threading.Thread):
             with contextlib.suppress(ApiError, OSError):  # the kubelet's final delete
                 self.api.delete("Pod", self.name, self.ns, grace=0)
         shutil.rmtree(self.dir / "volumes", ignore_errors=True)
+        if self.netns_name:
+            subprocess.run(["ip", "netns", "delete", self.netns_name], check=False, capture_output=True)
 
 
 def _resource(c: Obj, ref: Obj) -> str:

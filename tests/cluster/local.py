@@ -18,11 +18,13 @@ from pathlib import Path
 
 from modelpvc.devtools.s3server import MinioS3
 from tests.cluster.api import Api, Obj
+from tests.cluster.kserve import KServe
 from tests.cluster.kubelet import Kubelet, NodeSpec
 from tests.cluster.plane import ADMIN, PROJECT_ADMIN, ControlPlane
 from tests.cluster.scc import ANYUID_ROLE, SCCWebhook
 from tests.cluster.storage import Storage, wait_for
 
+REPO = Path(__file__).resolve().parents[2]
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 MINIO_SERVICE = "minio.model-storage.svc"
 
@@ -54,12 +56,14 @@ class LocalCluster:
         self.kubelet = Kubelet(self.api, self.root / "kubelet", self.nodes, self.plane.ca.serving("kubelet"),
                                {f"{MINIO_SERVICE}.cluster.local": host, MINIO_SERVICE: host}).start()
         self.scc = SCCWebhook(self.api, self.plane.ca).start()
+        self.kserve = KServe(self.api, self.plane.ca, self.root / "kserve", self.root / "plane" / "kubeconfig",
+                             cache=REPO / ".tools" / "cache").start()
         self._aggregate_kserve_roles()
         wait_for("nodes Ready and schedulable", self._nodes_ready, timeout=60)
         return self
 
     def stop(self) -> None:
-        for part in ("kubelet", "scc", "storage", "minio", "plane"):
+        for part in ("kserve", "kubelet", "scc", "storage", "minio", "plane"):
             obj = getattr(self, part, None)
             if obj is not None:
                 obj.stop()

@@ -1,9 +1,10 @@
-"""Start one container's process for the process kubelet, inside the private mount (and, for serving pods,
-network) namespace that ``unshare`` made for it: bind each volume at its real ``mountPath`` (read-only where
-the pod says so), give the pod its own /etc/hosts (the cluster's service names), then become the pod's user
-(``runAsUser``, GID 0 as OpenShift's restricted-v2 runs it, the ``fsGroup`` and supplemental groups) and exec.
+"""Start one container's process for the process kubelet, inside the private mount namespace ``unshare``
+made for it (and, for serving pods, the pod's network namespace the kubelet entered): bind each volume at
+its real ``mountPath`` (read-only where the pod says so), give the pod its own /etc/hosts (the cluster's
+service names), then become the pod's user (``runAsUser``, GID 0 as OpenShift's restricted-v2 runs it, the
+``fsGroup`` and supplemental groups) and exec.
 
-Run as root by the kubelet: ``unshare --mount --propagation private [--net] python podexec.py SPEC.json``.
+Run as root by the kubelet: ``[nsenter --net=POD] unshare --mount --propagation private python podexec.py SPEC``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ def _mount(source_fd: int, target: str, readonly: bool, is_dir: bool) -> None:
 
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    if spec.get("netns"):
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     mounts = sorted(spec["mounts"], key=lambda m: m["target"].count("/"))  # deepest last, on top
     if spec.get("hosts"):
         mounts.append({"source": spec["hosts"], "target": "/etc/hosts", "readonly": True})

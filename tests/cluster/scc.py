@@ -5,7 +5,9 @@ What OpenShift does (openshift/apiserver-library-go pkg/securitycontextconstrain
 ``openshift.io/sa.scc.*`` annotations, a pod's service account may use anyuid when an RBAC binding grants it
 (``system:openshift:scc:anyuid``; anyuid has the higher priority), else restricted-v2. restricted-v2 assigns
 ``runAsUser`` (the first UID of ``sa.scc.uid-range``) to each container that sets none and ``fsGroup`` (the
-first GID of ``sa.scc.supplemental-groups``) when the pod sets none, and **refuses** a pod whose runAsUser,
+first GID of ``sa.scc.supplemental-groups``) when the pod sets none, defaults what the SCC requires
+(``allowPrivilegeEscalation: false``, capabilities drop ALL, ``runAsNonRoot``, seccomp RuntimeDefault: so a
+KServe predictor passes Pod Security "restricted" afterwards, as on OpenShift), and **refuses** a pod whose runAsUser,
 fsGroup or supplementalGroups fall outside those ranges, or that asks for privilege. anyuid assigns nothing.
 Left out: SELinux labels, capabilities beyond privilege, volume-type and host-namespace restrictions. The
 refusal reaches the Job controller's FailedCreate event with the webhook's prefix
@@ -52,8 +54,17 @@ def decide(pod: Obj, ns: Obj, anyuid: bool) -> tuple[Obj | None, str | None]:
     spec = out["spec"]
     psc = spec.setdefault("securityContext", {})
     errors = []
+    # restricted-v2's defaults, applied before Pod Security admission validates the pod.
+    psc.setdefault("runAsNonRoot", True)
+    psc.setdefault("seccompProfile", {"type": "RuntimeDefault"})
     for c in [*spec.get("initContainers", []), *spec["containers"]]:
         csc = c.setdefault("securityContext", {})
+        if csc.get("allowPrivilegeEscalation") is True:
+            errors.append(f"spec.containers[{c['name']}].securityContext.allowPrivilegeEscalation: Invalid value: "
+                          "true: Allowing privilege escalation for containers is not allowed")
+        csc["allowPrivilegeEscalation"] = False
+        caps = csc.setdefault("capabilities", {})
+        caps["drop"] = sorted({*caps.get("drop", []), "ALL"})
         uid = csc.get("runAsUser", psc.get("runAsUser"))
         if uid is None:
             csc["runAsUser"] = uids[0]

@@ -109,3 +109,49 @@ def test_an_integrity_failure_fails_the_job_at_once_without_retries(project: Pro
     assert job is not None
     failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "PodFailurePolicy", failed
+
+
+def _runtime(project: Project) -> None:
+    """The seed's ServingRuntime, created by the project admin as OpenShift AI's dashboard does."""
+    import yaml
+
+    rt = yaml.safe_load((SEED / "servingruntime-vllm-cuda.yaml").read_text())
+    rt["metadata"]["namespace"] = project.ns
+    project.cluster.api.create(rt)
+
+
+def test_the_seed_runbook_populate_then_deploy_serves_from_the_claim_on_the_gpu_node(project: Project, tmp_path: Path):
+    """The runbook end to end on the real KServe controller: its pod mutator mounts pvc://claim/ at
+    /mnt/models, the scheduler puts the predictor on the GPU node in the volume's zone, and the vLLM
+    stand-in loads the weights with the safetensors library before it answers ready."""
+    uri, _src = _model(project, tmp_path)
+    _runtime(project)
+    assert _populate(project, uri, "--isvc-base", str(REFERENCE)).returncode == 0
+    # The reference runs as ai-workload-sa. Without it the ReplicaSet controller cannot create the pod, and
+    # only the predictor Deployment's ReplicaFailure condition says why: deploy names it at once.
+    t = time.monotonic()
+    r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC, "--deployment-mode", "RawDeployment",
+                    "--name", "missing-sa")
+    assert r.returncode == 6, r.stdout + r.stderr
+    assert 'serviceaccount "ai-workload-sa" not found' in r.stderr and "create that service account" in r.stderr
+    assert time.monotonic() - t < 60
+    project.cluster.api.delete("InferenceService", "missing-sa", project.ns)  # else it takes the 4 GPUs next
+    project.cluster.api.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                                "metadata": {"name": "ai-workload-sa", "namespace": project.ns}})
+    # The seed's cluster ran Knative (OpenShift Serverless); this one cannot: KServe would refuse the
+    # reference's Serverless mode without writing a status, and deploy says so before applying it.
+    r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC)
+    assert r.returncode == 2 and "no Knative Serving" in r.stderr and "--deployment-mode RawDeployment" in r.stderr
+    r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC, "--deployment-mode", "RawDeployment",
+                    timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    api = project.cluster.api
+    isvc = api.get("InferenceService", "mistral-24b", project.ns)
+    assert isvc is not None and isvc["spec"]["predictor"]["model"]["storageUri"] == f"pvc://{PVC}/"
+    ready = next(c for c in isvc["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True", isvc["status"]
+    [pod] = [p for p in api.list("Pod", project.ns, labelSelector="serving.kserve.io/inferenceservice=mistral-24b")
+             if not p["metadata"].get("deletionTimestamp")]
+    assert pod["spec"]["nodeName"] == "gpu-1"
+    mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["mountPath"] == "/mnt/models")
+    assert mount.get("readOnly") is True

@@ -40,7 +40,7 @@ class Cluster:
         import httpx2
         from lightkube import Client, KubeConfig
         from lightkube.generic_resource import create_global_resource, create_namespaced_resource
-        from lightkube.resources import batch_v1, core_v1, storage_v1
+        from lightkube.resources import apps_v1, batch_v1, core_v1, storage_v1
 
         try:
             if kubeconfig is not None:
@@ -62,6 +62,7 @@ class Cluster:
             "PersistentVolumeClaim": core_v1.PersistentVolumeClaim, "PersistentVolume": core_v1.PersistentVolume,
             "Pod": core_v1.Pod, "Event": core_v1.Event, "ConfigMap": core_v1.ConfigMap,
             "StorageClass": storage_v1.StorageClass, "Job": batch_v1.Job, "InferenceService": isvc,
+            "Deployment": apps_v1.Deployment, "ServiceAccount": core_v1.ServiceAccount,
             "ServingRuntime": runtime, "ClusterStorageContainer": csc,
         }
 
@@ -153,6 +154,17 @@ class Cluster:
         lines = self._call(f"log of pod {pod}", lambda: self.client.log(pod, namespace=namespace or self.namespace,
                                                                       follow=follow, container=container))
         yield from lines
+
+    def serves(self, group_version: str) -> bool | None:
+        """Whether the API serves ``group/version``, from discovery, which every authenticated user may read
+        (a list of an unserved kind answers 403, not 404, to a user without cluster-wide rights). None when
+        discovery does not answer."""
+        try:
+            http = self.client._client._client  # lightkube has no discovery call; its HTTP client does
+            status = int(http.get(f"/apis/{group_version}").status_code)
+        except Exception:  # any failure means "cannot tell", which callers treat as "maybe"
+            return None
+        return {200: True, 404: False}.get(status)
 
     def events(self, name: str, namespace: str | None = None) -> builtins.list[Obj]:
         return self.list("Event", namespace, fields={"involvedObject.name": name})

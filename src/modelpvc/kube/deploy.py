@@ -73,6 +73,13 @@ def wait_serving(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
         want = max(1, int(isvc["spec"]["predictor"].get("minReplicas") or 1))
         pods = [p for p in cluster.list("Pod", spec.namespace, labels={PREDICTOR_LABEL: spec.name})
                 if _serves(p, spec) and not p["metadata"].get("deletionTimestamp")]
+        if not pods and (refused := predictor_refusal(cluster, spec)) is not None:
+            missing_sa = "error looking up service account" in refused
+            raise PodBlocked(f"InferenceService {spec.name}: its predictor pods cannot be created: {refused}",
+                             hint=("create that service account in the namespace, or drop serviceAccountName from "
+                                   "the predictor") if missing_sa else
+                             "a ResourceQuota, LimitRange or the namespace's security constraints refused them; "
+                             f"run `modelpvc doctor -n {spec.namespace} --isvc {spec.name}`")
         for p in pods:
             blocked = watch.check(p)
             if blocked is not None and blocked.reason == "init":
@@ -86,6 +93,21 @@ def wait_serving(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
         if time.monotonic() > deadline:
             raise _not_ready(cluster, spec, isvc, pods[-1] if pods else None, f"not Ready within {timeout:.0f}s")
         time.sleep(0.3)
+
+
+def predictor_refusal(cluster: Cluster, spec: ModelSpec) -> str | None:
+    """Why the predictor's pods were refused before they existed (no pod state says it): the ReplicaFailure
+    condition the Deployment controller keeps on KServe's ``NAME-predictor`` Deployment while its
+    ReplicaSet's creates fail (missing service account, quota, admission), cleared once one succeeds."""
+    dep = cluster.get("Deployment", f"{spec.name}-predictor", spec.namespace) or {}
+    cond = o.conditions(dep).get("ReplicaFailure") or {}
+    if cond.get("status") != "True" or cond.get("reason") != "FailedCreate":
+        return None
+    sa = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("serviceAccountName")
+    if sa and "error looking up service account" in str(cond.get("message")) and \
+            cluster.get("ServiceAccount", sa, spec.namespace) is not None:
+        return None  # created since: the ReplicaSet controller retries on its own backoff
+    return str(cond.get("message") or "")
 
 
 def _serves(pod: o.Obj, spec: ModelSpec) -> bool:
@@ -162,10 +184,28 @@ def _not_ready(cluster: Cluster, spec: ModelSpec, isvc: o.Obj, pod: o.Obj | None
                hint=f"run `modelpvc doctor -n {spec.namespace} --isvc {spec.name}` for a diagnosis")
 
 
+SERVERLESS = ("Serverless", "Knative")
+
+
+def refuse_serverless_without_knative(cluster: Cluster, isvc: o.Obj) -> None:
+    """KServe fails a Serverless InferenceService on a cluster without Knative Serving as a terminal
+    reconcile error and writes no status at all: waiting for Ready would wait out the timeout."""
+    mode = ((isvc.get("metadata") or {}).get("annotations") or {}).get("serving.kserve.io/deploymentMode")
+    if mode not in SERVERLESS:
+        return  # unset: the cluster's default (inferenceservice-config, not readable by a project admin)
+    if cluster.serves("serving.knative.dev/v1") is False:
+        raise ConfigError(f"InferenceService {isvc['metadata']['name']} asks for deploymentMode {mode}, and this "
+                          "cluster has no Knative Serving (serving.knative.dev is not served): KServe would refuse "
+                          "it without a status",
+                          hint="pass --deployment-mode RawDeployment (Standard in KServe >= 0.16), or install "
+                               "OpenShift Serverless")
+
+
 def deploy(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, timeout: float = 1800,
            skip_verify: bool = False, pending_grace: float = PENDING_GRACE) -> o.Obj:
     current = cluster.get("InferenceService", spec.name, spec.namespace)
     desired = manifests.inference_service(spec)
+    refuse_serverless_without_knative(cluster, desired)
     if current is not None and argo_managed(current):
         refuse_argo(current, desired)
     if spec.pattern == "storage-initializer":
