@@ -53,6 +53,12 @@ def up(root: Path) -> None:
         c.api.ensure(rt)
         c.kubeconfig(root / "kubeconfig", admin=True, namespace=PROJECT)
         c.kubeconfig(root / "kubeconfig-project-admin", namespace=PROJECT)
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=c.minio.endpoint, aws_access_key_id=c.minio.access_key,
+                          aws_secret_access_key=c.minio.secret_key, region_name="us-east-1")
+        for bucket in ("llm-models", "models"):  # the runbook's bucket, and the data connection's default
+            s3.create_bucket(Bucket=bucket)
         (root / "minio.env").write_text(
             f"AWS_ENDPOINT_URL={c.minio.endpoint}\nAWS_ACCESS_KEY_ID={c.minio.access_key}\n"
             f"AWS_SECRET_ACCESS_KEY={c.minio.secret_key}\nAWS_DEFAULT_REGION=us-east-1\n")

@@ -4,15 +4,12 @@ model laid out like the runbook's (HF shards + tokenizer), a local directory as 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from modelpvc.model.synthetic import ModelSpec, generate_model, tree_bytes
 
@@ -35,40 +32,25 @@ def _cli(args: list[str], env: dict[str, str]) -> int:
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
-def _cluster_demo(src: str, srv: Any, work: Path, env: dict[str, str]) -> bool:
-    """populate and deploy against the tests' fake API server, when this is a source checkout."""
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        # Looked up by name: the product does not depend on its tests; a checkout simply has them.
-        fakeapi = importlib.import_module("tests.kube.fakeapi")
-    except ImportError:
-        return False
-    cluster = fakeapi.FakeCluster(work / "cluster").start()
-    try:
-        ns = "private-ai-demo"
-        cluster.add_openshift_namespace(ns)
-        runtime = Path.cwd() / "tests" / "fixtures" / "seed" / "servingruntime-vllm-cuda.yaml"
-        cluster.put("servingruntimes", ns, yaml.safe_load(runtime.read_text()))
-        cluster.add_secret(ns, "s3-credentials-kserve", {"accesskey": srv.access_key, "secretkey": srv.secret_key,
-                                                         "AWS_S3_ENDPOINT": srv.endpoint})
-        kenv = {k: v for k, v in env.items() if not k.startswith("AWS_")}
-        kenv["KUBECONFIG"] = str(cluster.kubeconfig(work / "kubeconfig", ns))
-        _step("populate against a fake Kubernetes API server (a test double: Job pods are local processes)")
-        if _cli(["populate", "-n", ns, "--pvc", "mistral-24b-pvc", "--create-pvc", "--source", src,
-                 "--secret", "s3-credentials-kserve"], kenv):
-            return True
-        _step("deploy the InferenceService onto the verified claim and wait for Ready")
-        _cli(["deploy", "-n", ns, "--name", "mistral-24b", "--pvc", "mistral-24b-pvc", "--runtime",
-              "vllm-cuda-runtime", "--gpus", "1", "--arg=--max-model-len=32768"], kenv)
-        _step("doctor: anything wrong?")
-        _cli(["doctor", "-n", ns, "--isvc", "mistral-24b"], kenv)
-    finally:
-        cluster.stop()
-    return True
+def _server(work: Path, bucket_root: Path) -> Any:
+    """MinIO (the seed's store) when `make tools` built it, else rclone serve s3 over ``bucket_root``."""
+    from modelpvc.devtools.s3server import MinioS3, RcloneS3, minio_built  # dev extra: only the demo needs them
+
+    if minio_built():
+        return MinioS3(work / "minio", log_path=work / "s3-server.log")
+    return RcloneS3(bucket_root, log_path=work / "s3-server.log")
+
+
+def _into_minio(srv: Any, model_dir: Path, src: str, env: dict[str, str]) -> int:
+    import boto3  # type: ignore[import-untyped]  # dev extra
+
+    boto3.client("s3", endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key,
+                 aws_secret_access_key=srv.secret_key, region_name="us-east-1").create_bucket(Bucket="llm-models")
+    _step("import: the model directory into the bucket, each object with its full-object CRC64NVME checksum")
+    return _cli(["import", str(model_dir), src, "--progress", "none"], env)
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelpvc.devtools.s3server import RcloneS3  # dev extra: only the demo needs rclone
 
     work: Path = args.workdir.resolve()
     bucket_root = work / "s3"
@@ -80,14 +62,18 @@ def run(args: argparse.Namespace) -> int:
     for p in sorted(model_dir.iterdir()):
         print(f"  {p.name:40} {p.stat().st_size:>12,} bytes")
     shutil.rmtree(pvc, ignore_errors=True)
-    with RcloneS3(bucket_root, log_path=work / "s3-server.log") as srv:
+    shutil.rmtree(work / "minio", ignore_errors=True)
+    with _server(work, bucket_root) as srv:
         env = {**os.environ, **srv.env()}
         src = "s3://llm-models/Mistral-Small-24B-Instruct/full-fp16/"
-        _step(f"embedded S3 server on {srv.endpoint} (rclone serve s3); the 'PVC' is {pvc}")
+        kind = "MinIO" if hasattr(srv, "data_dir") else "rclone serve s3 (run `make tools` for MinIO)"
+        _step(f"embedded S3 server on {srv.endpoint} ({kind}); the 'PVC' is {pvc}")
+        if hasattr(srv, "data_dir") and _into_minio(srv, model_dir, src, env):
+            return 1
         _step("plan: what would be copied (dry run)")
         if _cli(["mirror", src, str(pvc), "--dry-run"], env):
             return 1
-        _step("mirror: concurrent ranged GETs, verified against the ETag MD5s, published atomically")
+        _step("mirror: concurrent ranged GETs, verified against what the server stored, published atomically")
         if _cli(["mirror", src, str(pvc), "--progress", "tty", "-v"], env):
             return 1
         _step("mirror again: the destination is complete, so nothing is fetched")
@@ -111,9 +97,8 @@ def run(args: argparse.Namespace) -> int:
                    "--validate"], env)
         if rc:
             return 1
-        if not _cluster_demo(src, srv, work, env):
-            print("\n(the fake Kubernetes API server lives in the source tree's tests/; run `make demo` from a "
-                  "checkout to see populate and deploy against it)")
+    print("\npopulate, deploy, update and doctor run against a real Kubernetes control plane and KServe on this "
+          "machine: `make cluster` (README, 'A local cluster').")
     print(f"  {pvc}/.modelpvc/manifest.json records source, revision, files, sizes, ETags and digests;")
     print("  a directory without it is incomplete by definition.")
     print("\ndemo complete")
