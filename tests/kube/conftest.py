@@ -59,10 +59,14 @@ class Project:
     kubeconfig: Path
     bucket_prefix: str
 
-    def cli(self, cmd: str, *args: str, timeout: float = 180, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-        """The CLI as the project admin runs it from a laptop: no S3 keys, the in-cluster endpoint unknown."""
+    def env(self) -> dict[str, str]:
+        """The project admin's shell on a laptop: no S3 keys, the in-cluster endpoint unknown."""
         e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        e.update(KUBECONFIG=str(self.kubeconfig), HOME="/nonexistent", **(env or {}))
+        e.update(KUBECONFIG=str(self.kubeconfig), HOME="/nonexistent")
+        return e
+
+    def cli(self, cmd: str, *args: str, timeout: float = 180, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        e = {**self.env(), **(env or {})}
         extra = ["--pending-timeout", "20"] if cmd in ("populate", "deploy", "update") else []
         return run_cli([cmd, "-n", self.ns, *extra, *args], e, timeout=timeout)
 

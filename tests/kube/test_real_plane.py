@@ -155,3 +155,38 @@ def test_the_seed_runbook_populate_then_deploy_serves_from_the_claim_on_the_gpu_
     assert pod["spec"]["nodeName"] == "gpu-1"
     mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["mountPath"] == "/mnt/models")
     assert mount.get("readOnly") is True
+
+
+def test_populate_on_a_terminal_shows_the_pods_rate_and_eta(project: Project, tmp_path: Path):
+    """On a terminal the live line showed `16.78 TB/s ... ETA 0m00s`: the rate was the bytes over a zero
+    elapsed time. It is the pod's own rate (what its JSON progress lines say), in a real pseudo-terminal."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    uri, _src = _model(project, tmp_path, spec=ModelSpec(total_bytes=48 * 1024 * 1024, shards=2))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "modelpvc", "populate", "-n", project.ns, "--pvc", PVC,
+                             "--create-pvc", "--size", "1Gi", "--source", uri, "--secret", SECRET, "--zone",
+                             "us-east-2a"], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+                            env=project.env())
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(60) == 0, out.decode(errors="replace")[-3000:]
+    text = out.decode(errors="replace")
+    rates = re.findall(r"([\d.]+) (B|kB|KB|MB|GB|TB)/s  ETA", text)
+    assert rates, text[-2000:]
+    # This machine's loopback and tmpfs: hundreds of MB/s at most, never terabytes.
+    assert all(unit in ("B", "kB", "KB", "MB") or (unit == "GB" and float(v) < 10) for v, unit in rates), rates
+    assert "verified 8 by md5" in text or ("verified " in text and "{'" not in text)

@@ -36,12 +36,13 @@ class KubeDisplay:
         elif event.kind == "log":
             self._print(f"    | {d['line']}")
         elif event.kind == "summary":
+            verified = ", ".join(f"{n} by {how}" for how, n in (d.get("verified") or {}).items()) or "none"
             self._print(f"    copied {d.get('fetched_files', 0)} files ({human_bytes(d.get('bytes_fetched', 0))}), "
                         f"{d.get('kept_files', 0)} unchanged, {d.get('linked_files', 0)} hard-linked, "
-                        f"verified {d.get('verified', {})}, revision {d.get('revision')}")
+                        f"verified {verified}, revision {d.get('revision')}")
         elif event.kind == "tick":
             if self.live is not None:
-                self.live.emit(Event("tick", {**d, "seconds": d.get("seconds") or 1e-6}))
+                self.live.emit(event)
                 return
             now = time.monotonic()
             if now - self._last < 5 and d["bytes_done"] < d["bytes_total"]:

@@ -21,6 +21,16 @@ def human_bytes(n: float) -> str:
     return f"{n:.2f} TB"
 
 
+def rate_and_eta(tick: dict[str, Any]) -> tuple[float, float | None]:
+    """(bytes/s, seconds left) of a tick: the copier's own figures when it sent them (a populate Job's pod
+    does; the command following it only knows when the lines arrived), else from its elapsed seconds."""
+    if tick.get("mb_per_s") is not None:
+        return float(tick["mb_per_s"]) * 1e6, tick.get("eta_s")
+    rate = tick["bytes_done"] / max(float(tick.get("seconds") or 0.0), 1e-6) if tick.get("seconds") else 0.0
+    left = max(0, tick["bytes_total"] - tick["bytes_done"])
+    return rate, (left / rate if rate > 0 else None)
+
+
 def human_seconds(s: float) -> str:
     s = max(0, int(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -50,11 +60,9 @@ class JsonLines:
                 return
             self._last = now
             d = event.data
-            secs = max(d["seconds"], 1e-6)
-            rate = d["bytes_done"] / secs
-            left = max(0, d["bytes_total"] - d["bytes_done"])
+            rate, eta = rate_and_eta(d)
             self._write({"event": "progress", "bytes_done": d["bytes_done"], "bytes_total": d["bytes_total"],
-                         "mb_per_s": round(rate / 1e6, 1), "eta_s": round(left / rate, 1) if rate else None})
+                         "mb_per_s": round(rate / 1e6, 1), "eta_s": round(eta, 1) if eta is not None else None})
             return
         self._write({"event": event.kind, **event.data})
 
@@ -101,11 +109,10 @@ class TtyDisplay:
             if now - self._last < 0.2 and d["bytes_done"] < d["bytes_total"]:
                 return
             self._last = now
-            secs = max(d["seconds"], 1e-6)
-            rate = d["bytes_done"] / secs
+            rate, left = rate_and_eta(d)
             total = max(d["bytes_total"], 1)
             pct = 100.0 * d["bytes_done"] / total
-            eta = human_seconds((total - d["bytes_done"]) / rate) if rate > 0 else "?"
+            eta = human_seconds(left) if left is not None else "?"
             names = ", ".join(sorted(self.current)[:2]) + (" …" if len(self.current) > 2 else "")
             self._line(f"{pct:5.1f}%  {human_bytes(d['bytes_done'])} / {human_bytes(total)}  "
                        f"{human_bytes(rate)}/s  ETA {eta}  {names}"[:160])

@@ -164,9 +164,9 @@ def _line(line: str, result: JobResult, sink: ProgressSink) -> None:
             result.records.append(rec)
             kind = str(rec.pop("event", "log"))
             if kind == "progress":
+                # The pod's own rate and ETA: this side only knows when the lines arrived.
                 sink.emit(Event("tick", {"bytes_done": rec["bytes_done"], "bytes_total": rec["bytes_total"],
-                                         "seconds": 0.0, "mb_per_s": rec.get("mb_per_s"),
-                                         "eta_s": rec.get("eta_s")}))
+                                         "mb_per_s": rec.get("mb_per_s"), "eta_s": rec.get("eta_s")}))
             elif kind in ("file_done", "retry", "warning", "summary", "verify"):
                 sink.emit(Event(kind, rec))
             rec["event"] = kind
