@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from modelpvc.cli import units
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.kube_display import KubeDisplay
 from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
@@ -60,7 +61,8 @@ def register(sub: Any) -> None:
         "nothing copied."), source_required=True)
     p.add_argument("--name", default="", help="name for the Job (default: the PVC's)")
     p.add_argument("--create-pvc", action="store_true", help="create the PVC when missing")
-    p.add_argument("--size", default="auto", help="size for --create-pvc (auto: source bytes x 1.2)")
+    p.add_argument("--size", type=units.quantity, default="auto",
+                   help="size for --create-pvc: a quantity (120Gi, 130GB) or auto (source bytes x 1.2)")
     p.add_argument("--storage-class")
     p.add_argument("--access-mode", default="ReadWriteOnce")
     p.add_argument("--zone", action="append", default=[], metavar="ZONE",
@@ -91,7 +93,7 @@ def register(sub: Any) -> None:
     p.add_argument("--pattern", choices=["pvc", "storage-initializer"], default="pvc",
                    help="storage-initializer: serve --source (s3://) through KServe's storage initializer (modelpvc's "
                         "ClusterStorageContainer) into an EmptyDir, with the keys of --secret")
-    p.add_argument("--ephemeral", default="auto",
+    p.add_argument("--ephemeral", type=units.quantity, default="auto",
                    help="storage-initializer: the ephemeral-storage request and limit (auto: the model x 1.1)")
     p.set_defaults(run=run_deploy)
 

@@ -7,6 +7,7 @@ import json
 import struct
 from typing import Any
 
+from modelpvc.cli import units
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.progress import human_bytes, human_seconds
 from modelpvc.cli.selection_args import add_selection_arguments
@@ -15,7 +16,7 @@ from modelpvc.core.settings import S3Settings
 from modelpvc.model import safetensors
 from modelpvc.model.layout import detect_layouts
 from modelpvc.model.select import make_selector
-from modelpvc.model.sizing import SizingInput, parse_bandwidth, parse_size, pattern, pvc_size_gi, seconds_at
+from modelpvc.model.sizing import SizingInput, parse_bandwidth, pattern, pvc_size_gi, seconds_at
 from modelpvc.store.base import ObjectSource, parse_source, read_bytes
 from modelpvc.transfer.planner import LocalState, plan_mirror
 
@@ -31,9 +32,11 @@ def register(sub: Any) -> None:
     p.add_argument("source", metavar="SRC")
     add_selection_arguments(p)
     p.add_argument("--headroom", type=float, default=1.2, help="PVC size = model bytes x headroom (default 1.2)")
-    p.add_argument("--threshold", default="20G", help="largest model for the storage-initializer pattern (20G)")
-    p.add_argument("--node-ephemeral", default="100G", help="ephemeral storage a node can spare (100G)")
-    p.add_argument("--bandwidth", action="append", default=None,
+    p.add_argument("--threshold", type=units.size_bytes, default="20G",
+                   help="largest model for the storage-initializer pattern (default 20G; 20GB, 18.6Gi, ...)")
+    p.add_argument("--node-ephemeral", type=units.size_bytes, default="100G",
+                   help="ephemeral storage a node can spare (default 100G)")
+    p.add_argument("--bandwidth", type=units.rate, action="append", default=None,
                    help="bandwidth for time estimates, repeatable (default: 125MiB/s (gp3) and 1GiB/s)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     add_s3_arguments(p)
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         source.close()
     nbytes = plan.selected_bytes
     skipped = plan.of(Action.SKIP)
-    inp = SizingInput(nbytes, args.headroom, parse_size(args.threshold), parse_size(args.node_ephemeral))
+    inp = SizingInput(nbytes, args.headroom, args.threshold, args.node_ephemeral)
     pat, why = pattern(inp)
     bands = args.bandwidth or ["125MiB/s", "1GiB/s"]
     estimates = [{"bandwidth": b, "copy_s": round(seconds_at(nbytes, parse_bandwidth(b)), 1),

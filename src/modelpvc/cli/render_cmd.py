@@ -9,13 +9,14 @@ from typing import Any
 
 import yaml
 
+from modelpvc.cli import units
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
 from modelpvc.core.errors import ConfigError, IntegrityError
 from modelpvc.kube import manifests
 from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec, Placement
 from modelpvc.model.select import loader_from_args
-from modelpvc.model.sizing import parse_size, pvc_size_gi
+from modelpvc.model.sizing import pvc_size_gi
 
 DESCRIPTION = f"""Write the PVC, the populate Job (runs `modelpvc mirror` from {DEFAULT_IMAGE}), a verify Job
 (replaces the runbook's inspector pod) and the InferenceService (storageUri pvc://CLAIM/PATH, vLLM runtime)
@@ -57,16 +58,17 @@ def register(sub: Any) -> None:
     p.add_argument("--pvc", help="PersistentVolumeClaim name (the pvc pattern)")
     p.add_argument("--initializer-buckets", default="", metavar="B1,B2",
                    help="storage-initializer: only these buckets use modelpvc's initializer (default: every s3://)")
-    p.add_argument("--ephemeral", default="auto",
+    p.add_argument("--ephemeral", type=units.quantity, default="auto",
                    help="storage-initializer: the predictor's ephemeral-storage request and limit (auto: the "
                         "model x --headroom)")
     p.add_argument("--path", default="", help="directory inside the claim (default: its root)")
-    p.add_argument("--size", default="auto",
+    p.add_argument("--size", type=units.quantity, default="auto",
                    help="PVC size (e.g. 120Gi), or auto: from --model-bytes, else from the source (plan)")
     p.add_argument("--revisions", type=int, choices=[1, 2], default=2,
                    help="--size auto makes room for this many revisions (default 2: `update` then populates "
                         "the new one beside the served one, without downtime)")
-    p.add_argument("--model-bytes", help="model size for --size auto and the Job deadline (e.g. 45G)")
+    p.add_argument("--model-bytes", type=units.size_bytes,
+                   help="model size for --size auto and the Job deadline (e.g. 45GB or 42Gi)")
     p.add_argument("--headroom", type=float, default=1.1, help="--size auto multiplies by this (default 1.1)")
     p.add_argument("--storage-class")
     p.add_argument("--access-mode", default="ReadWriteOnce")
@@ -106,7 +108,7 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
     namespace = args.namespace or base_meta.get("namespace")
     if not name or not namespace:
         raise ConfigError("--name and --namespace are needed (or an --isvc-base that has them)")
-    model_bytes = parse_size(args.model_bytes) if args.model_bytes else None
+    model_bytes: int | None = args.model_bytes
     loader = loader_from_args(serving.effective_args)
     if args.pattern == "pvc" and not args.pvc:
         raise ConfigError("--pvc is needed for the pvc pattern", hint="or use --pattern storage-initializer")

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from modelpvc.cli import units
 from modelpvc.core.errors import ConfigError
 from modelpvc.kube.spec import Serving
 
@@ -23,7 +24,7 @@ def add_serving_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arg", action="append", default=None, dest="args", metavar="ARG",
                    help="server argument, repeatable: --arg=--tensor-parallel-size=4")
     g.add_argument("--cpu", help="cpu request, e.g. 16")
-    g.add_argument("--memory", help="memory request and limit, e.g. 80Gi")
+    g.add_argument("--memory", type=units.quantity, help="memory request and limit, e.g. 80Gi or 80GB")
     g.add_argument("--min-replicas", type=int)
     g.add_argument("--max-replicas", type=int)
     g.add_argument("--toleration", action="append", default=[], metavar="KEY[=VALUE]:EFFECT",

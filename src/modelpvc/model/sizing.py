@@ -39,14 +39,54 @@ def seconds_at(nbytes: int, bytes_per_second: float) -> float:
     return nbytes / bytes_per_second if bytes_per_second > 0 else float("inf")
 
 
-def parse_bandwidth(text: str) -> float:
-    """"125MiB/s", "1GiB/s", "500MB/s" -> bytes per second."""
-    t = text.strip().removesuffix("/s")
-    units = {"KiB": 1024, "MiB": MiB, "GiB": GiB, "KB": 1e3, "MB": 1e6, "GB": 1e9, "B": 1}
-    for u, f in units.items():
+_BYTES = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+          "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15,
+          "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "B": 1}
+_QUANTITY = {"KiB": "Ki", "MiB": "Mi", "GiB": "Gi", "TiB": "Ti", "PiB": "Pi",
+             "kB": "k", "KB": "k", "MB": "M", "GB": "G", "TB": "T", "PB": "P", "K": "k", "B": ""}
+
+
+def _split(text: str, units: dict[str, float] | dict[str, int]) -> tuple[float, str]:
+    t = text.strip().replace(" ", "")
+    for u in sorted(units, key=len, reverse=True):  # "GiB" before "Gi" before "G" before "B"
         if t.endswith(u):
-            return float(t[: -len(u)]) * f
-    return float(t)
+            number, unit = t[: -len(u)], u
+            break
+    else:
+        number, unit = t, ""
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size: a number with an optional unit, e.g. 48GB, 45Gi, 1.5TiB") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} is not a size: it must be a finite number, not negative")
+    return value, unit
+
+
+def parse_size(text: str) -> int:
+    """A size as users and Kubernetes write it -> bytes: "48GB", "45G", "80Gi", "1.5TiB", "123456"."""
+    value, unit = _split(text, _BYTES)
+    return int(value * (_BYTES[unit] if unit else 1))
+
+
+def to_quantity(text: str) -> str:
+    """A size as a Kubernetes quantity, for a field the API validates: "80GB" -> "80G", "80GiB" -> "80Gi"."""
+    value, unit = _split(text, _BYTES)
+    number = f"{value:g}" if "e" not in f"{value:g}" else str(int(value))
+    return number + _QUANTITY.get(unit, unit)
+
+
+def parse_bandwidth(text: str) -> float:
+    """A rate -> bytes per second: "125MiB/s", "500MB/s", "1Gbps" and "1Gb/s" (bits), "2G" (bytes)."""
+    t = text.strip().replace(" ", "")
+    bits = t.endswith("bps") or t.endswith("b/s")
+    t = t.removesuffix("bps").removesuffix("/s")
+    if bits:
+        t = t.removesuffix("b")
+    value, unit = _split(t, _BYTES)
+    rate = value * (_BYTES[unit] if unit else 1)
+    return rate / 8 if bits else rate
 
 
 # Binary suffixes first: "Gi" must match before "G".
@@ -65,6 +105,3 @@ def parse_quantity(text: str) -> float:
     return float(t)
 
 
-def parse_size(text: str) -> int:
-    """A Kubernetes quantity or a user's size -> bytes: "80Gi", "45G", "1.5Ti", "123456"."""
-    return int(parse_quantity(text))
