@@ -110,6 +110,8 @@ class Kubelet:
         self._stop.set()
         for w in list(self.pods.values()):
             w.kill()
+        for w in list(self.pods.values()):
+            w.join(10)  # its cleanup removes the pod's network namespace
         for s in self._servers:
             s.shutdown()
 

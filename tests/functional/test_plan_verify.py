@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from modelpvc.model.synthetic import ModelSpec
 from tests.conftest import run_cli
@@ -93,3 +94,19 @@ def test_include_and_exclude_globs(make_model, env, tmp_path):
     m = json.loads((tmp_path / "pvc" / ".modelpvc" / "manifest.json").read_text())
     assert m["skipped"] == [{"path": "generation_config.json", "size": 42,
                              "reason": "excluded by --exclude generation_config.json"}]
+
+
+def test_verify_refuses_an_empty_or_unrecognised_directory_unless_told_it_holds_plain_files(tmp_path):
+    """The runbook's first CrashLoopBackOff: an empty claim. `verify` said "OK (unknown layout)", exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    empty, odd = tmp_path / "empty", tmp_path / "odd"
+    empty.mkdir()
+    odd.mkdir()
+    (odd / "blob.bin").write_bytes(os.urandom(1000))
+    for d in (empty, odd):
+        r = run_cli(["verify", str(d)], env)
+        assert r.returncode == 5, r.stdout
+        assert "no model here: a model needs config.json" in r.stdout and "--plain-files" in r.stdout
+        assert "copied" not in r.stdout  # a verify says nothing about copying
+    r = run_cli(["verify", str(odd), "--plain-files"], env)
+    assert r.returncode == 0 and "checked as plain files" in r.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.progress import human_bytes
 from modelpvc.core.errors import ConfigError, ExitCode
 from modelpvc.core.models import FileRecord
+from modelpvc.model.findings import Finding
 from modelpvc.verify.checks import verify_directory
 from modelpvc.verify.report import VerifyReport
 
@@ -38,6 +40,8 @@ def register(sub: Any) -> None:
     p.add_argument("--source", metavar="s3://BUCKET/PREFIX/", help="compare with what the source holds now")
     p.add_argument("--strict", action="store_true",
                    help="fail on warnings too (metadata loaders tolerate: total_size, unindexed shards, ...)")
+    p.add_argument("--plain-files", action="store_true",
+                   help="DIR holds plain files, not a model: check them against the manifest only")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--workers", type=int, default=4, help="parallel hashing for --deep (default 4)")
     add_s3_arguments(p)
@@ -56,6 +60,20 @@ def print_report(r: VerifyReport) -> None:
         print(f"  deep: {r.files_hashed} files ({human_bytes(r.bytes_hashed)}) re-hashed")
     for f in r.all_findings:
         print(f"  {f.severity}: {f.path}: {f.message}")
+
+
+NOT_A_MODEL = "not-a-model"
+
+
+def _no_model(f: Finding, plain_files: bool) -> Finding:
+    """An empty or unrecognised directory is what makes vLLM crash-loop: for `verify`, an error, unless the
+    user says the directory holds plain files."""
+    if plain_files:
+        return replace(f, message="no model layout recognised: checked as plain files (--plain-files)")
+    return replace(f, severity="error", message=(
+        "no model here: a model needs config.json (or Mistral's params.json) with its weights beside it "
+        "(*.safetensors, with model.safetensors.index.json when sharded; or *.bin, *.gguf); pass --plain-files "
+        "if this directory holds plain files"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     report = verify_directory(args.dir, deep=args.deep, require_manifest=args.require_manifest, strict=args.strict,
                               source_objects=objects, source_uri=args.source, workers=args.workers,
                               on_hashed=progress)
+    report.structure.findings = [_no_model(f, args.plain_files) if f.code == NOT_A_MODEL else f
+                                 for f in report.structure.findings]
     if args.json:
         json.dump(report.to_json(), sys.stdout, separators=(",", ":"))
         sys.stdout.write("\n")
