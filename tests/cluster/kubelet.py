@@ -8,7 +8,8 @@ volume manager, kuberuntime) with its reasons and messages verbatim.
 * Runs each pod bound to its nodes: waits until the attach/detach controller reports a CSI volume attached
   (``node.status.volumesAttached``; ``volumesInUse`` while mounted), resolves env like the kubelet (a missing
   secret or key is Waiting ``CreateContainerConfigError``), maps images to local launchers (our image → the
-  venv's ``modelpvc``; vLLM images → tests/cluster/vllm_standin.py; anything else → ``ErrImagePull`` then
+  venv's ``modelpvc``; vLLM images → tests/cluster/vllm_standin.py; KServe's agent → agent_standin.py;
+  base OS images → their command with this machine's tools; anything else → ``ErrImagePull`` then
   ``ImagePullBackOff``), applies ``fsGroup`` to volumes, runs init containers then containers as processes in
   a private mount namespace with the volumes at their real paths (tests/cluster/podexec.py), restarts them by
   ``restartPolicy`` with CrashLoopBackOff, probes readiness, and deletes pods with grace.
@@ -48,6 +49,8 @@ REPO = Path(__file__).resolve().parents[2]
 TOOL_IMAGES = ("ghcr.io/modelpvc/modelpvc", "registry.local/modelpvc")  # our image, however it was pushed
 VLLM_MARKERS = ("vllm",)  # the seed's odh-vllm-cuda-rhel9 and upstream vllm-openai images
 AGENT_IMAGE = "kserve/agent"  # KServe's logger/batcher sidecar
+# Base OS images run their command with this machine's own tools (sleep, sh, ls): the runbook's inspector.
+BASE_IMAGES = ("ubi9/ubi", "ubi8/ubi", "ubi-minimal", "busybox")
 IMAGE_UID = 1001  # the Containerfile's USER
 PROBE_DELAY_CAP = 2.0
 CRASH_BACKOFF = (1.0, 2.0, 4.0, 8.0)  # the kubelet's 10 s doubling to 5 min, scaled down
@@ -474,6 +477,8 @@ class PodWorker(threading.Thread):
             return [sys.executable, "-m", "tests.cluster.vllm_standin", *args]
         if AGENT_IMAGE in image:
             return [sys.executable, "-m", "tests.cluster.agent_standin", *args]
+        if any(b in image for b in BASE_IMAGES) and c.get("command"):
+            return [*[str(x) for x in c["command"]], *args]
         raise ImagePullError(image)
 
     def _env(self, c: Obj) -> dict[str, str]:

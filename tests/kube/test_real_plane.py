@@ -190,3 +190,45 @@ def test_populate_on_a_terminal_shows_the_pods_rate_and_eta(project: Project, tm
     # This machine's loopback and tmpfs: hundreds of MB/s at most, never terabytes.
     assert all(unit in ("B", "kB", "KB", "MB") or (unit == "GB" and float(v) < 10) for v, unit in rates), rates
     assert "verified 8 by md5" in text or ("verified " in text and "{'" not in text)
+
+
+def test_the_runbooks_leftover_inspector_pod_is_named_and_so_is_its_fix(project: Project, tmp_path: Path):
+    """The runbook checks four file names from an inspector pod and may leave it running. The real
+    attach/detach controller then keeps the ReadWriteOnce volume on the inspector's node and reports
+    Multi-Attach for the GPU server; the fix is to delete that pod (nothing recreates it), not a
+    stop-the-world update. Before: populate followed it silently, doctor advised --stop-the-world and, as a
+    project admin, failed on `list nodes`."""
+    uri, _src = _model(project, tmp_path)
+    _runtime(project)
+    api = project.cluster.api
+    api.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "ai-workload-sa", "namespace": project.ns}})
+    assert _populate(project, uri, "--isvc-base", str(REFERENCE)).returncode == 0
+    inspector = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pvc-inspector", "namespace": project.ns},
+                 "spec": {"containers": [{"name": "inspector", "image": "registry.access.redhat.com/ubi9/ubi-minimal",
+                                          "command": ["sleep", "infinity"],
+                                          "volumeMounts": [{"name": "model", "mountPath": "/mnt/models"}]}],
+                          "volumes": [{"name": "model", "persistentVolumeClaim": {"claimName": PVC}}]}}
+    api.create(inspector)
+
+    def attached_to_inspector() -> bool:
+        pod = api.get("Pod", "pvc-inspector", project.ns) or {}
+        node = pod.get("spec", {}).get("nodeName")
+        return bool(node) and any(va["spec"]["nodeName"] == node and (va.get("status") or {}).get("attached")
+                                  for va in api.list("VolumeAttachment"))
+
+    from tests.cluster.storage import wait_for
+
+    wait_for("the inspector's volume attached", attached_to_inspector, timeout=60)
+    again = _populate(project, uri, "--isvc-base", str(REFERENCE))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "pvc-inspector (no controller owns it" in again.stdout and "oc delete pod pvc-inspector" in again.stdout
+    r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC, "--deployment-mode", "RawDeployment",
+                    timeout=300)
+    assert r.returncode == 6, r.stdout + r.stderr
+    assert "Multi-Attach" in r.stderr, r.stderr  # the attach/detach controller's own event
+    d = project.cli("doctor", "--isvc", "mistral-24b", "--json")
+    found = {x["code"]: x for x in json.loads(d.stdout)["diagnoses"]}
+    assert "multi-attach" in found, d.stdout + d.stderr
+    assert "oc delete pod pvc-inspector" in found["multi-attach"]["fix"], found["multi-attach"]
+    assert "stop-the-world" not in found["multi-attach"]["fix"]

@@ -126,10 +126,14 @@ def _pod(cluster: Cluster, pod: o.Obj, ns_obj: o.Obj) -> list[Diagnosis]:
             claim = next((v["persistentVolumeClaim"]["claimName"] for v in pod["spec"].get("volumes") or []
                           if v.get("persistentVolumeClaim")), "?")
             where = ", ".join(f"{h['metadata']['name']} on node {h['spec'].get('nodeName')}" for h in holders)
+            bare = [h["metadata"]["name"] for h in holders if o.is_bare(h)]
+            fix = (f"delete the pod that holds it: oc delete pod {' '.join(bare)} -n {pod['metadata']['namespace']} "
+                   "(a pod no controller owns, such as the runbook's pvc-inspector: nothing recreates it)"
+                   if bare else
+                   "run the pod on the holder's node (populate pins its Jobs there), or stop the holder (modelpvc "
+                   "update --stop-the-world), or use a ReadWriteMany claim")
             out.append(Diagnosis("multi-attach", f"pod {name} is blocked: RWO claim {claim} is attached elsewhere",
-                                 f"pod on node {pod['spec'].get('nodeName')}; claim held by {where}",
-                                 "run the pod on the holder's node (populate pins its Jobs there), or stop the "
-                                 "holder (modelpvc update --stop-the-world), or use a ReadWriteMany claim"))
+                                 f"pod on node {pod['spec'].get('nodeName')}; claim held by {where}", fix))
         why = explain_unschedulable(cluster, pod)
         if why is not None:
             out.append(Diagnosis("unschedulable", f"pod {name} cannot be scheduled", why.evidence, why.fix))

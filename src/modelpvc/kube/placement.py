@@ -150,7 +150,13 @@ def explain_unschedulable(cluster: Cluster, pod: o.Obj) -> Explanation | None:
     if cond is None:
         return None
     spec = pod.get("spec") or {}
-    nodes = cluster.list("Node")
+    try:
+        nodes = cluster.list("Node")
+    except Forbidden:
+        return Explanation(f"scheduler: {cond.get('message')}",
+                           "nodes not checked (this user may not read them): the scheduler's message above says "
+                           "which of its rules no node passes; a project admin's fix is usually the pod's selector, "
+                           "tolerations or requests, or a claim in the zone of the nodes it may use")
     selected = [n for n in nodes if _selected(n, spec)]
     taints = sorted({f"{t.get('key')}:{t.get('effect')}" for n in selected for t in (n.get("spec") or {}).get("taints")
                      or [] if not _tolerated(spec.get("tolerations") or [], t)})

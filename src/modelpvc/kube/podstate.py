@@ -80,9 +80,12 @@ def _claims(pod: o.Obj) -> list[str]:
 
 
 def attach_holders(cluster: Cluster, pod: o.Obj) -> list[o.Obj]:
-    """Pods on other nodes holding a ReadWriteOnce claim this (scheduled) pod needs."""
+    """Pods on other nodes holding a ReadWriteOnce claim this (scheduled) pod needs, once the attach/detach
+    controller reported this pod's attach failed (FailedAttachVolume): of two pods on two nodes, the blocked
+    one is the one that has the event, not the one the volume is attached to."""
     ns, node = pod["metadata"]["namespace"], (pod.get("spec") or {}).get("nodeName")
-    if not node:
+    if not node or not any(e.get("reason") == "FailedAttachVolume"
+                           for e in cluster.events(pod["metadata"]["name"], ns)):
         return []
     others = cluster.list("Pod", ns)
     out = []

@@ -223,6 +223,12 @@ def _placement(cluster: Cluster, pf: Preflight, sink: ProgressSink, pvc: o.Obj, 
             check(sink, False, f"PVC {spec.pvc} (RWO) is mounted on several nodes: {names}")
             raise ConfigError("an RWO claim mounted on several nodes cannot be written", hint="see modelpvc doctor")
         node = nodes.pop()
+        for h in holders:
+            if o.is_bare(h):
+                pf.notes.append(f"pod {h['metadata']['name']} holds {spec.pvc} and no controller owns it")
+                check(sink, True, f"warning: pod {h['metadata']['name']} (no controller owns it: an inspector?) "
+                                  f"holds {spec.pvc}; while it lives, a server on another node cannot mount the "
+                                  f"claim: delete it after the copy (oc delete pod {h['metadata']['name']})")
         tolerations = tuple({json.dumps(t, sort_keys=True): t for h in holders
                              for t in (h["spec"].get("tolerations") or [])}.values())
         pf.spec = replace(spec, placement=Placement(node=node, tolerations=tolerations))
