@@ -84,12 +84,17 @@ def make_model(s3root: Path):  # type: ignore[no-untyped-def]
     return make
 
 
-@pytest.fixture
-def env(rclone: RcloneS3) -> dict[str, str]:
+def server_env(server: dict[str, str]) -> dict[str, str]:
+    """The CLI's environment for one S3 server: its keys and endpoint, nobody else's, no writable HOME."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    e.update(rclone.env())
+    e.update(server)
     e["HOME"] = "/nonexistent"  # a writable HOME is not needed
     return e
+
+
+@pytest.fixture
+def env(rclone: RcloneS3) -> dict[str, str]:
+    return server_env(rclone.env())
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 120,

@@ -70,7 +70,7 @@ def _load_error(model: Path, args: argparse.Namespace) -> str | None:
     return None
 
 
-def main(argv: list[str]) -> int:
+def _args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", default="/mnt/models")
@@ -79,6 +79,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--tokenizer")
     p.add_argument("--skip-tokenizer-init", action="store_true")
     args, _rest = p.parse_known_args(argv)
+    return args
+
+
+def load_error(model: Path, argv: list[str]) -> str | None:
+    """None when the server would load ``model`` given its command-line arguments, else why not."""
+    return _load_error(model, _args(argv))
+
+
+def main(argv: list[str]) -> int:
+    args = _args(argv)
     print("INFO Starting vLLM API server (process-kubelet stand-in)", flush=True)
     err = _load_error(Path(args.model), args)
     if err is not None:

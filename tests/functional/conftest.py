@@ -7,13 +7,12 @@ written against ``env``, ``make_model`` or ``proxy`` runs once per server ([rclo
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from modelpvc.model.synthetic import ModelSpec, generate_model
-from tests.conftest import Source
+from tests.conftest import Source, server_env
 from tests.support.faultproxy import FaultProxy
 from tests.support.s3servers import KINDS, S3UnderTest, start
 
@@ -37,10 +36,7 @@ def _proxy(s3: S3UnderTest) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def env(s3: S3UnderTest) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    e.update(s3.env())
-    e["HOME"] = "/nonexistent"  # a writable HOME is not needed
-    return e
+    return server_env(s3.env())
 
 
 @pytest.fixture

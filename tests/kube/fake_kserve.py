@@ -22,9 +22,7 @@ tokenizer unless --tokenizer or --skip-tokenizer-init is given.
 from __future__ import annotations
 
 import copy
-import json
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -137,67 +135,9 @@ def _s3_predictor(isvc: Obj, runtime: Obj, cscs: list[Obj], credentials: list[Ob
     return spec
 
 
-def _safetensors_ok(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(8)
-            if len(raw) < 8:
-                return f"{path.name}: Error while deserializing header: HeaderTooSmall"
-            (n,) = struct.unpack("<Q", raw)
-            if n > 100_000_000:
-                return f"{path.name}: Error while deserializing header: HeaderTooLarge"
-            header = json.loads(fh.read(n))
-        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{path.name}: Error while deserializing header: InvalidHeaderDeserialization"
-    if path.stat().st_size != 8 + n + end:
-        return f"{path.name}: Error while deserializing header: MetadataIncompleteBuffer"
-    return None
-
-
 def would_load(model_dir: Path, args: list[str]) -> str | None:
-    """None when vLLM would start serving this directory, else the error it would die with."""
-    if not model_dir.is_dir():
-        return f"FileNotFoundError: {MOUNT} does not exist"
-    mistral = _flag(args, "--load-format") == "mistral"
-    config = "params.json" if mistral or _flag(args, "--config-format") == "mistral" else "config.json"
-    try:
-        json.loads((model_dir / config).read_bytes())
-    except FileNotFoundError:
-        return f"OSError: {MOUNT} does not appear to have a file named {config}"
-    except ValueError:
-        return f"json.decoder.JSONDecodeError: {config} is not valid JSON"
-    top = sorted(p for p in model_dir.iterdir() if p.is_file())
-    if mistral:
-        files, index = (
-            [p for p in top if p.name.startswith("consolidated") and p.suffix == ".safetensors"],
-            model_dir / "consolidated.safetensors.index.json",
-        )
-    else:
-        files = (
-            [p for p in top if p.suffix == ".safetensors"]
-            or [p for p in top if p.suffix == ".bin"]
-            or [p for p in top if p.suffix == ".pt"]
-        )
-        index = model_dir / "model.safetensors.index.json"
-    if index.exists() and files and files[0].suffix == ".safetensors":
-        try:
-            named = set(json.loads(index.read_bytes())["weight_map"].values())
-        except (ValueError, KeyError, TypeError):
-            return f"{index.name}: invalid index"
-        missing = sorted(named - {p.name for p in files})
-        if missing:
-            return f"FileNotFoundError: {MOUNT}/{missing[0]} (named by {index.name}) not found"
-        files = [p for p in files if p.name in named]
-    if not files:
-        return f"RuntimeError: Cannot find any model weights with `{MOUNT}`"
-    for p in files:
-        if p.suffix == ".safetensors" and (err := _safetensors_ok(p)):
-            return f"safetensors_rust.SafetensorError: {err}"
-    if (
-        _flag(args, "--tokenizer") is None
-        and "--skip-tokenizer-init" not in args
-        and not any((model_dir / t).exists() for t in ("tokenizer.json", "tokenizer.model", "tekken.json"))
-    ):
-        return f"OSError: Can't load tokenizer for '{MOUNT}'"
-    return None
+    """None when vLLM would start serving this directory, else the error it would die with: the process
+    kubelet's vLLM stand-in decides it, with the real safetensors library (one home for the rule)."""
+    from tests.cluster.vllm_standin import load_error
+
+    return load_error(model_dir, args)
