@@ -405,3 +405,20 @@ def test_mirror_waits_for_an_import_to_finish_before_copying(env, s3, tmp_path):
     assert same_tree(src, pvc) == []
     r = run_cli(["mirror", "s3://waiting/never/", str(tmp_path / "pvc2"), "--wait-for-import", "1"], env)
     assert r.returncode == 3 and "no import finished into s3://waiting/never/ within 1s" in r.stderr
+
+
+def test_every_command_treats_the_provenance_record_as_describing_the_files_not_as_one(env, s3, tmp_path):
+    """`verify --source` counted .modelpvc/source.json as a missing file (exit 5) on every imported prefix;
+    `plan` listed and counted it. One rule now (core.provenance.split_record), as mirror always had."""
+    src = tmp_path / "model"
+    generate_model(src, ModelSpec(total_bytes=4_000_000, shards=1))
+    s3.bucket("prov")
+    assert run_cli(["import", str(src), "s3://prov/m/"], env).returncode == 0
+    s3.settle()
+    pvc = tmp_path / "pvc"
+    assert run_cli(["mirror", "s3://prov/m/", str(pvc)], env).returncode == 0
+    r = run_cli(["verify", str(pvc), "--source", "s3://prov/m/"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    plan = json.loads(run_cli(["plan", "s3://prov/m/", "--json"], env).stdout)
+    assert ".modelpvc/source.json" not in {f["path"] for f in plan["files"]}
+    assert sorted(f["path"] for f in plan["files"]) == sorted(p.name for p in src.iterdir())

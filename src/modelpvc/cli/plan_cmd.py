@@ -12,6 +12,7 @@ from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.progress import human_bytes, human_seconds
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.core.models import Action, ObjectInfo
+from modelpvc.core.provenance import split_record
 from modelpvc.core.settings import S3Settings
 from modelpvc.model import safetensors
 from modelpvc.model.layout import detect_layouts
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     parsed = parse_source(args.source)
     source = make_source(args.source, s3_settings(args) if parsed.scheme == "s3" else S3Settings())
     try:
-        objects = source.list_objects()
+        objects, _record = split_record(source.list_objects())
         plan = plan_mirror(str(source.uri), objects, LocalState(),
                            select=make_selector(args.select, args.include, args.exclude, args.loader))
         selected = [op.obj for op in plan.selected if op.obj is not None]

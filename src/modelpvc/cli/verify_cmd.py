@@ -13,6 +13,7 @@ from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.progress import human_bytes
 from modelpvc.core.errors import ConfigError, ExitCode
 from modelpvc.core.models import FileRecord
+from modelpvc.core.provenance import split_record
 from modelpvc.model.findings import Finding
 from modelpvc.verify.checks import verify_directory
 from modelpvc.verify.report import VerifyReport
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
         src = make_source(args.source, s3_settings(args) if args.source.startswith("s3://") else None)
         try:
-            objects = src.list_objects()
+            objects, _record = split_record(src.list_objects())
         finally:
             src.close()
     progress = None

@@ -14,6 +14,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelpvc.core.models import ObjectInfo
+
 SOURCE_FORMAT = "modelpvc-source/1"
 SOURCE_KEY = ".modelpvc/source.json"  # below the prefix
 
@@ -105,3 +107,11 @@ def git_blob_oid(data: bytes | memoryview) -> str:
 def sha256_b64(hex_digest: str) -> str:
     """The hex SHA-256 publishers print, as S3 and our manifest write it (base64)."""
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def split_record(objects: list[ObjectInfo]) -> tuple[list[ObjectInfo], ObjectInfo | None]:
+    """The model's objects, and the prefix's source.json when it has one: the one rule every command
+    (mirror, plan, verify --source, populate's preflight) applies to the provenance record, which describes
+    the files and is never one of them."""
+    found = next((o for o in objects if o.rel == SOURCE_KEY), None)
+    return [o for o in objects if o is not found], found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from modelpvc.core.models import ObjectInfo
+from modelpvc.core.provenance import split_record
 from modelpvc.core.secretkeys import ENDPOINT_KEYS
 from modelpvc.core.settings import Credentials, S3Settings
 from modelpvc.kube.spec import ModelSpec
@@ -24,7 +25,7 @@ def list_selected(spec: ModelSpec, values: dict[str, str], pair: tuple[str, str]
                           credentials=Credentials(values[pair[0]], values[pair[1]], origin=f"secret {spec.secret}"))
     src = S3Source(parse_source(spec.source), settings)
     try:
-        objs = src.list_objects()
+        objs, _record = split_record(src.list_objects())
     finally:
         src.close()
     skips = make_selector("auto", [], [], spec.loader)(objs).skips

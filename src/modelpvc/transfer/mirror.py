@@ -23,13 +23,14 @@ from modelpvc.core.errors import ConfigError, DestinationError, DestinationFull,
 from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.core.manifest import Manifest
 from modelpvc.core.models import Action, FileRecord, ObjectInfo, Plan, Selection
+from modelpvc.core.provenance import split_record
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
 from modelpvc.store.base import ObjectSource
 from modelpvc.store.destination import Destination
 from modelpvc.store.journal import Journal, JournalState
 from modelpvc.transfer.keys import check_keys
 from modelpvc.transfer.planner import LocalState, Selector, plan_mirror
-from modelpvc.transfer.provenance import Provenance, load_record, split_record
+from modelpvc.transfer.provenance import Provenance, load_record
 from modelpvc.transfer.stats import RunStats
 
 log = logging.getLogger(__name__)

@@ -40,12 +40,6 @@ class Provenance:
                 "files": {f.path: f.sha256 for f in self.record.files}}
 
 
-def split_record(objects: list[ObjectInfo]) -> tuple[list[ObjectInfo], ObjectInfo | None]:
-    """The objects to copy, and source.json when the prefix has one (it is never copied as a file)."""
-    found = next((o for o in objects if o.rel == SOURCE_KEY), None)
-    return [o for o in objects if o is not found], found
-
-
 def load_record(source: ObjectSource, obj: ObjectInfo, objects: list[ObjectInfo]) -> Provenance:
     where = f"{source.uri}{SOURCE_KEY}"
     try:
