@@ -232,3 +232,37 @@ def test_the_runbooks_leftover_inspector_pod_is_named_and_so_is_its_fix(project:
     assert "multi-attach" in found, d.stdout + d.stderr
     assert "oc delete pod pvc-inspector" in found["multi-attach"]["fix"], found["multi-attach"]
     assert "stop-the-world" not in found["multi-attach"]["fix"]
+
+
+def test_update_as_project_admin_without_room_switches_back_and_keeps_serving(project: Project, tmp_path: Path):
+    """update checks room for a second predictor pod by reading nodes and every namespace's pods, which a
+    project admin may not: before, exit 6 on `list Node: forbidden` for every update. Now it tries the
+    surge; the new pod needs the node's 4 GPUs the old one holds, the real scheduler leaves it Pending, and
+    update switches storageUri back so the old revision keeps serving."""
+    uri, src = _model(project, tmp_path)
+    _runtime(project)
+    api = project.cluster.api
+    api.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "ai-workload-sa", "namespace": project.ns}})
+    assert _populate(project, uri, "--isvc-base", str(REFERENCE)).returncode == 0
+    r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC, "--deployment-mode", "RawDeployment",
+                    timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    served = api.get("InferenceService", "mistral-24b", project.ns)["spec"]["predictor"]["model"]["storageUri"]
+    (src / "generation_config.json").write_text('{"temperature": 0.3}')  # the publisher's new revision
+    project.upload(src, "full-fp16")
+    r = project.cli("update", "--name", "mistral-24b", "--source", uri, "--secret", SECRET, timeout=600)
+    assert r.returncode == 6, r.stdout + r.stderr
+    assert "may not read nodes" in r.stdout, r.stdout
+    assert "switched storageUri back to" in r.stderr and "Insufficient nvidia.com/gpu" in r.stderr, r.stderr
+    isvc = api.get("InferenceService", "mistral-24b", project.ns)
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == served
+
+    from tests.cluster.storage import wait_for
+
+    def old_pod_serves() -> bool:
+        pods = [p for p in api.list("Pod", project.ns, labelSelector="serving.kserve.io/inferenceservice=mistral-24b")
+                if not p["metadata"].get("deletionTimestamp")]
+        return len(pods) == 1 and all(c.get("ready") for c in pods[0]["status"].get("containerStatuses") or [])
+
+    wait_for("the old revision's single pod serving", old_pod_serves, timeout=120)

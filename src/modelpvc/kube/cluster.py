@@ -17,6 +17,7 @@ from modelpvc.core.errors import ClusterError, FieldConflict
 Obj = dict[str, Any]
 
 
+ALL_NAMESPACES = "*"  # lightkube's ALL_NS: a list across every namespace
 CLUSTER_SCOPED = ("Namespace", "Node", "StorageClass", "PersistentVolume", "ClusterStorageContainer")
 
 

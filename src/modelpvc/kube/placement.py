@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelpvc.kube import objects as o
-from modelpvc.kube.cluster import Cluster, Forbidden, KindNotServed
+from modelpvc.kube.cluster import ALL_NAMESPACES, Cluster, Forbidden, KindNotServed
 from modelpvc.kube.podstate import PREDICTOR_LABEL
 from modelpvc.kube.spec import ModelSpec, Placement
 from modelpvc.model.sizing import parse_quantity
@@ -89,7 +89,7 @@ def like_predictor(predictor: o.Obj) -> Placement:
 
 @dataclass(frozen=True)
 class Room:
-    fits: bool
+    fits: bool | None  # None: not known (this user may not read nodes or other namespaces' pods)
     why: str
 
 
@@ -112,6 +112,13 @@ def room_for_second_predictor(cluster: Cluster, isvc: o.Obj, claim_modes: list[s
         return Room(True, "no predictor pod is running")
     pod = running[0]
     want = _requests(pod["spec"].get("containers") or [])
+    try:
+        return _room_on_nodes(cluster, pod, want, claim_modes)
+    except Forbidden as e:
+        return Room(None, f"not checked: this user may not read nodes or every namespace's pods ({e.message})")
+
+
+def _room_on_nodes(cluster: Cluster, pod: o.Obj, want: dict[str, float], claim_modes: list[str]) -> Room:
     candidates = serving_nodes(cluster, pod["spec"])
     if "ReadWriteOnce" in claim_modes:
         candidates = [n for n in candidates if n["metadata"]["name"] == pod["spec"]["nodeName"]]
@@ -121,7 +128,9 @@ def room_for_second_predictor(cluster: Cluster, isvc: o.Obj, claim_modes: list[s
                      if n["metadata"]["name"] == pod["spec"]["nodeName"]), None)
         candidates = [n for n in candidates if (n["metadata"].get("labels") or {}).get(ZONE) == zone]
         where = f"zone {zone} (where the volume is)"
-    everyone = [p for p in cluster.list("Pod") if (p.get("status") or {}).get("phase") not in o.TERMINAL]
+    # A GPU node's room is taken by the pods of every namespace, not only the server's.
+    everyone = [p for p in cluster.list("Pod", ALL_NAMESPACES)
+                if (p.get("status") or {}).get("phase") not in o.TERMINAL]
     for node in candidates:
         alloc = {k: parse_quantity(str(v)) for k, v in ((node.get("status") or {}).get("allocatable") or {}).items()}
         used = _requests([c for p in everyone if p["spec"].get("nodeName") == node["metadata"]["name"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from modelpvc.core.errors import ConfigError, DestinationFull, ModelpvcError
+from modelpvc.core.errors import ConfigError, DestinationFull, ModelpvcError, PodBlocked
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.manifest import revision_id
 from modelpvc.kube import manifests
@@ -106,8 +106,12 @@ def update(cluster: Cluster, base: ModelSpec, sink: ProgressSink, options: Updat
         why_not = "the claim is ReadWriteOncePod: no Job can mount it while the server does"
     else:
         room = room_for_second_predictor(cluster, isvc, modes)
-        if not room.fits:
+        if room.fits is False:
             why_not = room.why
+        elif room.fits is None:
+            sink.emit(Event("check", {"ok": True, "message": f"room for a second predictor pod {room.why}: trying "
+                                                             "zero-downtime; if the new pod cannot be scheduled, "
+                                                             "the storageUri is switched back"}))
     if why_not is not None:
         if not options.stop_the_world:
             raise _impossible(why_not)
@@ -143,7 +147,19 @@ def _zero_downtime(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, rev: str, sin
                    "spec": {"predictor": {"model": {"storageUri": new.storage_uri}}}}, force=True,
                   manager=UPDATE_MANAGER)
     sink.emit(Event("step", {"message": f"switched storageUri to {new.storage_uri}"}))
-    wait_serving(cluster, new, sink, timeout=1800, pending_grace=options.pending_grace)
+    try:
+        wait_serving(cluster, new, sink, timeout=1800, pending_grace=options.pending_grace)
+    except PodBlocked as e:
+        # The new predictor pod cannot start beside the old one (no room after all): serve the old revision
+        # again rather than leave the rollout stuck; the new revision stays on the claim for a later try.
+        cluster.apply({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                       "metadata": {"name": spec.name, "namespace": spec.namespace},
+                       "spec": {"predictor": {"model": {"storageUri": spec.storage_uri}}}}, force=True,
+                      manager=UPDATE_MANAGER)
+        raise PodBlocked(f"the new revision's predictor pod could not start beside the serving one ({e.message}); "
+                         f"switched storageUri back to {spec.storage_uri}, which still serves",
+                         hint="free room for a second pod (GPUs, memory) and re-run update, or run update "
+                              "--stop-the-world to replace the server with downtime") from e
     _retire(cluster, spec, sink)
     return UpdateResult("zero-downtime", "room on the claim and in the cluster for a second revision",
                         result.summary.get("revision"), new.storage_uri)
