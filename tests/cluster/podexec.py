@@ -9,25 +9,36 @@ Run as root by the kubelet: ``[nsenter --net=POD] unshare --mount --propagation 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 
 def _mount(source_fd: int, target: str, readonly: bool, is_dir: bool) -> None:
     t = Path(target)
-    if is_dir:
+    if is_dir and not t.is_dir():  # (on a read-only mount, mkdir of what exists fails with EROFS, not EEXIST)
         t.mkdir(parents=True, exist_ok=True)
-    else:
+    elif not is_dir and not t.exists():
         t.parent.mkdir(parents=True, exist_ok=True)
         t.touch(exist_ok=True)
-    # From a descriptor opened before any mount: a volume at /tmp must not hide the sources under /tmp.
-    src = f"/proc/self/fd/{source_fd}"
-    subprocess.run(["mount", "--bind", src, target], check=True, pass_fds=(source_fd,))
+    # From a descriptor opened before any mount, so a volume at /tmp cannot hide the sources under /tmp. The
+    # mount(2) call itself: mount(8) would turn /proc/self/fd/N back into a path, and resolve it anew.
+    _sys_mount(f"/proc/self/fd/{source_fd}", target, MS_BIND)
     if readonly:
-        subprocess.run(["mount", "-o", "remount,bind,ro", target], check=True)
+        _sys_mount("none", target, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _sys_mount(source: str, target: str, flags: int) -> None:
+    if _libc.mount(source.encode(), target.encode(), None, flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), target)
 
 
 def main(spec_path: str) -> None:
@@ -43,7 +54,7 @@ def main(spec_path: str) -> None:
     kept = {p: (os.open(p, os.O_PATH), os.stat(p)) for p in keep}
     for m in mounts:
         _mount(fds[m["source"]], m["target"], m["readonly"], dirs[m["source"]])
-    for p, (fd, st) in kept.items():
+    for p, (fd, st) in sorted(kept.items()):  # a parent before what is inside it
         now = os.stat(p) if os.path.exists(p) else None
         if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
             _mount(fd, p, True, True)
