@@ -13,6 +13,7 @@ import yaml
 
 from modelpvc.devtools.s3server import RcloneS3
 from tests.cluster.local import MINIO_SERVICE, LocalCluster
+from tests.cluster.storage import wait_for
 from tests.conftest import run_cli
 from tests.kube.fakeapi import FakeCluster
 
@@ -98,8 +99,9 @@ _projects = itertools.count()
 
 
 @pytest.fixture
-def project(plane: LocalCluster, tmp_path: Path) -> Project:
-    """A fresh OpenShift project per test (envtest's convention), its data connection, its admin."""
+def project(plane: LocalCluster, tmp_path: Path) -> Iterator[Project]:
+    """A fresh OpenShift project per test (envtest's convention), its data connection, its admin. Deleted
+    after the test, and waited for: the nodes (one GPU node) are shared by every test of the session."""
     ns = f"private-ai-demo-{next(_projects)}"
     plane.add_project(ns)
     assert plane.minio is not None
@@ -107,4 +109,6 @@ def project(plane: LocalCluster, tmp_path: Path) -> Project:
                                   "AWS_SECRET_ACCESS_KEY": plane.minio.secret_key,
                                   "AWS_S3_ENDPOINT": f"http://{MINIO_SERVICE}:9000",
                                   "AWS_DEFAULT_REGION": "us-east-2", "AWS_S3_BUCKET": "models"})
-    return Project(plane, ns, plane.kubeconfig(tmp_path / "kubeconfig", namespace=ns), ns)
+    yield Project(plane, ns, plane.kubeconfig(tmp_path / "kubeconfig", namespace=ns), ns)
+    plane.api.delete("Namespace", ns)
+    wait_for(f"namespace {ns} to go", lambda: plane.api.get("Namespace", ns) is None, timeout=120)
