@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,14 @@ def env(rclone: RcloneS3) -> dict[str, str]:
     return server_env(rclone.env())
 
 
+# The CLI's working directory in tests: what it writes there (update --stop-the-world's backup of the
+# InferenceService) must not land in the checkout.
+CLI_CWD = tempfile.mkdtemp(prefix="modelpvc-cli-cwd-")
+
+
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 120,
             **kw: object) -> subprocess.CompletedProcess[str]:
+    kw.setdefault("cwd", CLI_CWD)
     return subprocess.run([sys.executable, "-m", "modelpvc", *args], env=env, capture_output=True,
                           text=True, timeout=timeout, check=False, **kw)  # type: ignore[call-overload]
 
