@@ -192,18 +192,25 @@ def test_populate_on_a_terminal_shows_the_pods_rate_and_eta(project: Project, tm
     assert "verified 8 by md5" in text or ("verified " in text and "{'" not in text)
 
 
+def _populated_for_the_reference(project: Project, tmp_path: Path) -> tuple[str, Path]:
+    """What the reference InferenceService needs in the project (its runtime, its service account) and a
+    claim populated for it; returns the source URI and the model's local copy."""
+    uri, src = _model(project, tmp_path)
+    _runtime(project)
+    project.cluster.api.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                                "metadata": {"name": "ai-workload-sa", "namespace": project.ns}})
+    assert _populate(project, uri, "--isvc-base", str(REFERENCE)).returncode == 0
+    return uri, src
+
+
 def test_the_runbooks_leftover_inspector_pod_is_named_and_so_is_its_fix(project: Project, tmp_path: Path):
     """The runbook checks four file names from an inspector pod and may leave it running. The real
     attach/detach controller then keeps the ReadWriteOnce volume on the inspector's node and reports
     Multi-Attach for the GPU server; the fix is to delete that pod (nothing recreates it), not a
     stop-the-world update. Before: populate followed it silently, doctor advised --stop-the-world and, as a
     project admin, failed on `list nodes`."""
-    uri, _src = _model(project, tmp_path)
-    _runtime(project)
+    uri, _src = _populated_for_the_reference(project, tmp_path)
     api = project.cluster.api
-    api.create({"apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": {"name": "ai-workload-sa", "namespace": project.ns}})
-    assert _populate(project, uri, "--isvc-base", str(REFERENCE)).returncode == 0
     inspector = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pvc-inspector", "namespace": project.ns},
                  "spec": {"containers": [{"name": "inspector", "image": "registry.access.redhat.com/ubi9/ubi-minimal",
                                           "command": ["sleep", "infinity"],
@@ -239,12 +246,8 @@ def test_update_as_project_admin_without_room_switches_back_and_keeps_serving(pr
     project admin may not: before, exit 6 on `list Node: forbidden` for every update. Now it tries the
     surge; the new pod needs the node's 4 GPUs the old one holds, the real scheduler leaves it Pending, and
     update switches storageUri back so the old revision keeps serving."""
-    uri, src = _model(project, tmp_path)
-    _runtime(project)
+    uri, src = _populated_for_the_reference(project, tmp_path)
     api = project.cluster.api
-    api.create({"apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": {"name": "ai-workload-sa", "namespace": project.ns}})
-    assert _populate(project, uri, "--isvc-base", str(REFERENCE)).returncode == 0
     r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC, "--deployment-mode", "RawDeployment",
                     timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
