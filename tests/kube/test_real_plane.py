@@ -36,10 +36,10 @@ def _populate(project: Project, uri: str, *extra: str):  # type: ignore[no-untyp
 
 
 def test_the_project_admin_may_not_read_what_populate_used_to_need(project: Project):
-    """The premise, checked against the real RBAC: a project admin reads its namespace, not the cluster."""
-    for _what in ("nodes", "persistentvolumes", "storageclasses"):
-        r = project.cli("doctor", "--json")  # any command: it must not need them
-        assert r.returncode in (0, 1), r.stderr
+    """The premise, checked against the real RBAC: a project admin reads its namespace, not the cluster;
+    doctor, on a namespace with nothing wrong, needs nothing more."""
+    r = project.cli("doctor", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
     from tests.cluster.api import Api
     from tests.cluster.plane import PROJECT_ADMIN
 
