@@ -24,9 +24,10 @@ from typing import Any
 
 import yaml
 
+from modelpvc.devtools.s3server import free_port
 from tests.cluster.api import Api, Obj
 from tests.cluster.certs import CA
-from tests.cluster.plane import binary, free_port
+from tests.cluster.plane import binary
 from tests.cluster.storage import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -99,7 +99,7 @@ class Kubelet:
         self.root.mkdir(parents=True, exist_ok=True)
         self.hosts_file.write_text("127.0.0.1 localhost\n::1 localhost\n" +
                                    "".join(f"{ip} {name}\n" for name, ip in self.hosts.items()))
-        from tests.cluster.plane import free_port
+        from modelpvc.devtools.s3server import free_port
 
         for n in self.nodes.values():
             n.port = n.port or free_port()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -22,16 +21,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelpvc.devtools.s3server import free_port
 from tests.cluster.certs import CA
 
 SERVICE_CIDR = "10.0.0.0/24"  # allocated from, never reached: the tests talk to 127.0.0.1 only
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def binary(name: str) -> str:
