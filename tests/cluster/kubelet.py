@@ -26,6 +26,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -495,10 +496,7 @@ class PodWorker(threading.Thread):
                 env[src.get("prefix", "") + k] = base64.b64decode(v).decode() if kind == "Secret" else str(v)
         for e in c.get("env") or []:
             if "value" in e:
-                val = str(e["value"])
-                for k, v in env.items():  # $(VAR) expands from earlier variables, as in the kubelet
-                    val = val.replace(f"$({k})", v)
-                env[e["name"]] = val
+                env[e["name"]] = expand(str(e["value"]), env)
                 continue
             vf = e.get("valueFrom") or {}
             for kind, key in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
@@ -517,15 +515,24 @@ class PodWorker(threading.Thread):
                     data[ref["key"]])
             if "fieldRef" in vf:
                 path = vf["fieldRef"]["fieldPath"]
-                env[e["name"]] = {"metadata.name": self.name, "metadata.namespace": self.ns,
-                                  "spec.nodeName": self.node, "status.podIP": "127.0.0.1"}.get(
-                    path, str((self.pod["metadata"].get("annotations") or {}).get(
-                        path.removeprefix("metadata.annotations['").removesuffix("']"), "")))
+                env[e["name"]] = self._field(path)
             if "resourceFieldRef" in vf:
                 env[e["name"]] = _resource(c, vf["resourceFieldRef"])
         env.setdefault("HOME", "/")  # a random UID has no passwd entry: HOME is / and not writable
         env["PYTHONPATH"] = f"{REPO / 'src'}:{REPO}"
         return env
+
+    def _field(self, path: str) -> str:
+        """The downward API's fieldRef paths the kubelet resolves (pkg/fieldpath): the Job controller's
+        JOB_COMPLETION_INDEX is ``metadata.labels['batch.kubernetes.io/job-completion-index']``."""
+        simple = {"metadata.name": self.name, "metadata.namespace": self.ns, "spec.nodeName": self.node,
+                  "status.podIP": "127.0.0.1", "metadata.uid": self.pod["metadata"]["uid"]}
+        if path in simple:
+            return simple[path]
+        m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+        if m is None:
+            raise ConfigError(f"unsupported fieldPath {path}")
+        return str((self.pod["metadata"].get(m.group(1)) or {}).get(m.group(2), ""))
 
     def _identity(self, c: Obj) -> tuple[int, int, list[int]]:
         psc = self.pod["spec"].get("securityContext") or {}
@@ -547,8 +554,9 @@ class PodWorker(threading.Thread):
         return name
 
     def _start(self, c: Obj, mounts: dict[str, tuple[Path, bool]], netns: bool) -> subprocess.Popen[bytes]:
-        argv = self._launcher(c)
         env = self._env(c)
+        c = c | {k: [expand(str(a), env) for a in c[k]] for k in ("command", "args") if c.get(k)}
+        argv = self._launcher(c)
         uid, gid, groups = self._identity(c)
         mlist = []
         for m in c.get("volumeMounts") or []:
@@ -725,6 +733,16 @@ class PodWorker(threading.Thread):
         shutil.rmtree(self.dir / "volumes", ignore_errors=True)
         if self.netns_name:
             subprocess.run(["ip", "netns", "delete", self.netns_name], check=False, capture_output=True)
+
+
+_REFERENCE = re.compile(r"\$\$|\$\(([^)]*)\)")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """The kubelet's $(VAR) expansion in env values, command and args (k8s.io/kubernetes
+    third_party/forked/golang/expansion): a defined variable is replaced, ``$$`` is a literal ``$``, an
+    undefined reference stays as written."""
+    return _REFERENCE.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
 
 
 def _resource(c: Obj, ref: Obj) -> str:

@@ -9,6 +9,7 @@ first GID of ``sa.scc.supplemental-groups``) when the pod sets none, defaults wh
 (``allowPrivilegeEscalation: false``, capabilities drop ALL, ``runAsNonRoot``, seccomp RuntimeDefault: so a
 KServe predictor passes Pod Security "restricted" afterwards, as on OpenShift), and **refuses** a pod whose runAsUser,
 fsGroup or supplementalGroups fall outside those ranges, or that asks for privilege. anyuid assigns nothing.
+Either way the admitted pod is annotated ``openshift.io/scc: <name>``, as OpenShift does.
 Left out: SELinux labels, capabilities beyond privilege, volume-type and host-namespace restrictions. The
 refusal reaches the Job controller's FailedCreate event with the webhook's prefix
 (``admission webhook "scc.openshift.test" denied the request: ...``) where OpenShift's text starts
@@ -48,9 +49,13 @@ def decide(pod: Obj, ns: Obj, anyuid: bool) -> tuple[Obj | None, str | None]:
     ann = ns["metadata"].get("annotations") or {}
     uids, groups = _range(ann.get("openshift.io/sa.scc.uid-range")), _range(
         ann.get("openshift.io/sa.scc.supplemental-groups"))
-    if uids is None or groups is None or anyuid:
+    if uids is None or groups is None:
         return pod, None
     out = copy.deepcopy(pod)
+    # The SCC admission records which constraint admitted the pod; doctor reads it.
+    out["metadata"].setdefault("annotations", {})["openshift.io/scc"] = "anyuid" if anyuid else "restricted-v2"
+    if anyuid:
+        return out, None
     spec = out["spec"]
     psc = spec.setdefault("securityContext", {})
     errors = []
@@ -113,7 +118,8 @@ class SCCWebhook:
             resp["status"] = {"code": 403, "reason": "Forbidden", "message": refusal}
         elif admitted != pod:
             assert admitted is not None
-            patch = [{"op": "replace", "path": "/spec", "value": admitted["spec"]}]
+            patch = [{"op": "replace", "path": "/spec", "value": admitted["spec"]},
+                     {"op": "add", "path": "/metadata/annotations", "value": admitted["metadata"]["annotations"]}]
             resp["patchType"] = "JSONPatch"
             resp["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
         return resp

@@ -12,27 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from modelpvc.model.synthetic import ModelSpec, generate_model, same_tree
+from modelpvc.model.synthetic import ModelSpec, same_tree
 from tests.cluster.api import ApiError
-from tests.kube.conftest import SECRET, Project
+from tests.kube.conftest import PVC, REFERENCE, SECRET, SEED, Model, Project, kept, ready
 
 pytestmark = pytest.mark.kube
-SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seed"
-REFERENCE = SEED / "inferenceservice-mistral-24b.yaml"
-PVC = "mistral-24b-pvc"
 
-
-def _model(project: Project, tmp_path: Path, name: str = "full-fp16",
-           spec: ModelSpec | None = None) -> tuple[str, Path]:
-    d = tmp_path / name
-    generate_model(d, spec or ModelSpec(total_bytes=12 * 1024 * 1024, shards=2))
-    return project.upload(d, name), d
-
-
-def _populate(project: Project, uri: str, *extra: str):  # type: ignore[no-untyped-def]
-    return project.cli("populate", "--pvc", PVC, "--create-pvc", "--size", "1Gi", "--source", uri,
-                       "--secret", SECRET, *extra)
 
 
 def test_the_project_admin_may_not_read_what_populate_used_to_need(project: Project):
@@ -55,8 +42,9 @@ def test_the_project_admin_may_not_read_what_populate_used_to_need(project: Proj
 def test_populate_as_project_admin_binds_in_the_gpu_zone_and_copies_every_byte(project: Project, tmp_path: Path):
     """Seed command: populate --isvc-base, no --zone, as the project admin (no node, PV or class reads).
     Before: exit 6 on `list StorageClass: forbidden`."""
-    uri, src = _model(project, tmp_path)
-    r = _populate(project, uri, "--isvc-base", str(REFERENCE))
+    m = project.model(tmp_path)
+    uri, src = m.uri, m.dir
+    r = project.populate(uri, "--isvc-base", str(REFERENCE))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "this user may not read storage classes" in r.stdout
     assert "WaitForFirstConsumer" in r.stdout and "nodes not checked" in r.stdout
@@ -70,7 +58,7 @@ def test_populate_as_project_admin_binds_in_the_gpu_zone_and_copies_every_byte(p
     manifest = json.loads((c.volume_dir(project.ns, PVC) / ".modelpvc" / "manifest.json").read_text())
     assert manifest["source"] == uri
     # Re-running on the populated claim copies nothing.
-    again = _populate(project, uri, "--isvc-base", str(REFERENCE))
+    again = project.populate(uri, "--isvc-base", str(REFERENCE))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 files copied" in again.stdout or "up to date" in again.stdout, again.stdout
 
@@ -78,9 +66,9 @@ def test_populate_as_project_admin_binds_in_the_gpu_zone_and_copies_every_byte(p
 def test_a_pod_refused_at_admission_fails_the_job_in_seconds_with_the_refusal(project: Project, tmp_path: Path):
     """An fsGroup outside the namespace's restricted-v2 range: the Job's pods are never created, only the Job
     controller's FailedCreate events say why. Before: populate waited out activeDeadlineSeconds."""
-    uri, _src = _model(project, tmp_path)
+    uri = project.model(tmp_path).uri
     t = time.monotonic()
-    r = _populate(project, uri, "--fs-group", "1000", "--zone", "us-east-2a")
+    r = project.populate(uri, "--fs-group", "1000", "--zone", "us-east-2a")
     took = time.monotonic() - t
     assert r.returncode == 6, r.stdout + r.stderr
     assert "refused at admission" in r.stderr and "1000 is not an allowed group" in r.stderr, r.stderr
@@ -92,7 +80,7 @@ def test_a_pod_refused_at_admission_fails_the_job_in_seconds_with_the_refusal(pr
 def test_an_integrity_failure_fails_the_job_at_once_without_retries(project: Project, tmp_path: Path):
     """Exit 5 will not pass on a retry: the Job's podFailurePolicy fails it on the first pod. Before: the
     Job controller ran backoffLimit more pods (3), each copying and failing again."""
-    uri, _src = _model(project, tmp_path, "broken")
+    uri = project.model(tmp_path, "broken").uri
     m = project.cluster.minio
     assert m is not None
     import boto3
@@ -100,7 +88,7 @@ def test_an_integrity_failure_fails_the_job_at_once_without_retries(project: Pro
     s3 = boto3.client("s3", endpoint_url=m.endpoint, aws_access_key_id=m.access_key,
                       aws_secret_access_key=m.secret_key, region_name="us-east-1")
     s3.delete_object(Bucket="models", Key=uri.removeprefix("s3://models/") + "model-00002-of-00002.safetensors")
-    r = _populate(project, uri, "--zone", "us-east-2a")
+    r = project.populate(uri, "--zone", "us-east-2a")
     assert r.returncode == 5, r.stdout + r.stderr
     assert "model-00002-of-00002.safetensors" in r.stderr
     pods = project.cluster.api.list("Pod", project.ns, labelSelector=f"job-name={PVC}-populate")
@@ -111,50 +99,58 @@ def test_an_integrity_failure_fails_the_job_at_once_without_retries(project: Pro
     assert failed["reason"] == "PodFailurePolicy", failed
 
 
-def _runtime(project: Project) -> None:
-    """The seed's ServingRuntime, created by the project admin as OpenShift AI's dashboard does."""
-    import yaml
-
-    rt = yaml.safe_load((SEED / "servingruntime-vllm-cuda.yaml").read_text())
-    rt["metadata"]["namespace"] = project.ns
-    project.cluster.api.create(rt)
-
 
 def test_the_seed_runbook_populate_then_deploy_serves_from_the_claim_on_the_gpu_node(project: Project, tmp_path: Path):
     """The runbook end to end on the real KServe controller: its pod mutator mounts pvc://claim/ at
     /mnt/models, the scheduler puts the predictor on the GPU node in the volume's zone, and the vLLM
-    stand-in loads the weights with the safetensors library before it answers ready."""
-    uri, _src = _model(project, tmp_path)
-    _runtime(project)
-    assert _populate(project, uri, "--isvc-base", str(REFERENCE)).returncode == 0
+    stand-in loads the weights with the safetensors library before it answers ready. Then the runbook's
+    re-mirror while the server holds the claim: the Job follows it to its tainted node."""
+    m = project.model(tmp_path)
+    rt = yaml.safe_load((SEED / "servingruntime-vllm-cuda.yaml").read_text())
+    project.api.create(rt | {"metadata": {**rt["metadata"], "namespace": project.ns}})
+    assert project.populate(m.uri, "--isvc-base", str(REFERENCE)).returncode == 0
+    assert project.volume_zone() == "us-east-2b"  # the GPU node's zone
     # The reference runs as ai-workload-sa. Without it the ReplicaSet controller cannot create the pod, and
     # only the predictor Deployment's ReplicaFailure condition says why: deploy names it at once.
     t = time.monotonic()
-    r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC, "--deployment-mode", "RawDeployment",
-                    "--name", "missing-sa")
+    r = project.deploy(REFERENCE, "--name", "missing-sa")
     assert r.returncode == 6, r.stdout + r.stderr
     assert 'serviceaccount "ai-workload-sa" not found' in r.stderr and "create that service account" in r.stderr
     assert time.monotonic() - t < 60
-    project.cluster.api.delete("InferenceService", "missing-sa", project.ns)  # else it takes the 4 GPUs next
-    project.cluster.api.create({"apiVersion": "v1", "kind": "ServiceAccount",
-                                "metadata": {"name": "ai-workload-sa", "namespace": project.ns}})
+    project.api.delete("InferenceService", "missing-sa", project.ns)  # else it takes the 4 GPUs next
+    project.api.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": {"name": "ai-workload-sa", "namespace": project.ns}})
     # The seed's cluster ran Knative (OpenShift Serverless); this one cannot: KServe would refuse the
     # reference's Serverless mode without writing a status, and deploy says so before applying it.
     r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC)
     assert r.returncode == 2 and "no Knative Serving" in r.stderr and "--deployment-mode RawDeployment" in r.stderr
-    r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC, "--deployment-mode", "RawDeployment",
-                    timeout=300)
+    r = project.deploy()
     assert r.returncode == 0, r.stdout + r.stderr
-    api = project.cluster.api
-    isvc = api.get("InferenceService", "mistral-24b", project.ns)
-    assert isvc is not None and isvc["spec"]["predictor"]["model"]["storageUri"] == f"pvc://{PVC}/"
-    ready = next(c for c in isvc["status"]["conditions"] if c["type"] == "Ready")
-    assert ready["status"] == "True", isvc["status"]
-    [pod] = [p for p in api.list("Pod", project.ns, labelSelector="serving.kserve.io/inferenceservice=mistral-24b")
-             if not p["metadata"].get("deletionTimestamp")]
+    isvc = project.isvc()
+    assert ready(isvc), isvc["status"]
+    # Every field of the user's object is kept but the storageUri (and the mode this cluster needs).
+    ref = yaml.safe_load(REFERENCE.read_text())
+    ref["spec"]["predictor"]["model"]["storageUri"] = f"pvc://{PVC}/"
+    assert kept(ref["spec"], isvc["spec"]), isvc["spec"]
+    assert ref["metadata"]["labels"].items() <= isvc["metadata"]["labels"].items()
+    assert isvc["metadata"]["labels"]["modelpvc.io/claim"] == PVC
+    [pod] = project.predictors()
     assert pod["spec"]["nodeName"] == "gpu-1"
-    mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["mountPath"] == "/mnt/models")
+    assert pod["metadata"]["annotations"]["openshift.io/scc"] == "restricted-v2"
+    mount = next(v for v in pod["spec"]["containers"][0]["volumeMounts"] if v["mountPath"] == "/mnt/models")
     assert mount.get("readOnly") is True
+    # A new file at the source; re-populating while the server holds the RWO claim.
+    (m.dir / "generation_config.json").write_text('{"temperature": 0.2}')
+    m.publish()
+    r = project.cli("populate", "--pvc", PVC, "--source", m.uri, "--secret", SECRET)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "the Job runs on gpu-1 too and tolerates its taints" in r.stdout
+    job = project.api.get("Job", f"{PVC}-populate", project.ns)
+    assert job is not None
+    spec = job["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"kubernetes.io/hostname": "gpu-1"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert same_tree(m.dir, project.volume_dir()) == []
 
 
 def test_populate_on_a_terminal_shows_the_pods_rate_and_eta(project: Project, tmp_path: Path):
@@ -166,7 +162,7 @@ def test_populate_on_a_terminal_shows_the_pods_rate_and_eta(project: Project, tm
     import subprocess
     import sys
 
-    uri, _src = _model(project, tmp_path, spec=ModelSpec(total_bytes=48 * 1024 * 1024, shards=2))
+    uri = project.model(tmp_path, spec=ModelSpec(total_bytes=48 * 1024 * 1024, shards=2)).uri
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "modelpvc", "populate", "-n", project.ns, "--pvc", PVC,
                              "--create-pvc", "--size", "1Gi", "--source", uri, "--secret", SECRET, "--zone",
@@ -192,15 +188,12 @@ def test_populate_on_a_terminal_shows_the_pods_rate_and_eta(project: Project, tm
     assert "verified 8 by md5" in text or ("verified " in text and "{'" not in text)
 
 
-def _populated_for_the_reference(project: Project, tmp_path: Path) -> tuple[str, Path]:
-    """What the reference InferenceService needs in the project (its runtime, its service account) and a
-    claim populated for it; returns the source URI and the model's local copy."""
-    uri, src = _model(project, tmp_path)
-    _runtime(project)
-    project.cluster.api.create({"apiVersion": "v1", "kind": "ServiceAccount",
-                                "metadata": {"name": "ai-workload-sa", "namespace": project.ns}})
-    assert _populate(project, uri, "--isvc-base", str(REFERENCE)).returncode == 0
-    return uri, src
+
+def _populated_for_the_reference(project: Project, tmp_path: Path) -> Model:
+    m = project.model(tmp_path)
+    project.serving_prerequisites()
+    assert project.populate(m.uri, "--isvc-base", str(REFERENCE)).returncode == 0
+    return m
 
 
 def test_the_runbooks_leftover_inspector_pod_is_named_and_so_is_its_fix(project: Project, tmp_path: Path):
@@ -209,7 +202,7 @@ def test_the_runbooks_leftover_inspector_pod_is_named_and_so_is_its_fix(project:
     Multi-Attach for the GPU server; the fix is to delete that pod (nothing recreates it), not a
     stop-the-world update. Before: populate followed it silently, doctor advised --stop-the-world and, as a
     project admin, failed on `list nodes`."""
-    uri, _src = _populated_for_the_reference(project, tmp_path)
+    uri = _populated_for_the_reference(project, tmp_path).uri
     api = project.cluster.api
     inspector = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pvc-inspector", "namespace": project.ns},
                  "spec": {"containers": [{"name": "inspector", "image": "registry.access.redhat.com/ubi9/ubi-minimal",
@@ -227,7 +220,7 @@ def test_the_runbooks_leftover_inspector_pod_is_named_and_so_is_its_fix(project:
     from tests.cluster.storage import wait_for
 
     wait_for("the inspector's volume attached", attached_to_inspector, timeout=60)
-    again = _populate(project, uri, "--isvc-base", str(REFERENCE))
+    again = project.populate(uri, "--isvc-base", str(REFERENCE))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "pvc-inspector (no controller owns it" in again.stdout and "oc delete pod pvc-inspector" in again.stdout
     r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC, "--deployment-mode", "RawDeployment",
@@ -246,7 +239,8 @@ def test_update_as_project_admin_without_room_switches_back_and_keeps_serving(pr
     project admin may not: before, exit 6 on `list Node: forbidden` for every update. Now it tries the
     surge; the new pod needs the node's 4 GPUs the old one holds, the real scheduler leaves it Pending, and
     update switches storageUri back so the old revision keeps serving."""
-    uri, src = _populated_for_the_reference(project, tmp_path)
+    m = _populated_for_the_reference(project, tmp_path)
+    uri, src = m.uri, m.dir
     api = project.cluster.api
     r = project.cli("deploy", "--isvc-base", str(REFERENCE), "--pvc", PVC, "--deployment-mode", "RawDeployment",
                     timeout=300)

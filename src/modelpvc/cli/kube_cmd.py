@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from modelpvc.cli.kube_display import KubeDisplay
 from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
 from modelpvc.core.errors import ConfigError
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec, Placement
+from modelpvc.kube.spec import DEFAULT_IMAGE, IMAGE_ENV, ModelSpec, Placement
 from modelpvc.model.select import loader_from_args
 
 
@@ -29,6 +30,15 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
                         "fails with the reason (default 120; config errors and image pulls fail at once)")
 
 
+def add_image_argument(g: Any) -> None:
+    """--image for every command that makes a pod (populate, update, render): the modelpvc image the
+    cluster pulls, ours by default; a disconnected cluster mirrors it and says so once in MODELPVC_IMAGE."""
+    g.add_argument("--image", default=os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE,
+                   help=f"the modelpvc image the Jobs run (default: ${IMAGE_ENV}, else {DEFAULT_IMAGE}); build it "
+                        "from the Containerfile and push it where the cluster pulls from (README: Install in "
+                        "your cluster)")
+
+
 def _model_args(p: argparse.ArgumentParser, source_required: bool) -> None:
     g = p.add_argument_group("model and storage")
     g.add_argument("--source", required=source_required, default="", metavar="s3://BUCKET/PREFIX/")
@@ -38,7 +48,7 @@ def _model_args(p: argparse.ArgumentParser, source_required: bool) -> None:
     g.add_argument("--region", help="S3 region (default: the secret's AWS_DEFAULT_REGION, else us-east-1)")
     g.add_argument("--pvc", default="", help="PersistentVolumeClaim")
     g.add_argument("--path", default="", help="directory inside the claim")
-    g.add_argument("--image", default=DEFAULT_IMAGE)
+    add_image_argument(g)
     g.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
 
 
@@ -62,7 +72,8 @@ def register(sub: Any) -> None:
     p.add_argument("--name", default="", help="name for the Job (default: the PVC's)")
     p.add_argument("--create-pvc", action="store_true", help="create the PVC when missing")
     p.add_argument("--size", type=units.quantity, default="auto",
-                   help="size for --create-pvc: a quantity (120Gi, 130GB) or auto (source bytes x 1.2)")
+                   help="size for --create-pvc: a quantity (120Gi, 130GB) or auto (as render sizes it: room for "
+                        "two revisions of the source's selected bytes, x 1.1)")
     p.add_argument("--storage-class")
     p.add_argument("--access-mode", default="ReadWriteOnce")
     p.add_argument("--zone", action="append", default=[], metavar="ZONE",
@@ -198,7 +209,7 @@ def _initializer_spec(args: argparse.Namespace, spec: ModelSpec, display: KubeDi
         if not pf.source_bytes:
             raise ConfigError("cannot size the ephemeral storage: the source's size is unknown",
                               hint="pass --ephemeral, e.g. 20Gi")
-        ephemeral = f"{pvc_size_gi(pf.source_bytes, 1.1)}Gi"
+        ephemeral = f"{pvc_size_gi(pf.source_bytes)}Gi"
     return replace(spec, ephemeral=ephemeral)
 
 

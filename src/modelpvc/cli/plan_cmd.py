@@ -17,7 +17,7 @@ from modelpvc.core.settings import S3Settings
 from modelpvc.model import safetensors
 from modelpvc.model.layout import detect_layouts
 from modelpvc.model.select import make_selector
-from modelpvc.model.sizing import SizingInput, parse_bandwidth, pattern, pvc_size_gi, seconds_at
+from modelpvc.model.sizing import HEADROOM, REVISIONS, SizingInput, claim_size_gi, parse_bandwidth, pattern, seconds_at
 from modelpvc.store.base import ObjectSource, parse_source, read_bytes
 from modelpvc.transfer.planner import LocalState, plan_mirror
 
@@ -32,7 +32,9 @@ def register(sub: Any) -> None:
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SRC")
     add_selection_arguments(p)
-    p.add_argument("--headroom", type=float, default=1.2, help="PVC size = model bytes x headroom (default 1.2)")
+    p.add_argument("--headroom", type=float, default=HEADROOM,
+                   help=f"PVC size = model bytes x {REVISIONS} revisions x headroom (default {HEADROOM}), as "
+                        "render and populate --create-pvc size it")
     p.add_argument("--threshold", type=units.size_bytes, default="20G",
                    help="largest model for the storage-initializer pattern (default 20G; 20GB, 18.6Gi, ...)")
     p.add_argument("--node-ephemeral", type=units.size_bytes, default="100G",
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         source.close()
     nbytes = plan.selected_bytes
     skipped = plan.of(Action.SKIP)
-    inp = SizingInput(nbytes, args.headroom, args.threshold, args.node_ephemeral)
+    inp = SizingInput(nbytes, args.threshold, args.node_ephemeral)
     pat, why = pattern(inp)
     bands = args.bandwidth or ["125MiB/s", "1GiB/s"]
     estimates = [{"bandwidth": b, "copy_s": round(seconds_at(nbytes, parse_bandwidth(b)), 1),
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         "notes": list(plan.notes),
         "parameters": params,
         "dtypes": dtypes,
-        "pvc_size": f"{pvc_size_gi(nbytes, args.headroom)}Gi",
+        "pvc_size": f"{claim_size_gi(nbytes, headroom=args.headroom)}Gi",
         "pattern": pat,
         "pattern_reason": why,
         "command": _render_command(pat, str(plan.source), nbytes),
@@ -134,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {note}")
     if params:
         print(f"parameters: {params / 1e9:.2f} B ({', '.join(f'{k} {v / 1e9:.2f} B' for k, v in dtypes.items())})")
-    print(f"recommended PVC size: {out['pvc_size']} ({human_bytes(nbytes)} x {args.headroom})")
+    print(f"recommended PVC size: {out['pvc_size']} ({human_bytes(nbytes)} x {REVISIONS} revisions x {args.headroom}: "
+          "room for `update` to populate the next beside the served one)")
     print(f"pattern: {pat} — {why}")
     print(f"  next: {out['command']}")
     for e in estimates:

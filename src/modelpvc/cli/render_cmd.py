@@ -11,12 +11,13 @@ import yaml
 
 from modelpvc.cli import units
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
+from modelpvc.cli.kube_cmd import add_image_argument
 from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
 from modelpvc.core.errors import ConfigError, IntegrityError
 from modelpvc.kube import manifests
 from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec, Placement
 from modelpvc.model.select import loader_from_args
-from modelpvc.model.sizing import pvc_size_gi
+from modelpvc.model.sizing import HEADROOM, REVISIONS, claim_size_gi, pvc_size_gi
 
 DESCRIPTION = f"""Write the PVC, the populate Job (runs `modelpvc mirror` from {DEFAULT_IMAGE}), a verify Job
 (replaces the runbook's inspector pod) and the InferenceService (storageUri pvc://CLAIM/PATH, vLLM runtime)
@@ -64,12 +65,13 @@ def register(sub: Any) -> None:
     p.add_argument("--path", default="", help="directory inside the claim (default: its root)")
     p.add_argument("--size", type=units.quantity, default="auto",
                    help="PVC size (e.g. 120Gi), or auto: from --model-bytes, else from the source (plan)")
-    p.add_argument("--revisions", type=int, choices=[1, 2], default=2,
+    p.add_argument("--revisions", type=int, choices=[1, 2], default=REVISIONS,
                    help="--size auto makes room for this many revisions (default 2: `update` then populates "
                         "the new one beside the served one, without downtime)")
     p.add_argument("--model-bytes", type=units.size_bytes,
                    help="model size for --size auto and the Job deadline (e.g. 45GB or 42Gi)")
-    p.add_argument("--headroom", type=float, default=1.1, help="--size auto multiplies by this (default 1.1)")
+    p.add_argument("--headroom", type=float, default=HEADROOM,
+                   help=f"--size auto multiplies by this (default {HEADROOM})")
     p.add_argument("--storage-class")
     p.add_argument("--access-mode", default="ReadWriteOnce")
     p.add_argument("--zone", action="append", default=[], metavar="ZONE",
@@ -81,7 +83,7 @@ def register(sub: Any) -> None:
     p.add_argument("--hub-secret", metavar="SECRET",
                    help="Secret with key HF_TOKEN for gated or private repositories (never in the YAML)")
     p.add_argument("--hub-endpoint", metavar="URL", help="HF_ENDPOINT for the import Job (a Hub mirror)")
-    p.add_argument("--image", default=DEFAULT_IMAGE, help="modelpvc image for the Jobs")
+    add_image_argument(p)
     p.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
     p.add_argument("--gitops", choices=["none", "argocd"], default="none")
     p.add_argument("--kinds", help=f"objects to write, from {','.join(KINDS)} (default: pvc,job,isvc; "
@@ -118,7 +120,7 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
     if size == "auto":
         if model_bytes is None:
             model_bytes = _hub_bytes(args, loader) if args.import_from else _source_bytes(args, loader)
-        size = f"{pvc_size_gi(model_bytes * args.revisions, args.headroom)}Gi"
+        size = f"{claim_size_gi(model_bytes, args.revisions, args.headroom)}Gi"
         sys.stderr.write(f"--size auto: {size} for {args.revisions} revision(s) of {model_bytes / 1e9:.1f} GB "
                          f"x {args.headroom} headroom"
                          + (" (room for `update` to populate the new revision beside the served one)"

@@ -16,7 +16,14 @@ from modelpvc.core.secretkeys import EXPECTED, find_pair
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.placement import explain_unschedulable
-from modelpvc.kube.podstate import PREDICTOR_LABEL, attach_holders, missing_secret_keys, waiting_reason
+from modelpvc.kube.podstate import (
+    IMAGE_PULL,
+    PREDICTOR_LABEL,
+    attach_holders,
+    image_fix,
+    missing_secret_keys,
+    waiting_reason,
+)
 from modelpvc.kube.populate import annotation_key
 from modelpvc.model.sizing import parse_size
 
@@ -109,8 +116,18 @@ def _pod(cluster: Cluster, pod: o.Obj, ns_obj: o.Obj) -> list[Diagnosis]:
     name = pod["metadata"]["name"]
     phase = (pod.get("status") or {}).get("phase")
     reason = waiting_reason(pod)
-    if reason == "CreateContainerConfigError":
-        missing = missing_secret_keys(cluster, pod)
+    if reason in IMAGE_PULL:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == reason:
+                out.append(Diagnosis("image-pull", f"pod {name} cannot pull image {cs.get('image')}",
+                                     f"{reason}: {waiting.get('message') or 'no message'}",
+                                     image_fix(str(cs.get("image")))))
+                break
+    # Whatever the pod waits for first (its image is pulled before its env is built), keys its Secrets lack
+    # keep it from ever starting.
+    missing = missing_secret_keys(cluster, pod) if phase == "Pending" else []
+    if missing:
         secrets = {(e.get("valueFrom") or {}).get("secretKeyRef", {}).get("name")
                    for c in pod["spec"].get("containers") or [] for e in c.get("env") or []} - {None}
         found: list[str] = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.spec import IMAGE_FIX
 
 PREDICTOR_LABEL = "serving.kserve.io/inferenceservice"
 MODEL_MOUNT = "/mnt/models"
@@ -32,6 +33,15 @@ def waiting_reason(pod: o.Obj) -> str | None:
         if waiting:
             return str(waiting.get("reason") or "")
     return None
+
+
+IMAGE_PULL = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+
+
+def image_fix(image: str) -> str:
+    """What to do about an image the cluster cannot pull: ours is built and mirrored by the user."""
+    return IMAGE_FIX if "modelpvc" in image else \
+        "check the image's name, that the cluster can reach its registry, and its pull secret"
 
 
 INITIALIZER = "storage-initializer"  # KServe's init container name (StorageInitializerContainerName)
@@ -124,10 +134,10 @@ class Watch:
             what = "; ".join(missing) or "its configuration (a Secret or ConfigMap it references)"
             return Blocked("config", f"pod {name} cannot start: it needs {what}",
                            "name the keys the Secret really has with --secret-keys ACCESS,SECRET, or add them")
-        if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+        if reason in IMAGE_PULL:
             image = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("image")
             return Blocked("image", f"pod {name} cannot pull image {image} ({reason})",
-                           "pass --image with an image this cluster can pull (a mirror of ours in your registry)")
+                           image_fix(str(image)))
         if reason == "CrashLoopBackOff":
             return Blocked("crash", f"pod {name} keeps crashing (CrashLoopBackOff)", "read its log")
         unsched = _unschedulable(pod)

@@ -21,7 +21,7 @@ from modelpvc.kube.cluster import Cluster, Forbidden
 from modelpvc.kube.placement import serving_placement
 from modelpvc.kube.source import list_selected
 from modelpvc.kube.spec import ModelSpec, Placement
-from modelpvc.model.sizing import parse_size, pvc_size_gi
+from modelpvc.model.sizing import claim_size_gi, parse_size
 
 IMAGE_GID = 1001  # plain Kubernetes: the fsGroup our Jobs use when the namespace assigns none
 
@@ -41,7 +41,7 @@ def check(sink: ProgressSink, ok: bool, message: str, hint: str | None = None) -
 
 
 def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
-                  source_check: str = "auto", headroom: float = 1.2, bind_timeout: float = 30,
+                  source_check: str = "auto", bind_timeout: float = 30,
                   pending_grace: float = 120) -> Preflight:
     """``source_check``: "auto" (from here, else a probe Job in the cluster), "local", "cluster", "skip"."""
     pf = Preflight(spec)
@@ -52,7 +52,7 @@ def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, crea
     pf.openshift = o.openshift_fs_group(ns) is not None
     check(sink, True, f"namespace {spec.namespace} exists" + (" (OpenShift SCC annotations)" if pf.openshift else ""))
     _measure(cluster, pf, sink, source_check, pending_grace)
-    pvc, unbound_wffc = _claim(cluster, pf, sink, create_pvc, headroom, bind_timeout)
+    pvc, unbound_wffc = _claim(cluster, pf, sink, create_pvc, bind_timeout)
     _placement(cluster, pf, sink, pvc, unbound_wffc)
     _fs_group(pf, sink)
     return pf
@@ -113,7 +113,7 @@ def _secret(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> dict[str, st
     return values
 
 
-def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool, headroom: float,
+def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool,
            bind_timeout: float) -> tuple[o.Obj, bool]:
     """The claim (created if asked), checked for capacity; and whether it waits for its first consumer."""
     spec = pf.spec
@@ -128,7 +128,7 @@ def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool
         if size == "auto":
             if pf.source_bytes is None:
                 raise ConfigError("--size auto needs the source's size", hint="pass --size, e.g. 120Gi")
-            size = f"{pvc_size_gi(pf.source_bytes, headroom)}Gi"
+            size = f"{claim_size_gi(pf.source_bytes)}Gi"
         spec = pf.spec = replace(spec, size=size)
         from modelpvc.kube import manifests
 
@@ -153,7 +153,7 @@ def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool
     if cap and pf.source_bytes is not None:
         if parse_size(cap) < pf.source_bytes:
             check(sink, False, f"PVC {spec.pvc} holds {cap}, the model needs {pf.source_bytes / 1e9:.1f} GB")
-            need = f"{pvc_size_gi(pf.source_bytes, headroom)}Gi"
+            need = f"{claim_size_gi(pf.source_bytes)}Gi"
             raise DestinationFull(
                 f"PVC {spec.pvc!r} is too small: {cap} for {pf.source_bytes / 1e9:.1f} GB of selected files",
                 hint=f"grow it: oc patch pvc {spec.pvc} -p "

@@ -10,6 +10,9 @@ from modelpvc import __version__
 from modelpvc.core.errors import ConfigError
 
 DEFAULT_IMAGE = f"ghcr.io/modelpvc/modelpvc:{__version__}"
+IMAGE_ENV = "MODELPVC_IMAGE"  # every command that makes a pod reads it, so a mirrored image is set once
+IMAGE_FIX = ("build the modelpvc image from the Containerfile and push it to a registry this cluster pulls from "
+             f"(README: Install in your cluster), then pass --image or set {IMAGE_ENV}")
 MOUNT = "/mnt/models"
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")

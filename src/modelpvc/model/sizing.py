@@ -12,14 +12,26 @@ MiB = 1024**2
 @dataclass(frozen=True)
 class SizingInput:
     model_bytes: int
-    headroom: float = 1.2  # the PVC holds the model x headroom (a revision beside it needs 2x)
     threshold_bytes: int = 20 * 10**9  # above this the S3 storage-initializer pattern is not advised
     node_ephemeral_bytes: int = 100 * 10**9  # ephemeral storage a node can spare for an EmptyDir
 
 
-def pvc_size_gi(model_bytes: int, headroom: float) -> int:
-    """Model bytes x headroom, rounded up to whole Gi (at least 1)."""
+# A claim made for a model holds the served revision and the one `update` populates beside it, with room
+# for what a filesystem and our records add. render, populate --create-pvc, plan and preflight's "too
+# small" hint all size claims with this one rule.
+REVISIONS = 2
+HEADROOM = 1.1
+
+
+def pvc_size_gi(model_bytes: int, headroom: float = HEADROOM) -> int:
+    """Model bytes x headroom, rounded up to whole Gi (at least 1): one copy (an EmptyDir, a claim that
+    never holds two revisions)."""
     return max(1, math.ceil(model_bytes * headroom / GiB))
+
+
+def claim_size_gi(model_bytes: int, revisions: int = REVISIONS, headroom: float = HEADROOM) -> int:
+    """The size of a claim made for a model: ``revisions`` copies x headroom, in whole Gi."""
+    return pvc_size_gi(model_bytes * revisions, headroom)
 
 
 def pattern(inp: SizingInput) -> tuple[str, str]:
