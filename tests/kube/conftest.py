@@ -126,10 +126,13 @@ class Model:
 
 
 def with_gpus(n: int, tmp_path: Path, **annotations: str) -> Path:
-    """The reference InferenceService asking for ``n`` GPUs (room for a second pod on the 4-GPU node)."""
+    """The reference InferenceService asking for ``n`` GPUs, room for a second pod on the 4-GPU node; and
+    without its 80Gi ephemeral-storage request (doctor's advice for a PVC-backed server), which would
+    leave no room for a second pod on the node's disk either."""
     base = yaml.safe_load(REFERENCE.read_text())
     for k in ("requests", "limits"):
         base["spec"]["predictor"]["model"]["resources"][k]["nvidia.com/gpu"] = str(n)
+        base["spec"]["predictor"]["model"]["resources"][k].pop("ephemeral-storage", None)
     base["metadata"]["annotations"].update(annotations)
     path = tmp_path / f"isvc-{n}gpu.yaml"
     path.write_text(yaml.safe_dump(base))

@@ -16,6 +16,7 @@ import yaml
 
 from modelpvc.model.synthetic import ModelSpec, same_tree
 from tests.cluster.api import ApiError
+from tests.cluster.storage import wait_for
 from tests.kube.conftest import PVC, REFERENCE, SECRET, SEED, Model, Project, kept, ready
 
 pytestmark = pytest.mark.kube
@@ -24,7 +25,13 @@ pytestmark = pytest.mark.kube
 
 def test_the_project_admin_may_not_read_what_populate_used_to_need(project: Project):
     """The premise, checked against the real RBAC: a project admin reads its namespace, not the cluster;
-    doctor, on a namespace with nothing wrong, needs nothing more."""
+    doctor, on a namespace with nothing wrong, needs nothing more. A fresh gp3-csi claim is Pending until its
+    first consumer: no condition says so on a real claim, only the PV controller's event; not a finding."""
+    project.api.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": "fresh", "namespace": project.ns},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    wait_for("the PV controller's WaitForFirstConsumer event", lambda: any(
+        e.get("reason") == "WaitForFirstConsumer" for e in project.api.list("Event", project.ns)), timeout=30)
     r = project.cli("doctor", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     from tests.cluster.api import Api
@@ -217,7 +224,6 @@ def test_the_runbooks_leftover_inspector_pod_is_named_and_so_is_its_fix(project:
         return bool(node) and any(va["spec"]["nodeName"] == node and (va.get("status") or {}).get("attached")
                                   for va in api.list("VolumeAttachment"))
 
-    from tests.cluster.storage import wait_for
 
     wait_for("the inspector's volume attached", attached_to_inspector, timeout=60)
     again = project.populate(uri, "--isvc-base", str(REFERENCE))
@@ -255,7 +261,6 @@ def test_update_as_project_admin_without_room_switches_back_and_keeps_serving(pr
     isvc = api.get("InferenceService", "mistral-24b", project.ns)
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == served
 
-    from tests.cluster.storage import wait_for
 
     def old_pod_serves() -> bool:
         pods = [p for p in api.list("Pod", project.ns, labelSelector="serving.kserve.io/inferenceservice=mistral-24b")

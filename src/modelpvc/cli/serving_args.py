@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,12 @@ def add_serving_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--isvc-base", type=Path, metavar="FILE",
                    help="your own InferenceService YAML: every field is kept; modelpvc sets only storageUri and "
                         "its label (the flags below, when given, override the base)")
-    g.add_argument("--runtime", help="ServingRuntime name (default vllm-runtime without a base)")
-    g.add_argument("--gpus", type=int, help="nvidia.com/gpu requests and limits (default 1 without a base)")
+    g.add_argument("--runtime",
+                   help="ServingRuntime name (default vllm-cuda-runtime, OpenShift AI's vLLM NVIDIA runtime, "
+                        "without a base)")
+    g.add_argument("--gpus", type=int,
+                   help="nvidia.com/gpu requests and limits (default 1 without a base); the predictor then "
+                        "tolerates the nvidia.com/gpu:NoSchedule taint unless --toleration names that key")
     g.add_argument("--arg", action="append", default=None, dest="args", metavar="ARG",
                    help="server argument, repeatable: --arg=--tensor-parallel-size=4")
     g.add_argument("--cpu", help="cpu request, e.g. 16")
@@ -78,10 +83,16 @@ def load_base(path: Path | None) -> dict[str, Any] | None:
 
 
 def serving_from_args(args: argparse.Namespace) -> Serving:
-    return Serving(
+    serving = Serving(
         runtime=args.runtime, gpus=args.gpus, args=tuple(args.args) if args.args is not None else None,
         cpu=args.cpu, memory=args.memory, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
         tolerations=tuple(parse_toleration(t) for t in args.toleration),
         node_selector=_pairs(args.node_selector, "--node-selector"), labels=_pairs(args.label, "--label"),
         annotations=_pairs(args.annotation, "--annotation"), deployment_mode=args.deployment_mode,
         base=load_base(args.isvc_base))
+    gpus = serving.gpus or 0
+    if gpus > 1 and not any(a.startswith("--tensor-parallel-size") for a in serving.effective_args):
+        # vLLM shards a model over the GPUs only when told to: the others would sit idle, reserved.
+        sys.stderr.write(f"warning: --gpus {gpus} without --arg=--tensor-parallel-size={gpus}: vLLM would serve on "
+                         f"one GPU and keep {gpus - 1} reserved and idle\n")
+    return serving

@@ -77,7 +77,7 @@ def diagnose(cluster: Cluster, namespace: str, isvc: str | None = None, pvc: str
     for job in cluster.list("Job", namespace):
         out += _job(cluster, namespace, job, ns_obj)
     for c in sorted(claims):
-        out += _claim(cluster, namespace, c, source_bytes, pods)
+        out += _claim(cluster, namespace, c, source_bytes)
     seen: set[tuple[str, str]] = set()
     unique = []
     for d in out:
@@ -229,7 +229,7 @@ def _scc_risk(pod: o.Obj | None, ns_obj: o.Obj) -> list[Diagnosis]:
     return []
 
 
-def _claim(cluster: Cluster, ns: str, claim: str, source_bytes: int | None, pods: list[o.Obj]) -> list[Diagnosis]:
+def _claim(cluster: Cluster, ns: str, claim: str, source_bytes: int | None) -> list[Diagnosis]:
     pvc = cluster.get("PersistentVolumeClaim", claim, ns)
     if pvc is None:
         return [Diagnosis("pvc-missing", f"PVC {claim} not found", f"namespace {ns}",
@@ -237,16 +237,24 @@ def _claim(cluster: Cluster, ns: str, claim: str, source_bytes: int | None, pods
     out = []
     status = pvc.get("status") or {}
     phase = status.get("phase")
-    waits_for_consumer = any(c.get("reason") == "WaitForFirstConsumer" for c in status.get("conditions") or [])
-    if phase != "Bound" and not (waits_for_consumer and not o.pods_using_claim(pods, claim)):
-        # Pending before its first consumer is how WaitForFirstConsumer classes work, not a problem.
-        out.append(Diagnosis("pvc-pending", f"PVC {claim} is {phase}", "not Bound although a pod uses it"
-                             if waits_for_consumer else "not Bound",
+    meta = pvc.get("metadata") or {}
+    # A claim has no condition saying it waits: the PV controller's event does (reason WaitForFirstConsumer).
+    waits_for_consumer = phase != "Bound" and any(e.get("reason") == "WaitForFirstConsumer"
+                                                  for e in cluster.events(claim, ns))
+    selected = (meta.get("annotations") or {}).get("volume.kubernetes.io/selected-node")
+    if phase != "Bound" and (not waits_for_consumer or selected):
+        # Pending before its first consumer is scheduled is how WaitForFirstConsumer classes work (a consumer
+        # that cannot be scheduled is diagnosed as such); once the scheduler chose a node, it should bind.
+        out.append(Diagnosis("pvc-pending", f"PVC {claim} is {phase}",
+                             f"not Bound although the scheduler chose node {selected} for its consumer"
+                             if selected else "not Bound",
                              "check the storage class and its provisioner (oc describe pvc)"))
-    cap = (status.get("capacity") or {}).get("storage")
+    cap = (status.get("capacity") or {}).get("storage") if phase == "Bound" else \
+        (((pvc.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
     if cap and source_bytes is not None and parse_size(cap) < source_bytes:
         out.append(Diagnosis("pvc-too-small", f"PVC {claim} ({cap}) is smaller than the source "
-                                              f"({source_bytes / 1e9:.1f} GB)", f"capacity {cap}",
+                                              f"({source_bytes / 1e9:.1f} GB)",
+                             f"capacity {cap}" if phase == "Bound" else f"request {cap} (not bound yet)",
                              "grow the PVC or select fewer files (duplicate formats are skipped by default)"))
     ann = (pvc.get("metadata") or {}).get("annotations") or {}
     if not any(k.startswith("modelpvc.io/revision") for k in ann) and phase == "Bound":

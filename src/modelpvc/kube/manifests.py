@@ -92,6 +92,11 @@ def deadline_seconds(model_bytes: int | None) -> int:
 
 
 GPU_PRESENT = "nvidia.com/gpu.present"
+GPU = "nvidia.com/gpu"
+# The toleration OpenShift AI's NVIDIA accelerator profile gives a GPU predictor: GPU nodes are tainted with
+# the resource's name (the GPU operator's convention, the seed's g6 nodes) so nothing else lands there.
+GPU_TOLERATION = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
+DEFAULT_RUNTIME = "vllm-cuda-runtime"  # OpenShift AI's vLLM NVIDIA runtime template, the seed's
 NEVER_RETRIED = (ExitCode.USAGE, ExitCode.SOURCE, ExitCode.INTEGRITY)
 
 
@@ -257,16 +262,20 @@ def inference_service(spec: ModelSpec) -> Obj:
     model = pred.setdefault("model", {})
     model["storageUri"] = spec.storage_uri
     if sv.runtime is not None or sv.base is None:
-        model["runtime"] = sv.runtime or "vllm-runtime"
+        model["runtime"] = sv.runtime or DEFAULT_RUNTIME
     if sv.args is not None:
         model["args"] = list(sv.args)
-    _resources(model, sv.gpus if sv.gpus is not None else (None if sv.base is not None else 1), sv.cpu, sv.memory)
+    gpus = sv.gpus if sv.gpus is not None else (None if sv.base is not None else 1)
+    _resources(model, gpus, sv.cpu, sv.memory)
     if sv.min_replicas is not None:
         pred["minReplicas"] = sv.min_replicas
     if sv.max_replicas is not None:
         pred["maxReplicas"] = sv.max_replicas
-    if sv.tolerations:
-        pred["tolerations"] = [dict(t) for t in sv.tolerations]
+    tolerations = [dict(t) for t in sv.tolerations]
+    if gpus and sv.base is None and not any(t.get("key") == GPU for t in tolerations):
+        tolerations.append(dict(GPU_TOLERATION))
+    if tolerations:
+        pred["tolerations"] = tolerations
     if sv.node_selector:
         pred["nodeSelector"] = dict(sv.node_selector)
     if spec.pattern == "storage-initializer":
@@ -319,9 +328,9 @@ def _resources(model: Obj, gpus: int | None, cpu: str | None, memory: str | None
     if gpus is not None:
         for d in (requests, limits):
             if gpus:
-                d["nvidia.com/gpu"] = str(gpus)
+                d[GPU] = str(gpus)
             else:
-                d.pop("nvidia.com/gpu", None)
+                d.pop(GPU, None)
     if cpu:
         requests["cpu"] = cpu
     if memory:

@@ -7,6 +7,22 @@ from typing import Any
 
 Obj = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed")
+ZONE = "topology.kubernetes.io/zone"
+# The zone populate pinned a claim's first Job to: a project admin may read neither the PV (whose node
+# affinity holds the zone) nor nodes, so the claim carries it.
+ZONE_ANNOTATION = "modelpvc.io/zone"
+
+
+def pv_zone(pv: Obj) -> str | None:
+    """The zone of a volume: a CSI provisioner puts it in ``spec.nodeAffinity`` only (no label); an in-tree
+    or hand-made PV may carry the label instead."""
+    for term in (((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required") or {}).get(
+            "nodeSelectorTerms") or []:
+        for e in term.get("matchExpressions") or []:
+            if e.get("key") == ZONE and e.get("operator") == "In" and len(e.get("values") or []) == 1:
+                return str(e["values"][0])
+    zone = ((pv.get("metadata") or {}).get("labels") or {}).get(ZONE)
+    return str(zone) if zone else None
 
 
 def conditions(obj: Obj) -> dict[str, Obj]:

@@ -12,7 +12,7 @@ from modelpvc.kube.podstate import PREDICTOR_LABEL
 from modelpvc.kube.spec import ModelSpec, Placement
 from modelpvc.model.sizing import parse_quantity
 
-ZONE = "topology.kubernetes.io/zone"
+ZONE = o.ZONE
 
 
 def _tolerated(tolerations: list[o.Obj], taint: o.Obj) -> bool:
@@ -138,17 +138,46 @@ def _room_on_nodes(cluster: Cluster, pod: o.Obj, want: dict[str, float], claim_m
         short = [k for k, v in want.items() if v > alloc.get(k, 0.0) - used.get(k, 0.0)]
         if not short:
             return Room(True, f"a second predictor pod fits on {node['metadata']['name']}")
-        last = (f"{node['metadata']['name']} has {alloc.get(short[0], 0) - used.get(short[0], 0):g} {short[0]} free, "
-                f"the predictor needs {want[short[0]]:g}")
+        last = f"{node['metadata']['name']} has " + ", ".join(
+            f"{_amount(k, alloc.get(k, 0.0) - used.get(k, 0.0))} {k} free (the predictor needs {_amount(k, want[k])})"
+            for k in short)
     if not candidates:
         return Room(False, f"no node the predictor may use is in {where}")
     return Room(False, f"a second predictor pod does not fit in {where}: {last}")
+
+
+def _amount(resource: str, value: float) -> str:
+    """A resource amount as a person reads it: bytes in GiB, CPUs and GPUs as counts."""
+    if resource in ("memory", "ephemeral-storage") or resource.startswith("hugepages-"):
+        return f"{max(value, 0) / 2**30:.0f}Gi"
+    return f"{max(value, 0):g}"
 
 
 @dataclass(frozen=True)
 class Explanation:
     evidence: str
     fix: str
+
+
+# kube-scheduler's VolumeBinding plugin, older and newer wording.
+VOLUME_CONFLICT = ("volume node affinity conflict", "didn't match PersistentVolume's node affinity")
+ZONAL_FIX = ("a zonal volume is mounted only in its zone: populate a new claim from the serving nodes' zone "
+             "(populate --zone, or --isvc-base so it finds them), or move the server there")
+
+
+def claim_zone(cluster: Cluster, ns: str, claim: str) -> str | None:
+    """Where a claim's volume is: its PV's node affinity when this user may read PVs, else the zone
+    populate pinned its first Job to (recorded on the claim)."""
+    pvc = cluster.get("PersistentVolumeClaim", claim, ns)
+    if pvc is None:
+        return None
+    volume = (pvc.get("spec") or {}).get("volumeName")
+    try:
+        pv = cluster.get("PersistentVolume", volume) if volume else None
+    except Forbidden:
+        pv = None
+    recorded = ((pvc.get("metadata") or {}).get("annotations") or {}).get(o.ZONE_ANNOTATION)
+    return (o.pv_zone(pv) if pv else None) or recorded
 
 
 def explain_unschedulable(cluster: Cluster, pod: o.Obj) -> Explanation | None:
@@ -159,10 +188,17 @@ def explain_unschedulable(cluster: Cluster, pod: o.Obj) -> Explanation | None:
     if cond is None:
         return None
     spec = pod.get("spec") or {}
+    ns = pod["metadata"]["namespace"]
+    volume_zones = {z for v in spec.get("volumes") or [] if (v.get("persistentVolumeClaim") or {}).get("claimName")
+                    for z in [claim_zone(cluster, ns, v["persistentVolumeClaim"]["claimName"])] if z}
+    message = str(cond.get("message"))
+    evidence = f"scheduler: {message}"
     try:
         nodes = cluster.list("Node")
     except Forbidden:
-        return Explanation(f"scheduler: {cond.get('message')}",
+        if volume_zones and any(m in message for m in VOLUME_CONFLICT):
+            return Explanation(evidence + f"; its volume is in zone {', '.join(sorted(volume_zones))}", ZONAL_FIX)
+        return Explanation(evidence,
                            "nodes not checked (this user may not read them): the scheduler's message above says "
                            "which of its rules no node passes; a project admin's fix is usually the pod's selector, "
                            "tolerations or requests, or a claim in the zone of the nodes it may use")
@@ -170,17 +206,7 @@ def explain_unschedulable(cluster: Cluster, pod: o.Obj) -> Explanation | None:
     taints = sorted({f"{t.get('key')}:{t.get('effect')}" for n in selected for t in (n.get("spec") or {}).get("taints")
                      or [] if not _tolerated(spec.get("tolerations") or [], t)})
     allowed = serving_nodes(cluster, spec)
-    ns = pod["metadata"]["namespace"]
-    volume_zones = set()
-    for v in spec.get("volumes") or []:
-        claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
-        pvc = cluster.get("PersistentVolumeClaim", claim, ns) if claim else None
-        pv = cluster.get("PersistentVolume", (pvc or {}).get("spec", {}).get("volumeName", "")) if pvc else None
-        zone = (((pv or {}).get("metadata") or {}).get("labels") or {}).get(ZONE)
-        if zone:
-            volume_zones.add(zone)
     node_zones = {(n["metadata"].get("labels") or {}).get(ZONE) for n in allowed}
-    evidence = f"scheduler: {cond.get('message')}"
     if not selected:
         return Explanation(evidence, "no node matches its node selector/affinity: fix the selector")
     if not allowed:
@@ -189,6 +215,5 @@ def explain_unschedulable(cluster: Cluster, pod: o.Obj) -> Explanation | None:
     if volume_zones and not volume_zones & node_zones:
         return Explanation(evidence + f"; its volume is in zone {', '.join(sorted(volume_zones))}, the nodes it may "
                                       f"use are in {', '.join(sorted(z for z in node_zones if z))}",
-                           "a zonal volume is mounted only in its zone: populate a new claim from the serving nodes' "
-                           "zone (populate --zone, or --isvc-base so it finds them), or move the server there")
+                           ZONAL_FIX)
     return Explanation(evidence, "free capacity on the nodes it may use (CPU, memory, GPUs), or lower its requests")

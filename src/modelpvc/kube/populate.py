@@ -89,11 +89,18 @@ def record_revision(cluster: Cluster, spec: ModelSpec, revision: str | None) -> 
     """Remember on the PVC which revision sits (verified) at which path, and its source."""
     if not revision:
         return
+    # A Job pinned to one zone bound a fresh volume there; doctor tells a project admin where it is from this.
+    # (Kept when a later Job was not pinned: fields this manager stops applying would be removed.)
+    pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace) or {}
+    known = ((pvc.get("metadata") or {}).get("annotations") or {}).get(o.ZONE_ANNOTATION)
+    pinned = spec.placement.zones[0] if len(spec.placement.zones) == 1 else known
+    zone = {o.ZONE_ANNOTATION: pinned} if pinned else {}
     # Our own field manager applies only these annotations: applying the whole claim would conflict with
     # the fields whoever created it owns.
     cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                    "metadata": {"name": spec.pvc, "namespace": spec.namespace,
                                 "annotations": {annotation_key(spec.path): revision,
                                                 SOURCE_ANNOTATION: spec.source,
-                                                SECRET_ANNOTATION: spec.secret}}}, force=True,
+                                                SECRET_ANNOTATION: spec.secret,
+                                                **zone}}}, force=True,
                   manager=RECORD_MANAGER)
