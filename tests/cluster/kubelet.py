@@ -25,6 +25,7 @@ import base64
 import contextlib
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -44,7 +45,7 @@ from typing import Any
 
 from tests.cluster.api import Api, ApiError, Obj
 from tests.cluster.certs import Pair
-from tests.cluster.storage import DRIVER
+from tests.cluster.storage import DRIVER, quantity_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL_IMAGES = ("ghcr.io/modelpvc/modelpvc", "registry.local/modelpvc")  # our image, however it was pushed
@@ -71,6 +72,13 @@ class NodeSpec:
     taints: list[Obj] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     port: int = 0
+
+
+    def capacity(self) -> dict[str, str]:
+        cap = {"cpu": self.cpu, "memory": self.memory, "pods": "110", "ephemeral-storage": "100Gi"}
+        if self.gpus:
+            cap["nvidia.com/gpu"] = str(self.gpus)
+        return cap
 
 
 class ImagePullError(Exception):
@@ -122,9 +130,6 @@ class Kubelet:
     def _register(self, n: NodeSpec) -> None:
         labels = {"kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                   "topology.kubernetes.io/zone": n.zone, "topology.kubernetes.io/region": n.zone[:-1], **n.labels}
-        cap = {"cpu": n.cpu, "memory": n.memory, "pods": "110", "ephemeral-storage": "100Gi"}
-        if n.gpus:
-            cap["nvidia.com/gpu"] = str(n.gpus)
         node = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": n.name, "labels": labels,
                              "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
@@ -136,9 +141,7 @@ class Kubelet:
                                                "topologyKeys": ["topology.kubernetes.io/zone"]}]}})
 
     def _node_status(self, n: NodeSpec) -> None:
-        cap = {"cpu": n.cpu, "memory": n.memory, "pods": "110", "ephemeral-storage": "100Gi"}
-        if n.gpus:
-            cap["nvidia.com/gpu"] = str(n.gpus)
+        cap = n.capacity()
         t = now()
         ready = {"type": "Ready", "status": "True", "reason": "KubeletReady",
                  "message": "kubelet is posting ready status", "lastHeartbeatTime": t, "lastTransitionTime": t}
@@ -517,10 +520,27 @@ class PodWorker(threading.Thread):
                 path = vf["fieldRef"]["fieldPath"]
                 env[e["name"]] = self._field(path)
             if "resourceFieldRef" in vf:
-                env[e["name"]] = _resource(c, vf["resourceFieldRef"])
+                env[e["name"]] = self._resource(c, vf["resourceFieldRef"])
         env.setdefault("HOME", "/")  # a random UID has no passwd entry: HOME is / and not writable
         env["PYTHONPATH"] = f"{REPO / 'src'}:{REPO}"
         return env
+
+    def _resource(self, c: Obj, ref: Obj) -> str:
+        """resourceFieldRef as the kubelet resolves it (kubelet_pods.go, containerResourceRuntimeValue): the
+        named container's (else this one's) limit or request, the node's allocatable when a limit is unset,
+        divided by ``divisor`` and rounded up."""
+        spec = self.pod["spec"]
+        name = ref.get("containerName")
+        target = next((x for x in [*spec.get("initContainers", []), *spec["containers"]] if x["name"] == name), c) \
+            if name else c
+        kind, _, what = ref.get("resource", "").partition(".")
+        val = ((target.get("resources") or {}).get(kind) or {}).get(what)
+        if val is None and kind == "limits":
+            val = self.k.nodes[self.node].capacity().get(what, "0")
+        if what == "cpu":
+            cores = float(str(val).removesuffix("m")) / (1000 if str(val).endswith("m") else 1)
+            return str(math.ceil(cores / (quantity_bytes(ref.get("divisor", "1")) or 1)))
+        return str(math.ceil(quantity_bytes(str(val or "0")) / (quantity_bytes(str(ref.get("divisor", "1"))) or 1)))
 
     def _field(self, path: str) -> str:
         """The downward API's fieldRef paths the kubelet resolves (pkg/fieldpath): the Job controller's
@@ -743,13 +763,6 @@ def expand(text: str, env: dict[str, str]) -> str:
     third_party/forked/golang/expansion): a defined variable is replaced, ``$$`` is a literal ``$``, an
     undefined reference stays as written."""
     return _REFERENCE.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
-
-
-def _resource(c: Obj, ref: Obj) -> str:
-    res = ref.get("resource", "")
-    kind, _, what = res.partition(".")
-    val = ((c.get("resources") or {}).get(kind) or {}).get(what)
-    return str(val or "0")
 
 
 def _world_readable(exe: Path, repo: Path) -> bool:

@@ -26,7 +26,7 @@ DRIVER = "hostpath.csi.modelpvc.test"
 ZONE = "topology.kubernetes.io/zone"
 
 
-def _bytes(q: str) -> int:
+def quantity_bytes(q: str) -> int:
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
     for u, m in sorted(units.items(), key=lambda kv: -len(kv[0])):
         if q.endswith(u):
@@ -98,7 +98,7 @@ class Storage:
             size = pvc["spec"]["resources"]["requests"]["storage"]
             path = self.root / name
             path.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={_bytes(size)},mode=0755", "tmpfs", str(path)],
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={quantity_bytes(size)},mode=0755", "tmpfs", str(path)],
                            check=True, capture_output=True)
             pv: Obj = {
                 "apiVersion": "v1", "kind": "PersistentVolume",

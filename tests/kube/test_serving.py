@@ -5,13 +5,18 @@ vLLM stand-in on the claim KServe's pod mutator mounts."""
 from __future__ import annotations
 
 import copy
+import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from modelpvc.model.synthetic import same_tree
+from tests.cluster.local import MINIO_SERVICE
 from tests.cluster.storage import wait_for
+from tests.conftest import run_cli
 from tests.kube.conftest import PVC, REFERENCE, SECRET, Project, ready, with_gpus
 
 pytestmark = pytest.mark.kube
@@ -252,3 +257,73 @@ def test_doctor_names_an_ephemeral_request_key_mismatch_missing_source_and_small
     assert "--secret-keys accesskey,secretkey" in found["secret-keys"]["fix"]
     assert f"no objects under {gone}" in found["source-missing"]["evidence"]
     assert "smaller than the source" in found["pvc-too-small"]["title"]
+
+
+# -- KServe's storage initializer, replaced by ours (a ClusterStorageContainer) ------------------------------
+@pytest.fixture
+def initializer(project: Project) -> Iterator[None]:
+    """What a platform admin applies once: the ClusterStorageContainer `render --kinds csc` writes. And what
+    KServe's docs ask of the project: the S3 secret's endpoint annotations, the secret on the predictor's
+    service account (KServe's credential builder reads them from there, pkg/credentials/s3)."""
+    out = run_cli(["render", "--pattern", "storage-initializer", "--name", "x", "--namespace", project.ns,
+                   "--source", "s3://models/x/", "--secret", SECRET, "--ephemeral", "1Gi", "--kinds", "csc"],
+                  project.env())
+    assert out.returncode == 0, out.stderr
+    csc = project.api.ensure(yaml.safe_load(out.stdout))
+    project.api.patch("Secret", SECRET, {"metadata": {"annotations": {
+        "serving.kserve.io/s3-endpoint": f"{MINIO_SERVICE}:9000", "serving.kserve.io/s3-usehttps": "0"}}},
+                      ns=project.ns)
+    project.api.patch("ServiceAccount", "default", {"secrets": [{"name": SECRET}]}, ns=project.ns)
+    yield
+    project.api.delete("ClusterStorageContainer", csc["metadata"]["name"])  # cluster-wide: not for the next test
+
+
+def test_deploy_an_s3_model_through_modelpvc_as_the_storage_initializer(project: Project, tmp_path: Path,
+                                                                       initializer: None):
+    m = project.model(tmp_path)
+    project.serving_prerequisites()
+    r = project.cli("deploy", "--pattern", "storage-initializer", "--name", "small", "--source", m.uri,
+                    "--secret", SECRET, "--gpus", "1", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "assuming modelpvc's is installed" in r.stdout and "small is Ready" in r.stdout  # checked on its pod
+    model = project.isvc("small")["spec"]["predictor"]["model"]
+    assert model["storageUri"] == m.uri
+    assert model["resources"]["limits"]["ephemeral-storage"] == "1Gi"
+    [pod] = project.predictors("small")
+    init = next(c for c in pod["spec"]["initContainers"] if c["name"] == "storage-initializer")
+    assert init["command"] == ["modelpvc-storage-initializer"] and init["args"] == [m.uri, "/mnt/models"]
+    # Real bytes went through the init container into the pod's EmptyDir, verified.
+    d = project.cluster.kubelet.root / "pods" / pod["metadata"]["uid"] / "volumes" / "kserve-provision-location"
+    assert same_tree(m.dir, d) == []
+    manifest = json.loads((d / ".modelpvc" / "manifest.json").read_text())
+    assert {f["verified"] for f in manifest["files"]} == {"md5"}
+
+
+def test_an_initializer_that_cannot_fit_the_model_fails_deploy_with_its_own_reason(project: Project, tmp_path: Path,
+                                                                                   initializer: None):
+    m = project.model(tmp_path)
+    project.serving_prerequisites()
+    r = project.cli("deploy", "--pattern", "storage-initializer", "--name", "tiny", "--source", m.uri,
+                    "--secret", SECRET, "--gpus", "1", "--ephemeral", "10Mi", timeout=300)
+    assert r.returncode == 4, r.stdout + r.stderr  # the initializer's DestinationFull, across the pod boundary
+    assert "the storage initializer of pod" in r.stderr and "ephemeral-storage limit" in r.stderr
+    assert "modelpvc plan" in r.stderr
+
+
+def test_deploy_of_an_s3_model_without_our_initializer_says_what_to_apply(project: Project, tmp_path: Path):
+    """A platform engineer (who may list ClusterStorageContainers) is refused before anything is applied. A
+    project admin may not list them: the predictor pod shows KServe's own initializer instead of ours, and
+    deploy stops there, not after KServe's initializer filled the node's disk."""
+    m = project.model(tmp_path)
+    project.serving_prerequisites()
+    args = ("deploy", "--pattern", "storage-initializer", "--name", "n", "--source", m.uri, "--secret", SECRET,
+            "--ephemeral", "1Gi")
+    admin = {"KUBECONFIG": str(project.cluster.kubeconfig(tmp_path / "admin", admin=True, namespace=project.ns))}
+    r = project.cli(*args, env=admin)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "KServe's own initializer would copy it" in r.stderr and "--kinds csc" in r.stderr
+    assert project.api.get("InferenceService", "n", project.ns) is None
+    r = project.cli(*args, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "cannot list ClusterStorageContainers" in r.stdout
+    assert "kserve/storage-initializer" in r.stderr and "not by modelpvc" in r.stderr and "--kinds csc" in r.stderr

@@ -21,7 +21,7 @@ from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.gitops import argo_managed, refuse_argo
 from modelpvc.kube.jobs import PENDING_GRACE, run_job
-from modelpvc.kube.podstate import INITIALIZER, PREDICTOR_LABEL, Watch, downloads, is_ready, serves
+from modelpvc.kube.podstate import INITIALIZER, PREDICTOR_LABEL, Watch, downloads, foreign_initializer, is_ready, serves
 from modelpvc.kube.populate import annotation_key
 from modelpvc.kube.spec import ModelSpec, Placement
 
@@ -81,6 +81,10 @@ def wait_serving(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
                              "a ResourceQuota, LimitRange or the namespace's security constraints refused them; "
                              f"run `modelpvc doctor -n {spec.namespace} --isvc {spec.name}`")
         for p in pods:
+            if spec.pattern == "storage-initializer" and (image := foreign_initializer(p)) is not None:
+                # What ensure_initializer could not check for a user who may not list ClusterStorageContainers.
+                raise ConfigError(f"pod {p['metadata']['name']}: {spec.source} is being copied by {image}, not "
+                                  "by modelpvc: no ClusterStorageContainer of ours handles it", hint=CSC_HINT)
             blocked = watch.check(p)
             if blocked is not None and blocked.reason == "init":
                 raise initializer_error(cluster, spec, p)
@@ -136,6 +140,10 @@ def initializer_error(cluster: Cluster, spec: ModelSpec, pod: o.Obj) -> Modelpvc
     return PodBlocked(f"{prefix}: {tail}", hint=f"oc logs {name} -c {INITIALIZER} -n {spec.namespace}")
 
 
+CSC_HINT = ("apply modelpvc's: modelpvc render --pattern storage-initializer --kinds csc ... | oc apply -f - "
+            "(a cluster admin)")
+
+
 def ensure_initializer(cluster: Cluster, spec: ModelSpec, sink: ProgressSink) -> None:
     """KServe uses the first ClusterStorageContainer whose formats match the URI, else its own initializer."""
     try:
@@ -158,8 +166,7 @@ def ensure_initializer(cluster: Cluster, spec: ModelSpec, sink: ProgressSink) ->
                                       hint="narrow that one's supportedUriFormats, or render ours for this bucket")
                 return
     raise ConfigError(f"no ClusterStorageContainer handles {spec.source}: KServe's own initializer would copy it",
-                      hint="apply modelpvc's: modelpvc render --pattern storage-initializer --kinds csc ... | "
-                           "oc apply -f - (a cluster admin)")
+                      hint=CSC_HINT)
 
 
 def _not_ready(cluster: Cluster, spec: ModelSpec, isvc: o.Obj, pod: o.Obj | None,

@@ -173,5 +173,14 @@ def downloads(pod: o.Obj, uri: str) -> bool:
     return False
 
 
+def foreign_initializer(pod: o.Obj) -> str | None:
+    """The image of the pod's storage initializer when it is not modelpvc's (KServe's own, another
+    ClusterStorageContainer's); None when it is ours or there is none."""
+    for c in (pod.get("spec") or {}).get("initContainers") or []:
+        if c.get("name") == INITIALIZER and "modelpvc" not in str(c.get("image")):
+            return str(c.get("image"))
+    return None
+
+
 def is_ready(pod: o.Obj) -> bool:
     return o.is_true(pod, "Ready") and not (pod.get("metadata") or {}).get("deletionTimestamp")
