@@ -133,3 +133,55 @@ def test_the_hub_client_names_a_refused_certificate(tls_server):
         HubReader(HubEndpoint(url, ca_bundle=str(ca)), "org/model", "a" * 40).open("config.json", 0, 1)
     except ModelpvcError as e:
         assert "TLS certificate" not in str(e)
+
+
+# -- endpoint mistakes a user makes in the first hour --------------------------------------------------------
+@pytest.fixture
+def web_server() -> Iterator[str]:
+    """Not an S3 server: a web page server (a MinIO console's port, a proxy's default site) that 404s."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotS3(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>404 page not found</body></html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            return None
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), NotS3)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_a_server_that_is_not_s3_is_not_reported_as_a_missing_bucket(web_server, env, tmp_path):
+    r = run_cli(["mirror", "s3://models/m/", str(tmp_path / "d"), "--endpoint-url", f"http://{web_server}"], env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "does not look like an S3 server" in r.stderr and "does not exist" not in r.stderr
+
+
+def test_https_against_a_plain_http_server_says_so(s3, env, tmp_path):
+    endpoint = env["AWS_ENDPOINT_URL"].replace("http://", "https://")
+    r = run_cli(["mirror", "s3://models/m/", str(tmp_path / "d"), "--endpoint-url", endpoint, "--retries", "0"], env)
+    assert r.returncode != 0
+    assert "does not speak TLS on this port (is it http://?)" in r.stderr, r.stderr
+    assert "SSLError" not in r.stderr
+
+
+def test_an_endpoint_without_a_scheme_is_a_usage_error_on_the_command_line(env, tmp_path):
+    r = run_cli(["mirror", "s3://models/m/", str(tmp_path / "d"), "--endpoint-url", "minio.local:9000"], env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "say the scheme" in r.stderr and "http://minio.local:9000" in r.stderr
+
+
+def test_an_in_cluster_name_from_a_laptop_gets_the_port_forward_hint(env, tmp_path):
+    r = run_cli(["mirror", "s3://models/m/", str(tmp_path / "d"), "--endpoint-url",
+                 "http://minio.model-storage.svc:9000", "--retries", "0"], env)
+    assert r.returncode != 0
+    assert "is a name inside the cluster" in r.stderr and "oc port-forward" in r.stderr, r.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -76,7 +77,14 @@ def s3_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
                 or env.get("AWS_S3_ENDPOINT") or secret.get("AWS_S3_ENDPOINT")
                 or secret.get("AWS_ENDPOINT_URL") or None)
     if endpoint and "://" not in endpoint:
-        endpoint = "https://" + endpoint  # data connections sometimes hold a bare host:port
+        if args.endpoint_url:
+            raise ConfigError(f"--endpoint-url {endpoint}: say the scheme",
+                              hint=f"http://{endpoint} for a plain-HTTP server (MinIO's default), "
+                                   f"https://{endpoint} for TLS")
+        # Data connections sometimes hold a bare host:port; KServe reads those as https unless told otherwise.
+        sys.stderr.write(f"note: endpoint {endpoint} has no scheme: using https://{endpoint} (write http:// in the "
+                         "variable or secret for a plain-HTTP server)\n")
+        endpoint = "https://" + endpoint
     region = (args.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
               or secret.get("AWS_DEFAULT_REGION") or (_profile_region() if env.get("AWS_PROFILE") else None)
               or "us-east-1")

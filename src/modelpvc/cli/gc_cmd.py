@@ -3,27 +3,57 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
+from modelpvc.cli.progress import human_bytes
+from modelpvc.core.errors import ConfigError
 from modelpvc.store.destination import Destination
+
+DESCRIPTION = """Remove a model revision that modelpvc wrote in DIR: exactly the files its manifest
+(.modelpvc/manifest.json) lists, its .modelpvc/ state, then DIR itself if nothing else is left. Files
+hard-linked into another revision stay there; a revisions/ subdirectory is never touched; a directory
+without a manifest is refused. `update` runs it in the cluster once a new revision serves.
+
+It asks before deleting on a terminal; elsewhere pass --yes. --dry-run lists what would go."""
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("gc", help="remove a superseded revision directory (files its manifest lists, only)",
-                       description="Used by `update` after the new revision serves. Files hard-linked into "
-                                   "another revision stay there. Subdirectory revisions/ is never touched.")
-    p.add_argument("dir", type=Path)
+    p = sub.add_parser("gc", help="remove a superseded model revision (the files its manifest lists, only)",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", type=Path, metavar="DIR", help="the revision's directory (it holds .modelpvc/)")
     p.add_argument("--abandoned", action="store_true",
                    help="remove a copy that was started and never completed (no manifest), e.g. a revision an "
                         "update could not fit")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask (needed off a terminal)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    dest = Destination(args.dir)
     if args.abandoned:
-        print(f"{args.dir}: removed an incomplete copy ({Destination(args.dir).remove_abandoned()} files)")
+        what = f"the incomplete copy in {args.dir}"
+    else:
+        revision, paths, size = dest.revision_files()
+        what = f"{len(paths)} file{'s' if len(paths) != 1 else ''} ({human_bytes(size)}) of revision {revision} " \
+               f"in {args.dir}"
+    if args.dry_run:
+        print(f"would remove {what}")
+        if not args.abandoned:
+            for path in paths:
+                print(f"  {path}")
         return 0
-    removed, revision = Destination(args.dir).remove_revision()
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"gc would remove {what}", hint="pass --yes to remove it, or --dry-run to list it")
+        if input(f"remove {what}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 1
+    if args.abandoned:
+        print(f"{args.dir}: removed an incomplete copy ({dest.remove_abandoned()} files)")
+        return 0
+    removed, revision = dest.remove_revision()
     print(f"{args.dir}: removed {removed} files of revision {revision}")
     return 0

@@ -172,7 +172,8 @@ def _run_gc(cluster: Cluster, spec: ModelSpec, flags: list[str], sink: ProgressS
     job = manifests.populate_job(replace(spec, mirror_args=(), placement=Placement(
         node=o.holder_node(holders, spec.pvc), tolerations=tolerations)))
     job["metadata"]["name"] = f"{spec.name}-gc"[:63]
-    job["spec"]["template"]["spec"]["containers"][0]["args"] = ["gc", f"{MOUNT}/{spec.path}".rstrip("/"), *flags]
+    args = ["gc", f"{MOUNT}/{spec.path}".rstrip("/"), "--yes", *flags]
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = args
     run_job(cluster, job, sink, timeout=600)
     cluster.delete("Job", job["metadata"]["name"], spec.namespace)
 

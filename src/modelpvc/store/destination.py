@@ -175,6 +175,18 @@ class Destination:
         for d in sorted(dirs or ()):
             fsync_dir(d)
 
+    def revision_files(self) -> tuple[str, list[str], int]:
+        """(revision, the files its manifest lists that remove_revision deletes, their bytes on disk now)."""
+        m = self.read_manifest()
+        if m is None:
+            raise DestinationError(f"{self.root} has no manifest; refusing to delete what modelpvc did not write")
+        paths = [f.path for f in m.files if f.path.split("/")[0] != "revisions"]
+        size = 0
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                size += self.final(path).stat().st_size
+        return m.revision, paths, size
+
     def remove_revision(self) -> tuple[int, str]:
         """Delete exactly the files this directory's manifest lists (a superseded revision), its state
         directory, and the directory itself when nothing else is left. Nested ``revisions/`` is kept."""
@@ -182,11 +194,9 @@ class Destination:
         if m is None:
             raise DestinationError(f"{self.root} has no manifest; refusing to delete what modelpvc did not write")
         removed = 0
-        for f in m.files:
-            if f.path.split("/")[0] == "revisions":
-                continue
+        for path in self.revision_files()[1]:
             try:
-                self.final(f.path).unlink()
+                self.final(path).unlink()
                 removed += 1
             except FileNotFoundError:
                 pass

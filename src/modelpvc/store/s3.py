@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def in_cluster_hint(host: str) -> str | None:
+    """A Service's DNS name resolves only inside its cluster: say so to someone on a laptop."""
+    if not (host.endswith(".svc") or ".svc.cluster." in host or host.endswith(".svc.cluster.local")):
+        return None
+    return (f"{host} is a name inside the cluster: from this machine forward it (oc port-forward -n NAMESPACE "
+            "svc/NAME 9000:9000, then --endpoint-url http://127.0.0.1:9000), or let populate/update list the "
+            "source from inside the cluster")
+
+
 class S3Source:
     """An ``s3://bucket/prefix/`` on any S3-compatible endpoint."""
 
@@ -52,7 +61,8 @@ class S3Source:
             hint = ("the endpoint is reachable but slow to answer (a large listing, a busy gateway, or a server "
                     "that computes ETags on first access): raise --read-timeout, e.g. --read-timeout 60 "
                     "(MODELPVC_READ_TIMEOUT=60 in the storage initializer's environment)" if isinstance(e, NoAnswer)
-                    else "check --endpoint-url / AWS_ENDPOINT_URL and that the endpoint is reachable from here")
+                    else in_cluster_hint(self.http.host) or
+                    "check --endpoint-url / AWS_ENDPOINT_URL and that the endpoint is reachable from here")
             raise SourceUnreachable(f"{what}: no usable answer from {self.endpoint} after retries ({e})",
                                     hint=hint) from e
 

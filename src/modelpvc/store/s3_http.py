@@ -103,6 +103,11 @@ def s3_error(status: int, body: bytes, what: str) -> ModelpvcError:
             hint="check the access key and secret (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
             "--credentials-dir files) and that they may read this bucket",
         )
+    if status == 404 and not code:
+        # Every S3 server names its 404 (NoSuchBucket, NoSuchKey): a bare one is another kind of server.
+        return ConfigError(f"{what}: the endpoint answered HTTP 404 without an S3 error: it does not look like an "
+                           "S3 server", hint="check the endpoint URL (its host, port and path: MinIO's API port, "
+                                             "not its console's)")
     if status == 404 or code in _MISSING:
         return SourceNotFound(f"{what} not found ({detail})")
     if status == 301 or code == "PermanentRedirect":
@@ -302,4 +307,8 @@ def describe_network_error(e: BaseException) -> str:
         return "connection reset"
     if isinstance(e, socket.gaierror):
         return f"name not resolved: {e.strerror}"
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and isinstance(e, ssl.SSLError) and not isinstance(e, ssl.SSLCertVerificationError) and \
+            any(r in str(e) for r in ("WRONG_VERSION_NUMBER", "record layer failure", "packet length too long")):
+        return "TLS handshake failed: the server does not speak TLS on this port (is it http://?)"
     return type(e).__name__ + (f": {e}" if str(e) else "")
