@@ -309,3 +309,21 @@ def test_pvc_pattern_still_needs_a_pvc(capsys):
     args = [a for a in SEED_ARGS if a not in ("--pvc", "mistral-24b-pvc")]
     assert main(args) == 2
     assert "--pvc is needed for the pvc pattern" in capsys.readouterr().err
+
+
+def test_a_port_forwarded_loopback_endpoint_is_refused_where_it_would_be_baked_into_the_job(capsys):
+    args = [a if a != "http://minio.model-storage.svc:9000" else "http://127.0.0.1:9000" for a in SEED_ARGS]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is this machine's loopback address" in err and "AWS_ENDPOINT_URL=http://127.0.0.1:PORT" in err
+
+
+def test_render_from_a_laptop_without_keys_names_the_offline_flags(capsys, monkeypatch):
+    for v in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(v, raising=False)
+    args = [a for a in SEED_ARGS]
+    i = args.index("--size")
+    del args[i:i + 2]  # --size auto: the source's size is needed
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no S3 credentials" in err and "--model-bytes" in err and "render offline" in err

@@ -26,7 +26,7 @@ class KubeDisplay:
     def emit(self, event: Event) -> None:
         d = event.data
         if event.kind == "check":
-            self._print(f"  {'✓' if d['ok'] else '✗'} {d['message']}")
+            self._print(f"  {'!' if d.get('warn') else '✓' if d['ok'] else '✗'} {d['message']}")
             if d.get("hint") and not d["ok"]:
                 self._print(f"      {d['hint']}")
         elif event.kind == "step":

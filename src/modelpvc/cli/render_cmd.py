@@ -13,7 +13,7 @@ from modelpvc.cli import units
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.kube_cmd import add_image_argument
 from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
-from modelpvc.core.errors import ConfigError, IntegrityError
+from modelpvc.core.errors import ConfigError, IntegrityError, ModelpvcError
 from modelpvc.kube import manifests
 from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec, Placement
 from modelpvc.model.select import loader_from_args
@@ -145,12 +145,18 @@ def _source_bytes(args: argparse.Namespace, loader: str) -> int:
 
     if not args.source.startswith("s3://"):
         raise ConfigError(f"--source {args.source!r} is not an s3:// URI")
-    src = make_source(args.source, s3_settings(args))
+    offline = ("render needs no bucket when told the size: pass --model-bytes (e.g. 45GB) or --size (e.g. 120Gi) "
+               "to render offline, with no credentials")
     try:
-        plan = plan_mirror(str(src.uri), src.list_objects(), LocalState(),
-                           select=make_selector("auto", [], [], loader))
-    finally:
-        src.close()
+        src = make_source(args.source, s3_settings(args))
+        try:
+            plan = plan_mirror(str(src.uri), src.list_objects(), LocalState(),
+                               select=make_selector("auto", [], [], loader))
+        finally:
+            src.close()
+    except ModelpvcError as e:
+        e.hint = f"{e.hint}; or {offline}" if e.hint else offline
+        raise
     return plan.selected_bytes
 
 

@@ -36,8 +36,9 @@ class Preflight:
     notes: list[str] = field(default_factory=list)
 
 
-def check(sink: ProgressSink, ok: bool, message: str, hint: str | None = None) -> None:
-    sink.emit(Event("check", {"ok": ok, "message": message, "hint": hint}))
+def check(sink: ProgressSink, ok: bool, message: str, hint: str | None = None, warn: bool = False) -> None:
+    """A preflight line: passed, failed, or passed with a risk the user should act on (``warn``)."""
+    sink.emit(Event("check", {"ok": ok, "message": message, "hint": hint, "warn": warn}))
 
 
 def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
@@ -257,7 +258,7 @@ def _placement(cluster: Cluster, pf: Preflight, sink: ProgressSink, pvc: o.Obj, 
         else:
             pf.notes.append("the volume binds in whatever zone the Job lands")
             check(sink, True, "the volume binds in the zone the Job lands in: pass --zone (or --isvc-base/"
-                              "--node-selector) so it binds where the server can mount it")
+                              "--node-selector) so it binds where the server can mount it", warn=True)
 
 
 def _fs_group(pf: Preflight, sink: ProgressSink) -> None:

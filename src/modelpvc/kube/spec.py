@@ -54,6 +54,19 @@ class Serving:
         return tuple(str(a) for a in model.get("args") or ())
 
 
+def _loopback(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where our Jobs may run, decided from the cluster (populate) or from the serving spec (render)."""
@@ -159,6 +172,13 @@ class ModelSpec:
             raise ConfigError(f"--gitops {self.gitops!r}: choose none or argocd")
         if self.endpoint_url is not None and not re.match(r"^https?://[^/\s]+", self.endpoint_url):
             raise ConfigError(f"--endpoint-url {self.endpoint_url!r} is not an http(s) URL")
+        if self.endpoint_url is not None and _loopback(self.endpoint_url):
+            # It would be written into the Job, whose pod's loopback is its own.
+            raise ConfigError(f"--endpoint-url {self.endpoint_url} is this machine's loopback address: the cluster's "
+                              "pods cannot reach it",
+                              hint="give the pods' endpoint (--endpoint-url http://minio.model-storage.svc:9000, or "
+                                   "none: the secret's AWS_S3_ENDPOINT); to list a port-forwarded bucket from here, "
+                                   "set AWS_ENDPOINT_URL=http://127.0.0.1:PORT instead (read here, never written)")
         if self.import_from is not None and not re.match(r"^hf://[\w.-]+(/[\w.-]+)?(@\S+)?$", self.import_from):
             raise ConfigError(f"--import-from {self.import_from!r} is not hf://ORG/NAME[@REVISION]",
                               hint="in the cluster only Hugging Face origins can be imported; import a local "
