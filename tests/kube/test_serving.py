@@ -178,9 +178,14 @@ def test_deploy_from_flags_onto_a_populated_claim_becomes_ready(project: Project
     assert pod["spec"]["nodeName"] == "gpu-1"
 
 
-def test_deploy_refuses_an_unverified_claim_with_the_reason(project: Project):
+def test_deploy_refuses_an_unverified_claim_or_a_missing_runtime_with_the_reason(project: Project):
     project.serving_prerequisites()
     _claim(project, "empty")
+    # A runtime name from another cluster: named with the namespace's runtimes, before anything is applied.
+    r = project.cli("deploy", "--name", "m", "--pvc", "empty", "--runtime", "vllm-runtime")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"ServingRuntime vllm-runtime is not in namespace {project.ns} (it has: vllm-cuda-runtime)" in r.stderr
+    assert "--runtime vllm-cuda-runtime" in r.stderr
     r = project.cli("deploy", "--name", "m", "--pvc", "empty", "--runtime", "vllm-cuda-runtime")
     assert r.returncode == 5, r.stdout + r.stderr
     assert "pvc://empty/ does not hold a verified model" in r.stderr and "no manifest" in r.stderr
@@ -245,18 +250,24 @@ def test_doctor_names_an_ephemeral_request_key_mismatch_missing_source_and_small
                     "--source-check", "skip", "--zone", "us-east-2a")
     assert r.returncode == 3, r.stdout + r.stderr
 
-    want = {"ephemeral-request", "secret-keys", "source-missing", "pvc-too-small"}
-    deadline = time.monotonic() + 60
-    while True:
-        found = project.doctor("--isvc", "old", "--source-bytes", str(12 * 1024 * 1024))[1]
-        if want <= set(found) or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert want <= set(found), found
-    assert "80Gi" in found["ephemeral-request"]["title"]
+    # The namespace as a whole: every finding.
+    found = wait_for("doctor's findings", lambda: (lambda f: f if {"secret-keys", "source-missing"} <= set(f)
+                                                   else None)(project.doctor()[1]), timeout=60, interval=2)
     assert "--secret-keys accesskey,secretkey" in found["secret-keys"]["fix"]
     assert f"no objects under {gone}" in found["source-missing"]["evidence"]
-    assert "smaller than the source" in found["pvc-too-small"]["title"]
+    # About InferenceService old: its claim and its spec, not the namespace's unrelated Jobs. Before, --isvc
+    # reported any Job of the namespace.
+    rc, found = project.doctor("--isvc", "old", "--source-bytes", str(12 * 1024 * 1024))
+    assert rc == 1
+    assert "80Gi" in found["ephemeral-request"]["title"]
+    assert "smaller than the source" in found["pvc-too-small"]["title"], found
+    assert "source-missing" not in found and "secret-keys" not in found, found
+    # A runtime that is not there: named with the ones that are.
+    project.api.patch("InferenceService", "old", {"spec": {"predictor": {"model": {"runtime": "vllm-runtime"}}}},
+                      ns=project.ns)
+    rc, found = project.doctor("--isvc", "old")
+    assert "vllm-cuda-runtime" in found["runtime-missing"]["evidence"], found
+    assert found["runtime-missing"]["fix"] == "deploy with --runtime vllm-cuda-runtime"
 
 
 # -- KServe's storage initializer, replaced by ours (a ClusterStorageContainer) ------------------------------

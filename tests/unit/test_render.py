@@ -327,3 +327,12 @@ def test_render_from_a_laptop_without_keys_names_the_offline_flags(capsys, monke
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no S3 credentials" in err and "--model-bytes" in err and "render offline" in err
+
+
+def test_rendered_files_for_plain_oc_apply_say_the_order(capsys):
+    render(capsys)  # the seed's kinds, no --gitops
+    assert main(SEED_ARGS) == 0
+    err = capsys.readouterr().err
+    assert "outside Argo CD apply these in order" in err and "modelpvc populate" in err
+    assert main([*SEED_ARGS, "--gitops", "argocd"]) == 0
+    assert "outside Argo CD" not in capsys.readouterr().err

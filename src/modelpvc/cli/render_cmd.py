@@ -218,4 +218,10 @@ def run(args: argparse.Namespace) -> int:
             print(path)
     else:
         sys.stdout.write(yaml.safe_dump_all(objs, sort_keys=False))
+    if spec.gitops != "argocd" and "job" in kinds and "isvc" in kinds:
+        # Argo CD orders these by sync wave; `oc apply -f` all at once starts the server beside the Job.
+        sys.stderr.write("note: outside Argo CD apply these in order: the PVC and the populate Job, wait for the Job "
+                         "to complete (oc wait --for=condition=complete job/...), then the InferenceService. Applied "
+                         "together, the server starts on a half-written claim (CrashLoopBackOff, Multi-Attach). "
+                         "`modelpvc populate` then `modelpvc deploy` do this for you.\n")
     return 0

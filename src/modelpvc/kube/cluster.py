@@ -58,13 +58,15 @@ class Cluster:
         runtime = create_namespaced_resource("serving.kserve.io", "v1alpha1", "ServingRuntime", "servingruntimes")
         csc = create_global_resource("serving.kserve.io", "v1alpha1", "ClusterStorageContainer",
                                      "clusterstoragecontainers")
+        cluster_runtime = create_global_resource("serving.kserve.io", "v1alpha1", "ClusterServingRuntime",
+                                                 "clusterservingruntimes")
         self.kinds: dict[str, Any] = {
             "Namespace": core_v1.Namespace, "Secret": core_v1.Secret, "Node": core_v1.Node,
             "PersistentVolumeClaim": core_v1.PersistentVolumeClaim, "PersistentVolume": core_v1.PersistentVolume,
             "Pod": core_v1.Pod, "Event": core_v1.Event, "ConfigMap": core_v1.ConfigMap,
             "StorageClass": storage_v1.StorageClass, "Job": batch_v1.Job, "InferenceService": isvc,
             "Deployment": apps_v1.Deployment, "ServiceAccount": core_v1.ServiceAccount,
-            "ServingRuntime": runtime, "ClusterStorageContainer": csc,
+            "ServingRuntime": runtime, "ClusterStorageContainer": csc, "ClusterServingRuntime": cluster_runtime,
         }
 
     # -- errors ---------------------------------------------------------------------------------

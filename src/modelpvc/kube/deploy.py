@@ -208,11 +208,42 @@ def refuse_serverless_without_knative(cluster: Cluster, isvc: o.Obj) -> None:
                                "OpenShift Serverless")
 
 
+def missing_runtime(cluster: Cluster, ns: str, runtime: str | None) -> list[str] | None:
+    """The ServingRuntimes of ``ns`` when ``runtime`` is not one of them (nor a ClusterServingRuntime this
+    user can see), else None: KServe would leave the InferenceService at RuntimeNotRecognized."""
+    if not runtime or cluster.get("ServingRuntime", runtime, ns) is not None:
+        return None
+    try:
+        if cluster.get("ClusterServingRuntime", runtime) is not None:
+            return None
+    except ClusterError:
+        pass  # not served, or not readable by a project admin: the namespace's runtimes decide
+    return sorted(r["metadata"]["name"] for r in cluster.list("ServingRuntime", ns))
+
+
+def runtime_fix(here: list[str]) -> str:
+    if len(here) == 1:
+        return f"deploy with --runtime {here[0]}"
+    if here:
+        return "deploy with --runtime NAME, one of those"
+    return ("add one (OpenShift AI: Settings > Serving runtimes, the vLLM NVIDIA template), or oc apply the "
+            "ServingRuntime your InferenceService names")
+
+
+def refuse_missing_runtime(cluster: Cluster, isvc: o.Obj) -> None:
+    runtime = isvc["spec"]["predictor"].get("model", {}).get("runtime")
+    here = missing_runtime(cluster, isvc["metadata"]["namespace"], runtime)
+    if here is not None:
+        raise ConfigError(f"ServingRuntime {runtime} is not in namespace {isvc['metadata']['namespace']} "
+                          f"(it has: {', '.join(here) or 'none'})", hint=runtime_fix(here))
+
+
 def deploy(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, timeout: float = 1800,
            skip_verify: bool = False, pending_grace: float = PENDING_GRACE) -> o.Obj:
     current = cluster.get("InferenceService", spec.name, spec.namespace)
     desired = manifests.inference_service(spec)
     refuse_serverless_without_knative(cluster, desired)
+    refuse_missing_runtime(cluster, desired)
     if current is not None and argo_managed(current):
         refuse_argo(current, desired)
     if spec.pattern == "storage-initializer":

@@ -15,6 +15,7 @@ from modelpvc.core.errors import ModelpvcError
 from modelpvc.core.secretkeys import EXPECTED, find_pair
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.deploy import missing_runtime, runtime_fix
 from modelpvc.kube.placement import explain_unschedulable
 from modelpvc.kube.podstate import (
     IMAGE_PULL,
@@ -72,9 +73,18 @@ def diagnose(cluster: Cluster, namespace: str, isvc: str | None = None, pvc: str
             claims.add(uri.removeprefix("pvc://").split("/")[0])
         out += _isvc(cluster, namespace, isvc_obj, uri, pods)
     ns_obj = cluster.get("Namespace", namespace) or {}
+    jobs = cluster.list("Job", namespace)
+    if isvc_obj is not None:
+        # About that InferenceService: its pods, and the pods and Jobs that use its claim.
+        def related(spec: o.Obj) -> bool:
+            return any((v.get("persistentVolumeClaim") or {}).get("claimName") in claims
+                       for v in spec.get("volumes") or [])
+        pods = [p for p in pods if (p["metadata"].get("labels") or {}).get(PREDICTOR_LABEL) == isvc
+                or related(p.get("spec") or {})]
+        jobs = [j for j in jobs if related(((j.get("spec") or {}).get("template") or {}).get("spec") or {})]
     for p in pods:
         out += _pod(cluster, p, ns_obj)
-    for job in cluster.list("Job", namespace):
+    for job in jobs:
         out += _job(cluster, namespace, job, ns_obj)
     for c in sorted(claims):
         out += _claim(cluster, namespace, c, source_bytes)
@@ -91,6 +101,11 @@ def _isvc(cluster: Cluster, ns: str, isvc: o.Obj, uri: str, pods: list[o.Obj]) -
     out = []
     name = isvc["metadata"]["name"]
     model = isvc["spec"]["predictor"]["model"]
+    runtime = model.get("runtime")
+    here = missing_runtime(cluster, ns, runtime)
+    if here is not None:
+        out.append(Diagnosis("runtime-missing", f"{name} names ServingRuntime {runtime}, which is not in {ns}",
+                             "ServingRuntimes in the namespace: " + (", ".join(here) or "none"), runtime_fix(here)))
     requests = (model.get("resources") or {}).get("requests") or {}
     eph = requests.get("ephemeral-storage")
     if uri.startswith("pvc://") and eph and parse_size(eph) >= EPHEMERAL_WARN:
