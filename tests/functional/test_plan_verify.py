@@ -110,3 +110,28 @@ def test_verify_refuses_an_empty_or_unrecognised_directory_unless_told_it_holds_
         assert "copied" not in r.stdout  # a verify says nothing about copying
     r = run_cli(["verify", str(odd), "--plain-files"], env)
     assert r.returncode == 0 and "checked as plain files" in r.stdout
+
+
+def test_a_prefix_one_level_too_high_is_refused_before_the_first_byte_naming_the_model(s3, env, tmp_path):
+    """The runbook's bucket: s3://llm-models/Mistral-Small-24B-Instruct/full-fp16/. Mirroring its parent
+    copied the tree into full-fp16/ with exit 0; plan printed a render command for the wrong prefix."""
+    from modelpvc.model.synthetic import generate_model
+
+    s3.bucket("llm-models")
+    top = s3.root / "llm-models" / "Mistral-Small-24B-Instruct"
+    generate_model(top / "full-fp16", ModelSpec(total_bytes=4 * 1024 * 1024, shards=2))
+    (top / "README.md").write_text("# weights\n")
+    s3.publish("llm-models/Mistral-Small-24B-Instruct")
+    parent = "s3://llm-models/Mistral-Small-24B-Instruct/"
+    dest = tmp_path / "pvc"
+    r = run_cli(["mirror", parent, str(dest)], env)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert f"did you mean {parent}full-fp16/?" in r.stderr and "--select all" in r.stderr
+    assert not dest.exists() or not [p for p in dest.rglob("*") if p.is_file() and ".modelpvc" not in p.parts]
+    r = run_cli(["plan", parent], env)
+    assert r.returncode == 3 and f"{parent}full-fp16/" in r.stderr
+    r = run_cli(["mirror", parent, str(dest), "--select", "all"], env)  # asked for: the tree as it is
+    assert r.returncode == 0, r.stderr
+    assert (dest / "full-fp16" / "config.json").exists()
+    r = run_cli(["mirror", parent + "full-fp16/", str(tmp_path / "right")], env)
+    assert r.returncode == 0, r.stderr

@@ -53,6 +53,14 @@ class SourceNotFound(SourceError):
     """The bucket or prefix does not exist or holds no objects."""
 
 
+class ModelsBelow(SourceNotFound):
+    """No model at the root of the prefix, but model directories below it: a prefix one level too high."""
+
+    def __init__(self, message: str, dirs: list[str], *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.dirs = dirs
+
+
 class AccessDenied(SourceError):
     """The credentials were refused (wrong key, wrong secret, missing permission)."""
 

@@ -46,6 +46,8 @@ class Diagnosis:
 JOB_ERRORS: dict[str, tuple[str, str, str]] = {
     "SourceNotFound": ("source-missing", "the source model is not in the bucket",
                        "check the prefix (the log lists the nearest existing ones) or import the model first"),
+    "ModelsBelow": ("source-too-high", "the source prefix holds model directories, not a model",
+                    "point --source at the model's own directory (the message lists them)"),
     "AccessDenied": ("access-denied", "the S3 credentials were refused",
                      "fix the key pair in the secret; modelpvc never prints it"),
     "SourceUnreachable": ("source-unreachable", "the S3 endpoint did not answer from the pod",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Sequence
 
+from modelpvc.core.errors import ModelsBelow
 from modelpvc.core.models import ObjectInfo, Selection
 from modelpvc.model import weights as w
 
@@ -82,12 +83,33 @@ def choose(names: list[str], loader: str = "vllm") -> Selection:
     return sel
 
 
+def models_below(names: list[str], loader: str = "vllm") -> list[str]:
+    """Directories (``a/``, ``a/b/``) that each hold a model at their root, when ``names`` has none at its own:
+    what a prefix one level too high lists."""
+    if choose([n for n in names if "/" not in n], loader).layout:
+        return []
+    dirs = sorted({n.rsplit("/", 1)[0] for n in names if "/" in n})
+    found: list[str] = []
+    for d in dirs:
+        if any(d.startswith(f + "/") for f in found):
+            continue  # a model's own subdirectories (original/, tokenizer/) are part of it
+        inside = [n[len(d) + 1:] for n in names if n.startswith(d + "/") and "/" not in n[len(d) + 1:]]
+        if choose(inside, loader).layout:
+            found.append(d)
+    return [d + "/" for d in found]
+
+
 def make_selector(mode: str, include: list[str], exclude: list[str],
                   loader: str = "vllm") -> Callable[[list[ObjectInfo]], Selection]:
     """A planner Selector: ``mode`` "auto" keeps the loader's weight set, "all" keeps every file."""
 
     def select(objects: list[ObjectInfo]) -> Selection:
-        sel = choose([o.rel for o in objects], loader) if mode == "auto" else Selection()
+        names = [o.rel for o in objects]
+        sel = choose(names, loader) if mode == "auto" else Selection()
+        if mode == "auto" and not sel.layout and not include and (below := models_below(names, loader)):
+            raise ModelsBelow(f"no model at the root of this prefix, but {len(below)} below it: "
+                              + ", ".join(below), below,
+                              hint="point at the model's own directory; --select all copies the tree as it is")
         for o in objects:
             if include and not any(fnmatch.fnmatch(o.rel, g) for g in include):
                 sel.skips[o.rel] = "not matched by --include"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from modelpvc.core.errors import ModelsBelow
 from modelpvc.core.models import Action, FileRecord, LocalFile, ObjectInfo, Operation, Plan, Selection
 from modelpvc.transfer import ranges
 
@@ -34,7 +35,13 @@ def plan_mirror(
     delete: bool = False,
     select: Selector | None = None,
 ) -> Plan:
-    chosen = select(objects) if select is not None else Selection()
+    try:
+        chosen = select(objects) if select is not None else Selection()
+    except ModelsBelow as e:
+        root = source.rstrip("/") + "/"
+        e.message = e.message.split(": ", 1)[0] + ": " + ", ".join(root + d for d in e.dirs)
+        e.hint = f"did you mean {root + e.dirs[0]}? " + (e.hint or "")
+        raise
     ops: list[Operation] = []
     for obj in sorted(objects, key=lambda o: o.rel):
         if obj.rel in chosen.skips:
