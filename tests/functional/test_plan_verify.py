@@ -135,3 +135,24 @@ def test_a_prefix_one_level_too_high_is_refused_before_the_first_byte_naming_the
     assert (dest / "full-fp16" / "config.json").exists()
     r = run_cli(["mirror", parent + "full-fp16/", str(tmp_path / "right")], env)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_runbook_filled_volume_is_adopted_and_its_left_out_duplicate_named_then_removed(make_model, env, tmp_path):
+    """mc mirror copied every file, the 35 GB consolidated.safetensors too. modelpvc adopts the files (no
+    fetch) and says the duplicate is still there; --delete-excluded removes it."""
+    import shutil
+
+    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=3, mistral_duplicate=True))
+    dest = tmp_path / "pvc"
+    shutil.copytree(src.dir, dest)  # what `mc mirror` left
+    r = run_cli(["mirror", src.uri, str(dest)], env)
+    assert r.returncode == 0, r.stderr
+    assert "note: 1 files the selection leaves out are still in" in r.stdout and "--delete-excluded" in r.stdout
+    assert (dest / "consolidated.safetensors").exists()
+    r = run_cli(["mirror", src.uri, str(dest), "--delete-excluded"], env)
+    assert r.returncode == 0, r.stderr
+    assert "deleted 1 files: consolidated.safetensors" in r.stdout
+    assert not (dest / "consolidated.safetensors").exists() and (dest / "params.json").exists()
+    assert run_cli(["verify", str(dest)], env).returncode == 0
+    r = run_cli(["mirror", src.uri, str(dest), "--shard", "0/2", "--delete-excluded"], env)
+    assert r.returncode == 2 and "other shares' files" in r.stderr

@@ -115,14 +115,35 @@ def test_a_claim_too_small_stops_in_preflight_from_the_probe_in_the_cluster(proj
     assert _jobs(project) == []
 
 
-def test_populate_no_wait_creates_the_job_and_returns(project: Project, tmp_path: Path):
-    m = project.model(tmp_path)
-    r = project.populate(m.uri, "--no-wait")
+def test_a_running_populate_job_can_be_left_and_followed_again(project: Project, tmp_path: Path):
+    """populate --no-wait, then populate again: it follows the Job it started (before: exit 6 "still
+    running"). Ctrl-C stops following, not the Job, and says how to come back."""
+    import signal
+    import subprocess
+    import sys
+
+    # Large enough that the Job still runs when the next command arrives (a few seconds here).
+    m = project.model(tmp_path, spec=ModelSpec(total_bytes=1024 * 1024 * 1024, shards=8))
+    r = project.populate(m.uri, "--no-wait", size="3Gi")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert f"oc logs -f job/{PVC}-populate" in r.stdout and "re-run populate: it follows the running Job" in r.stdout
     # Without --zone or the server's spec the volume binds wherever the Job lands: a warning, not a tick.
     assert "  ! the volume binds in the zone the Job lands in: pass --zone" in r.stdout
-    assert f"oc logs -f job/{PVC}-populate" in r.stdout
+    args = [sys.executable, "-m", "modelpvc", "populate", "-n", project.ns, "--pvc", PVC, "--source", m.uri,
+            "--secret", SECRET, "--source-check", "skip"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=project.env())
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "is already running (an earlier run started it): following it" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "the populate Job keeps running in the cluster" in err and f"oc logs -f job/{PVC}-populate" in err
     assert project.api.get("Job", f"{PVC}-populate", project.ns) is not None
+    r = project.cli(*args[4:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert same_tree(m.dir, project.volume_dir()) == []
 
 
 def test_populate_parallel_splits_files_across_an_indexed_job_on_rwx(project: Project, tmp_path: Path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from modelpvc.cli import units
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.kube_display import KubeDisplay
 from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
-from modelpvc.core.errors import ConfigError
+from modelpvc.core.errors import ConfigError, Interrupted
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.spec import DEFAULT_IMAGE, IMAGE_ENV, ModelSpec, Placement
 from modelpvc.model.select import loader_from_args
@@ -82,6 +83,9 @@ def register(sub: Any) -> None:
     p.add_argument("--source-check", choices=["auto", "local", "cluster", "skip"], default="auto",
                    help="auto: list the source from here, else with a probe Job in the cluster (default)")
     p.add_argument("--no-wait", action="store_true", help="create the Job and return")
+    p.add_argument("--delete-excluded", action="store_true",
+                   help="remove files on the claim the selection leaves out: a claim the runbook's mc mirror "
+                        "filled keeps its duplicate consolidated.safetensors otherwise")
     p.add_argument("--import-from", metavar="hf://ORG/NAME[@REV]",
                    help="first run an import Job that streams this Hugging Face model into --source (no volume; "
                         "for models the operator's machine should not download)")
@@ -154,7 +158,8 @@ def _spec(args: argparse.Namespace, name: str) -> ModelSpec:
         placement=Placement(zones=tuple(getattr(args, "zone", []))), image=args.image, fs_group=args.fs_group,
         parallel=getattr(args, "parallel", 1), import_from=getattr(args, "import_from", None),
         hub_secret=getattr(args, "hub_secret", None), hub_endpoint=getattr(args, "hub_endpoint", None),
-        loader=loader_from_args(serving.effective_args) if serving is not None else "vllm", **kw)
+        loader=loader_from_args(serving.effective_args) if serving is not None else "vllm",
+        mirror_args=("--delete-excluded",) if getattr(args, "delete_excluded", False) else (), **kw)
 
 
 def run_populate(args: argparse.Namespace) -> int:
@@ -166,6 +171,11 @@ def run_populate(args: argparse.Namespace) -> int:
     try:
         result = populate(_cluster(args), spec, display, create_pvc=args.create_pvc, source_check=args.source_check,
                           timeout=args.timeout, wait=not args.no_wait, pending_grace=args.pending_timeout)
+    except KeyboardInterrupt:
+        follow = f"oc logs -f job/{spec.name}-populate -n {spec.namespace}"
+        raise Interrupted(signal.SIGINT, message=(
+            "interrupted here; the populate Job keeps running in the cluster. Re-run this populate to follow it "
+            f"again (it attaches to the running Job), or: {follow}")) from None
     finally:
         display.close()
     if args.no_wait:

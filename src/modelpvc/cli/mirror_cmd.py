@@ -59,6 +59,9 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dry-run", action="store_true", help="print the plan (fetch/resume/keep/delete) and stop")
     g.add_argument("--delete", action="store_true",
                    help="remove local files the source no longer has (never .modelpvc/)")
+    g.add_argument("--delete-excluded", action="store_true",
+                   help="also remove local files the selection leaves out: a volume another tool filled keeps "
+                        "the duplicates (consolidated.safetensors) it copied otherwise")
     g.add_argument("--verify", type=VerifyLevel, choices=list(VerifyLevel), default=VerifyLevel.AUTO,
                    help="size: lengths only; auto (default): the source's checksum or ETag MD5 when it offers "
                         "one, else a recorded digest; full: fail when the source offers nothing to check")
@@ -92,7 +95,8 @@ def transfer_settings(args: argparse.Namespace) -> TransferSettings:
     part = args.part_size * MiB
     return TransferSettings(
         workers=workers, workers_basis=basis, part_size=part, multipart_threshold=max(part, MiB), verify=args.verify,
-        dry_run=args.dry_run, delete=args.delete, check_space=not args.no_space_check,
+        dry_run=args.dry_run, delete=args.delete, delete_excluded=args.delete_excluded,
+        check_space=not args.no_space_check,
         direct_io=args.direct_io,
     )
 
@@ -144,7 +148,11 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
     if s["skipped_files"]:
         print(f"  skipped {s['skipped_files']} files ({human_bytes(s['skipped_bytes'])}) not selected")
     if result.deleted:
-        print(f"  deleted {len(result.deleted)} files the source no longer has")
+        print(f"  deleted {len(result.deleted)} files: " + ", ".join(result.deleted[:5])
+              + (", ..." if len(result.deleted) > 5 else ""))
+    if s.get("excluded_on_disk_files"):
+        print(f"  note: {s['excluded_on_disk_files']} files the selection leaves out are still in {dest} "
+              f"({human_bytes(s['excluded_on_disk_bytes'])}); --delete-excluded removes them")
     if result.removed_partials:
         print(f"  removed {len(result.removed_partials)} stale partial files")
     for f in result.warnings:
@@ -153,9 +161,12 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
         print(f"  note: {note}")
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
+def parse_shard(text: str | None, delete_excluded: bool = False) -> tuple[int, int] | None:
     if not text:
         return None
+    if delete_excluded:
+        raise ConfigError("--delete-excluded with --shard would delete the other shares' files",
+                          hint="pass it to the final run without --shard")
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
@@ -200,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             req = MirrorRequest(source, args.dest, s3, settings,
                                 select=make_selector(args.select, args.include, args.exclude, args.loader),
                                 structure_check=None if args.no_structure_check else structure_checker(args.strict),
-                                link_dest=args.link_dest, shard=parse_shard(args.shard))
+                                link_dest=args.link_dest, shard=parse_shard(args.shard, args.delete_excluded))
             result = mirror(req, sink=sink, stop=stop)
     finally:
         close = getattr(sink, "close", None)

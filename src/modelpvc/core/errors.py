@@ -127,8 +127,9 @@ class IntegrityError(ModelpvcError):
 class Interrupted(ModelpvcError):
     """Stopped by a signal; the destination is left in a resumable state."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__("interrupted; re-run the same command to resume where it stopped")
+    def __init__(self, signum: int, message: str = "interrupted; re-run the same command to resume where it "
+                                                   "stopped") -> None:
+        super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
 

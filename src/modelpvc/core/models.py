@@ -81,6 +81,8 @@ class Plan:
     operations: tuple[Operation, ...]
     notes: tuple[str, ...] = ()
     layout: str = ""
+    # Files the selection leaves out that are on disk and stay there (a volume another tool filled).
+    excluded_on_disk: tuple[Operation, ...] = ()
 
     def of(self, *actions: Action) -> list[Operation]:
         return [op for op in self.operations if op.action in actions]

@@ -77,6 +77,7 @@ class TransferSettings:
     verify: VerifyLevel = VerifyLevel.AUTO
     dry_run: bool = False
     delete: bool = False  # remove local files the source no longer has
+    delete_excluded: bool = False  # also remove local files the selection leaves out
     check_space: bool = True
     # Bytes the destination may hold whatever its filesystem says, and what sets that bound (an EmptyDir
     # counted against the pod's ephemeral-storage limit): checked against the whole model before a byte.

@@ -40,25 +40,38 @@ def _pod_of(cluster: Cluster, ns: str, job: str) -> o.Obj | None:
     return pods[-1] if pods else None
 
 
-def replace_finished(cluster: Cluster, ns: str, name: str) -> None:
-    """A finished Job of the same name is deleted (Jobs are immutable); a running one is not ours to stop."""
+def _args(job: o.Obj) -> list[str]:
+    return [str(a) for c in job["spec"]["template"]["spec"].get("containers") or [] for a in c.get("args") or []]
+
+
+def replace_finished(cluster: Cluster, ns: str, name: str, job: o.Obj | None = None) -> bool:
+    """A finished Job of the same name is deleted (Jobs are immutable). A running one doing what ``job``
+    would do (the same arguments: claim, path and source) is adopted: True, follow it instead of creating
+    one. A running one doing something else is not ours to stop."""
     old = cluster.get("Job", name, ns)
     if old is None:
-        return
+        return False
     if not (o.is_true(old, "Complete") or o.is_true(old, "Failed")):
-        raise ClusterError(f"Job {name} is still running in {ns}",
-                           hint=f"follow it with: oc logs -f job/{name} -n {ns}; or delete it first")
+        if job is not None and _args(old) == _args(job):
+            return True
+        raise ClusterError(f"Job {name} is still running in {ns}, with other arguments than this command's",
+                           hint=f"follow it with: oc logs -f job/{name} -n {ns}; or delete it first "
+                                f"(oc delete job/{name} -n {ns}) and re-run")
     cluster.delete("Job", name, ns)
     cluster.poll(f"old Job {name} to go", lambda: cluster.get("Job", name, ns) is None and
                  _pod_of(cluster, ns, name) is None, timeout=60, interval=0.2)
+    return False
 
 
 def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
             pending_grace: float = PENDING_GRACE) -> JobResult:
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    replace_finished(cluster, ns, name)
-    cluster.create(job)
-    sink.emit(Event("step", {"message": f"Job {name} created"}))
+    if replace_finished(cluster, ns, name, job):
+        sink.emit(Event("step", {"message": f"Job {name} is already running (an earlier run started it): following "
+                                            "it"}))
+    else:
+        cluster.create(job)
+        sink.emit(Event("step", {"message": f"Job {name} created"}))
     deadline = time.monotonic() + timeout
     result = JobResult(name)
     watch = Watch(cluster, pending_grace)

@@ -224,7 +224,9 @@ def parallel_populate_job(spec: ModelSpec) -> Obj:
     job["metadata"]["name"] = f"{spec.job_name[:54]}-parallel"
     job["spec"].update(completionMode="Indexed", completions=spec.parallel, parallelism=spec.parallel)
     c = job["spec"]["template"]["spec"]["containers"][0]
-    c["args"] = [*c["args"], "--shard", f"$(JOB_COMPLETION_INDEX)/{spec.parallel}"]
+    # A share's selection leaves out the other shares' files: never delete what it leaves out.
+    c["args"] = [*(a for a in c["args"] if a != "--delete-excluded"), "--shard",
+                 f"$(JOB_COMPLETION_INDEX)/{spec.parallel}"]
     return job
 
 

@@ -55,7 +55,7 @@ def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pv
         cluster.create(job)
         name = job["metadata"]["name"]
         sink.emit(Event("step", {"message": f"Job {name} created; follow it with: oc logs -f job/{name} -n "
-                                            f"{spec.namespace}, or re-run populate to wait for it"}))
+                                            f"{spec.namespace}, or re-run populate: it follows the running Job"}))
         return PopulateResult(pf, JobResult(name), {})
     result = run_job(cluster, job, sink, timeout, pending_grace)
     summary = result.last("summary") or {}

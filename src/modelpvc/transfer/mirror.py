@@ -86,6 +86,8 @@ class MirrorResult:
             "skipped_files": len(self.plan.of(Action.SKIP)),
             "skipped_bytes": sum(op.size for op in self.plan.of(Action.SKIP)),
             "deleted_files": len(self.deleted),
+            "excluded_on_disk_files": len(self.plan.excluded_on_disk),
+            "excluded_on_disk_bytes": sum(op.size for op in self.plan.excluded_on_disk),
             "seconds": round(self.seconds, 3),
             "mb_per_s": round(mb / self.seconds, 1) if self.seconds > 0 else 0.0,
             "retries": self.stats.retries,
@@ -211,7 +213,8 @@ def _plan(run: _Run) -> Plan:
                        journal_ranges=run.jstate.ranges,
                        link_candidates={k: v[0] for k, v in run.links.items()},
                        can_adopt=run.req.settings.verify is not VerifyLevel.SIZE)
-    return plan_mirror(run.uri, run.objects, local, delete=run.req.settings.delete, select=run.select)
+    return plan_mirror(run.uri, run.objects, local, delete=run.req.settings.delete,
+                       delete_excluded=run.req.settings.delete_excluded, select=run.select)
 
 
 def _is_noop(run: _Run) -> bool:

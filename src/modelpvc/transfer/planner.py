@@ -33,6 +33,7 @@ def plan_mirror(
     local: LocalState,
     *,
     delete: bool = False,
+    delete_excluded: bool = False,
     select: Selector | None = None,
 ) -> Plan:
     try:
@@ -43,9 +44,18 @@ def plan_mirror(
         e.hint = f"did you mean {root + e.dirs[0]}? " + (e.hint or "")
         raise
     ops: list[Operation] = []
+    excluded_on_disk: list[Operation] = []
     for obj in sorted(objects, key=lambda o: o.rel):
         if obj.rel in chosen.skips:
-            ops.append(Operation(Action.SKIP, obj.rel, obj.size, obj, reason=chosen.skips[obj.rel]))
+            skip = Operation(Action.SKIP, obj.rel, obj.size, obj, reason=chosen.skips[obj.rel])
+            ops.append(skip)
+            if obj.rel in local.files:
+                lf = local.files[obj.rel]
+                if delete_excluded:
+                    ops.append(Operation(Action.DELETE, obj.rel, lf.size, None,
+                                         reason=f"left out by the selection ({chosen.skips[obj.rel]})"))
+                else:
+                    excluded_on_disk.append(skip)
             continue
         ops.append(_decide(obj, local))
     if delete:
@@ -55,7 +65,8 @@ def plan_mirror(
         for rel, lf in sorted(local.files.items()):
             if rel not in listed:
                 ops.append(Operation(Action.DELETE, rel, lf.size, None, reason="not in the source"))
-    return Plan(source=source, operations=tuple(ops), notes=tuple(chosen.notes), layout=chosen.layout)
+    return Plan(source=source, operations=tuple(ops), notes=tuple(chosen.notes), layout=chosen.layout,
+                excluded_on_disk=tuple(excluded_on_disk))
 
 
 def _decide(obj: ObjectInfo, local: LocalState) -> Operation:
