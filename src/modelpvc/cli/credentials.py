@@ -104,6 +104,10 @@ def s3_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
         elif env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
             creds = Credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"],
                                 env.get("AWS_SESSION_TOKEN"), origin="environment")
+        elif bool(env.get("AWS_ACCESS_KEY_ID")) != bool(env.get("AWS_SECRET_ACCESS_KEY")):
+            have, missing = (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if env.get("AWS_ACCESS_KEY_ID")
+                             else ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"))
+            raise ConfigError(f"{have} is set but {missing} is not", hint=f"set {missing} too (keys come in pairs)")
         elif any(env.get(v) for v in CHAIN_VARS):
             chain = True
         else:

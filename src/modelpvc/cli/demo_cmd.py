@@ -16,7 +16,12 @@ from modelpvc.model.synthetic import ModelSpec, generate_model, tree_bytes
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the whole flow locally: embedded S3 server, a directory as the PVC",
-                       description=__doc__)
+                       description="Run the whole flow on this machine, nothing to set up: a local S3 server "
+                                   "(MinIO when `make tools` built it, else rclone serve s3) on loopback with a "
+                                   "synthetic model laid out like the runbook's (HF shards, tokenizer, a "
+                                   "Mistral-native duplicate), a directory under --workdir as the PVC. It imports, "
+                                   "mirrors, resumes an interrupted copy, verifies, plans and renders, printing "
+                                   "each command it runs.")
     p.add_argument("--workdir", type=Path, default=Path("demo"), help="where the bucket and the PVC live")
     p.add_argument("--size-mb", type=int, default=1024, help="weights size of the synthetic model (default 1024)")
     p.set_defaults(run=run)

@@ -143,7 +143,9 @@ def print_summary(result: ImportResult, dest: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.json_errors = args.progress == "json" or (args.progress == "auto" and not sys.stderr.isatty())
+    # The error record joins JSON progress lines; with -q (errors only) the error is printed once, for people.
+    args.json_errors = args.progress == "json" or (args.progress == "auto" and not sys.stderr.isatty()
+                                                   and not args.quiet)
     dest = parse_source(args.dest)
     if dest.scheme != "s3":
         raise ConfigError(f"destination {args.dest!r} is not s3://BUCKET/PREFIX/")

@@ -36,9 +36,30 @@ PVC_ADVICE = ("models this large belong on a PVC (the runbook's other pattern): 
               "and limit")
 
 
+DESCRIPTION = """Fill each DIR from its s3:// URI as KServe's storage initializer does, verified and
+resumable: what the init container of an InferenceService with an s3:// storageUri runs once a platform
+admin applied modelpvc's ClusterStorageContainer (modelpvc render --pattern storage-initializer --kinds csc).
+KServe passes URI and DIR; everything else comes from the environment KServe gives the init container:
+
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN   the keys (from the service account's secret)
+  AWS_ENDPOINT_URL, or S3_ENDPOINT with S3_USE_HTTPS=0|1       the endpoint
+  AWS_DEFAULT_REGION / AWS_REGION, S3_VERIFY_SSL, AWS_CA_BUNDLE, CA_BUNDLE_CONFIGMAP_NAME
+  STORAGE_CONFIG / STORAGE_OVERRIDE_CONFIG                     KServe's storage-spec JSON, when used
+
+and these, set on the ClusterStorageContainer's container:
+
+  MODELPVC_SELECT=auto|all       which files (default auto: the weight set the loader reads)
+  MODELPVC_FOR=vllm|vllm-mistral the loader whose weight set auto keeps
+  MODELPVC_READ_TIMEOUT=SECONDS  for an endpoint slow to answer
+  MODELPVC_EPHEMERAL_LIMIT=BYTES the EmptyDir's bound (the rendered container sets it from the predictor's
+                                 ephemeral-storage limit): a model that does not fit fails before a byte
+
+Progress and the final record are JSON lines in the init container's log; exit codes below."""
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("storage-initializer", help="run as KServe's storage initializer (URI and mount path pairs)",
-                       description=__doc__, epilog=EXIT_CODES_HELP,
+                       description=DESCRIPTION, epilog=EXIT_CODES_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pairs", nargs="+", metavar="URI DIR", help="s3://BUCKET/PATH and the directory to fill")
     p.set_defaults(run=run, json_errors=True)

@@ -75,8 +75,11 @@ def register(sub: Any) -> None:
     p.add_argument("--size", type=units.quantity, default="auto",
                    help="size for --create-pvc: a quantity (120Gi, 130GB) or auto (as render sizes it: room for "
                         "two revisions of the source's selected bytes, x 1.1)")
-    p.add_argument("--storage-class")
-    p.add_argument("--access-mode", default="ReadWriteOnce")
+    p.add_argument("--storage-class",
+                   help="StorageClass for --create-pvc (default: the cluster's default class)")
+    p.add_argument("--access-mode", default="ReadWriteOnce",
+                   choices=["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"],
+                   help="access mode for --create-pvc (ReadWriteMany lets --parallel pods write at once)")
     p.add_argument("--zone", action="append", default=[], metavar="ZONE",
                    help="the serving nodes' zone: a WaitForFirstConsumer volume binds where the Job lands "
                         "(default: found from --isvc-base/--node-selector or the InferenceService on the claim)")
@@ -135,7 +138,7 @@ def register(sub: Any) -> None:
     p.add_argument("--isvc", help="InferenceService to look at")
     p.add_argument("--pvc", help="claim to look at")
     p.add_argument("--source-bytes", type=int, help="model size, to check the claim's capacity")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the findings as JSON (code, title, evidence, fix)")
     p.set_defaults(run=run_doctor)
 
 

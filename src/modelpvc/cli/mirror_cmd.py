@@ -198,7 +198,13 @@ def structure_checker(strict: bool) -> StructureCheck:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.json_errors = args.progress == "json" or (args.progress == "auto" and not sys.stderr.isatty())
+    # The error record joins JSON progress lines; with -q (errors only) the error is printed once, for people.
+    args.json_errors = args.progress == "json" or (args.progress == "auto" and not sys.stderr.isatty()
+                                                   and not args.quiet)
+    if str(args.dest).startswith("s3:"):  # a Path: s3://b/p/ reads s3:/b/p
+        bucket = "s3://" + str(args.dest).removeprefix("s3:").lstrip("/") + "/"
+        raise ConfigError(f"mirror copies a bucket to a directory; {bucket} is a bucket",
+                          hint=f"to upload a local model into a bucket: modelpvc import {args.source} {bucket}")
     settings = transfer_settings(args)
     parsed = parse_source(args.source)
     s3 = s3_settings(args) if parsed.scheme == "s3" else S3Settings()

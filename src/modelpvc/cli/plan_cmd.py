@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"  {note}")
     if params:
-        print(f"parameters: {params / 1e9:.2f} B ({', '.join(f'{k} {v / 1e9:.2f} B' for k, v in dtypes.items())})")
+        by_dtype = ", ".join(f"{k} {v / 1e9:.2f} billion" for k, v in dtypes.items())
+        print(f"parameters: {params / 1e9:.2f} billion ({by_dtype})")
     print(f"recommended PVC size: {out['pvc_size']} ({human_bytes(nbytes)} x {REVISIONS} revisions x {args.headroom}: "
           "room for `update` to populate the next beside the served one)")
     print(f"pattern: {pat} — {why}")

@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
 def print_report(r: VerifyReport) -> None:
     status = "OK" if r.ok else "FAILED"
     layouts = ", ".join(r.structure.layouts) or "unknown layout"
-    params = f", {r.structure.parameters / 1e9:.2f} B parameters" if r.structure.parameters else ""
+    params = f", {r.structure.parameters / 1e9:.2f} billion parameters" if r.structure.parameters else ""
     print(f"{r.directory}: {status} ({layouts}{params})")
     if r.manifest:
         print(f"  manifest: revision {r.manifest['revision']} from {r.manifest['source']}, "

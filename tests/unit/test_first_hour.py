@@ -1,0 +1,49 @@
+"""The first hour's small mistakes, each named with its fix (a real `modelpvc` process, no cluster)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    e.update(HOME="/nonexistent", **env)
+    return subprocess.run([sys.executable, "-m", "modelpvc", *args], capture_output=True, text=True, env=e,
+                          timeout=60, cwd="/")
+
+
+def test_only_one_key_of_the_pair_names_the_missing_one():
+    r = _run("mirror", "s3://b/p/", "/nonexistent/x", AWS_ACCESS_KEY_ID="AKIA")
+    assert r.returncode == 2
+    assert "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not" in r.stderr
+    assert "AKIA" not in r.stderr  # the key itself is never printed
+
+
+def test_mirror_into_a_bucket_points_to_import():
+    r = _run("mirror", "./my-model", "s3://llm-models/m/")
+    assert r.returncode == 2
+    assert "modelpvc import ./my-model s3://llm-models/m/" in r.stderr
+
+
+def test_an_error_off_a_terminal_is_printed_once_with_q():
+    r = _run("mirror", "-q", "s3://b/p/", "/nonexistent/x", AWS_ACCESS_KEY_ID="AKIA")
+    assert r.stderr.count("AWS_SECRET_ACCESS_KEY is not") == 1, r.stderr
+    r = _run("mirror", "s3://b/p/", "/nonexistent/x", AWS_ACCESS_KEY_ID="AKIA")  # JSON progress: + the record
+    assert r.stderr.count("AWS_SECRET_ACCESS_KEY is not") == 2 and '"event":"error"' in r.stderr
+
+
+def test_helps_speak_to_users_not_to_developers():
+    r = _run("storage-initializer", "--help")
+    assert "MODELPVC_READ_TIMEOUT" in r.stdout and "AWS_ACCESS_KEY_ID" in r.stdout
+    assert "``" not in r.stdout and ".go" not in r.stdout
+    r = _run("demo", "--help")
+    assert "``" not in r.stdout and "MinIO" in r.stdout
+    r = _run("populate", "--help")
+    for flag in ("--image", "--storage-class", "--access-mode", "--delete-excluded"):
+        line = next(x for x in r.stdout.splitlines() if x.strip().startswith(flag))
+        following = r.stdout[r.stdout.index(line):].splitlines()[:3]
+        assert any(len(x.strip()) > len(flag) + 12 for x in following), (flag, following)
+    r = _run("doctor", "--help")
+    assert "as JSON" in r.stdout
