@@ -141,7 +141,7 @@ def test_a_running_populate_job_can_be_left_and_followed_again(project: Project,
     assert proc.returncode == 130, err
     assert "the populate Job keeps running in the cluster" in err and f"oc logs -f job/{PVC}-populate" in err
     assert project.api.get("Job", f"{PVC}-populate", project.ns) is not None
-    r = project.cli(*args[4:])
+    r = project.cli("populate", *args[6:])
     assert r.returncode == 0, r.stdout + r.stderr
     assert same_tree(m.dir, project.volume_dir()) == []
 
@@ -316,3 +316,45 @@ def test_populate_import_from_the_hub_runs_an_import_job_first(project: Project,
         assert "already there, nothing uploaded" in r.stdout and "done: up to date, nothing copied" in r.stdout
     finally:
         hub.stop()
+
+
+def test_a_log_stream_cut_mid_copy_is_followed_again_and_the_result_is_read_whole(project: Project,
+                                                                                tmp_path: Path):
+    """A load balancer or an API server restart cuts the long `pods/log?follow` stream while the Job copies
+    (injected by a proxy in front of the real apiserver). Before: the stream's error ended populate, or a
+    clean cut lost the pod's final records (its summary). Now it follows again and reads each line once."""
+    import json as _json
+
+    from tests.cluster.faultproxy import FaultProxy
+    from tests.cluster.plane import PROJECT_ADMIN
+
+    proxy = FaultProxy(project.cluster.plane.url).start()
+    try:
+        kubeconfig = project.cluster.plane.write_kubeconfig(tmp_path / "via-proxy", PROJECT_ADMIN, project.ns)
+        cfg = _json.loads(kubeconfig.read_text())
+        cfg["clusters"][0]["cluster"]["server"] = proxy.url
+        kubeconfig.write_text(_json.dumps(cfg))
+        m = project.model(tmp_path, spec=ModelSpec(total_bytes=768 * 1024 * 1024, shards=8))
+
+        def cut_when_copying() -> None:
+            pod = wait_for("the populate pod running", lambda: next(
+                (p for p in project.api.list("Pod", project.ns, labelSelector=f"job-name={PVC}-populate")
+                 if (p.get("status") or {}).get("phase") == "Running"), None), timeout=120, interval=0.1)
+            time.sleep(0.5)  # the CLI is following its log by now
+            assert pod is not None
+            proxy.cut()
+
+        import threading
+
+        cutter = threading.Thread(target=cut_when_copying, daemon=True)
+        cutter.start()
+        r = project.populate(m.uri, "--zone", "us-east-2a", "--source-check", "skip", size="2Gi",
+                             env={"KUBECONFIG": str(kubeconfig)})
+        cutter.join(5)
+        assert proxy.cuts == 1
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "done: 14 files copied; 14 files verified" in r.stdout, r.stdout
+        assert r.stdout.count("copied 14 files") == 1, r.stdout  # the summary read once, not twice
+        assert same_tree(m.dir, project.volume_dir()) == []
+    finally:
+        proxy.stop()

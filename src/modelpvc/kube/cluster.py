@@ -18,7 +18,8 @@ Obj = dict[str, Any]
 
 
 ALL_NAMESPACES = "*"  # lightkube's ALL_NS: a list across every namespace
-CLUSTER_SCOPED = ("Namespace", "Node", "StorageClass", "PersistentVolume", "ClusterStorageContainer")
+CLUSTER_SCOPED = ("Namespace", "Node", "StorageClass", "PersistentVolume", "ClusterStorageContainer",
+                  "ClusterServingRuntime")
 
 
 class NotFound(ClusterError):
@@ -154,9 +155,16 @@ class Cluster:
 
     def log(self, pod: str, namespace: str | None = None, follow: bool = False,
             container: str | None = None) -> Iterator[str]:
+        """The pod's log lines. A followed stream the network, a proxy or an API server restart cuts simply
+        ends: the caller checks whether the pod finished and follows again if not."""
+        import httpx2
+
         lines = self._call(f"log of pod {pod}", lambda: self.client.log(pod, namespace=namespace or self.namespace,
                                                                       follow=follow, container=container))
-        yield from lines
+        try:
+            yield from lines
+        except httpx2.TransportError:
+            return
 
     def serves(self, group_version: str) -> bool | None:
         """Whether the API serves ``group/version``, from discovery, which every authenticated user may read

@@ -76,6 +76,7 @@ def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
     result = JobResult(name)
     watch = Watch(cluster, pending_grace)
     followed: set[str] = set()
+    seen: dict[str, int] = {}  # log lines read per pod
     while True:
         if time.monotonic() > deadline:
             raise ClusterError(f"Job {name} did not finish within {timeout:.0f}s",
@@ -98,11 +99,18 @@ def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
                     cluster.delete("Job", name, ns)  # it would wait forever; nothing of it ran
                     raise PodBlocked(f"Job {name}: {blocked.message}", hint=blocked.hint)
             if phase in ("Running", "Succeeded", "Failed") and pname not in followed:
-                followed.add(pname)
-                result.records.clear()
-                result.log.clear()
+                if pname not in seen:  # a new pod (a retry): its records replace the last one's
+                    result.records.clear()
+                    result.log.clear()
+                count = 0
                 for line in cluster.log(pname, ns, follow=True):
-                    _line(line, result, sink)
+                    count += 1
+                    if count > seen.get(pname, 0):  # followed again after a cut: its earlier lines were read
+                        _line(line, result, sink)
+                seen[pname] = max(seen.get(pname, 0), count)
+                latest = cluster.get("Pod", pname, ns) or {}
+                if (latest.get("status") or {}).get("phase") != "Running":
+                    followed.add(pname)  # finished (or gone): its log is whole; else the stream was cut
         if current is not None and (o.is_true(current, "Complete") or o.is_true(current, "Failed")):
             if pod is not None:
                 result.exit_code = o.terminated_exit_code(cluster.get("Pod", pod["metadata"]["name"], ns) or pod)
