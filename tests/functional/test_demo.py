@@ -21,3 +21,4 @@ def test_demo_runs_the_flow_on_minio_from_any_directory(tmp_path: Path):
     # "PVC" is checked against the publisher's digests, end to end.
     assert {f["verified"] for f in manifest["files"] if f["path"].endswith(".safetensors")} == {"source-sha256"}
     assert "make cluster" in r.stdout
+    assert "\r" not in r.stdout + r.stderr  # piped (make demo | tee log): no live-line frames

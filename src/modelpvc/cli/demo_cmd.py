@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         if _cli(["mirror", src, str(pvc), "--dry-run"], env):
             return 1
         _step("mirror: concurrent ranged GETs, verified against what the server stored, published atomically")
-        if _cli(["mirror", src, str(pvc), "--progress", "tty", "-v"], env):
+        # The live line on a terminal; piped (`make demo | tee log`) the summary only, not \r-joined frames.
+        live = "tty" if sys.stderr.isatty() else "none"
+        if _cli(["mirror", src, str(pvc), "--progress", live, "-v"], env):
             return 1
         _step("mirror again: the destination is complete, so nothing is fetched")
         if _cli(["mirror", src, str(pvc), "--progress", "none"], env):
