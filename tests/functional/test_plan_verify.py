@@ -36,7 +36,7 @@ def test_mirror_auto_selection_skips_duplicates_and_records_them(make_model, env
     r = run_cli(["mirror", src.uri, str(dest), "-v"], env)
     assert r.returncode == 0, r.stderr
     assert not (dest / "consolidated.safetensors").exists()
-    assert "skipped 1 files" in r.stdout
+    assert "skipped 1 file " in r.stdout
     m = json.loads((dest / ".modelpvc" / "manifest.json").read_text())
     assert [s["path"] for s in m["skipped"]] == ["consolidated.safetensors"]
     assert m["structure"]["layouts"] == ["hf-safetensors"]
@@ -147,11 +147,11 @@ def test_a_runbook_filled_volume_is_adopted_and_its_left_out_duplicate_named_the
     shutil.copytree(src.dir, dest)  # what `mc mirror` left
     r = run_cli(["mirror", src.uri, str(dest)], env)
     assert r.returncode == 0, r.stderr
-    assert "note: 1 files the selection leaves out are still in" in r.stdout and "--delete-excluded" in r.stdout
+    assert "note: 1 file left out by the selection" in r.stdout and "--delete-excluded" in r.stdout
     assert (dest / "consolidated.safetensors").exists()
     r = run_cli(["mirror", src.uri, str(dest), "--delete-excluded"], env)
     assert r.returncode == 0, r.stderr
-    assert "deleted 1 files: consolidated.safetensors" in r.stdout
+    assert "deleted 1 file: consolidated.safetensors" in r.stdout
     assert not (dest / "consolidated.safetensors").exists() and (dest / "params.json").exists()
     assert run_cli(["verify", str(dest)], env).returncode == 0
     r = run_cli(["mirror", src.uri, str(dest), "--shard", "0/2", "--delete-excluded"], env)

@@ -110,7 +110,7 @@ def test_zero_downtime_updates_with_room_switch_only_the_storage_uri_and_keep_on
         assert "update took the zero-downtime path" in r.stdout
         assert "not reachable from here; probing from the cluster" in r.stdout
         assert "(probed from inside the cluster)" in r.stdout
-        assert "copied 1 files (20 B), 0 unchanged, 7 hard-linked" in r.stdout  # only the changed file moved
+        assert "copied 1 file (20 B), 0 unchanged, 7 hard-linked" in r.stdout  # only the changed file moved
         after = project.isvc()
         new_uri = after["spec"]["predictor"]["model"]["storageUri"]
         assert new_uri.startswith(f"pvc://{PVC}/revisions/")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelpvc.cli.progress import human_bytes
+from modelpvc.cli.progress import count, human_bytes
 from modelpvc.core.errors import ConfigError
 from modelpvc.store.destination import Destination
 
@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
             print("nothing removed")
             return 1
     if args.abandoned:
-        print(f"{args.dir}: removed an incomplete copy ({dest.remove_abandoned()} files)")
+        print(f"{args.dir}: removed an incomplete copy ({count(dest.remove_abandoned(), 'file')})")
         return 0
     removed, revision = dest.remove_revision()
-    print(f"{args.dir}: removed {removed} files of revision {revision}")
+    print(f"{args.dir}: removed {count(removed, 'file')} of revision {revision}")
     return 0

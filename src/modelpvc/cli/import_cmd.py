@@ -11,7 +11,7 @@ from typing import Any
 from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
-from modelpvc.cli.progress import add_output_arguments, choose_sink, human_bytes, write_summary_record
+from modelpvc.cli.progress import add_output_arguments, choose_sink, count, human_bytes, write_summary_record
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError
@@ -122,9 +122,11 @@ def print_plan(plan: ImportPlan) -> None:
 def print_summary(result: ImportResult, dest: str) -> None:
     s = result.summary()
     if result.noop:
-        print(f"{dest}: up to date with {s['origin']} ({s['files']} files); nothing uploaded in {s['seconds']:.2f}s")
+        print(f"{dest}: up to date with {s['origin']} ({count(s['files'], 'file')}); nothing uploaded in "
+              f"{s['seconds']:.2f}s")
         return
-    print(f"{dest}: {s['uploaded_files']} files uploaded from {s['origin']} ({human_bytes(s['bytes_read'])} read, "
+    print(f"{dest}: {count(s['uploaded_files'], 'file')} uploaded from {s['origin']} "
+          f"({human_bytes(s['bytes_read'])} read, "
           f"{human_bytes(s['bytes_sent'])} sent) in {s['seconds']:.1f}s at {s['mb_per_s']:.0f} MB/s; "
           f"{s['unchanged_files']} unchanged; {s['retries']} retries")
     if s["bytes_kept"]:
@@ -136,7 +138,7 @@ def print_summary(result: ImportResult, dest: str) -> None:
     if s.get("bottleneck"):
         print(f"  bottleneck: {s['bottleneck']}")
     if s["skipped_files"]:
-        print(f"  left out {s['skipped_files']} files by the selection (recorded in source.json)")
+        print(f"  left out {count(s['skipped_files'], 'file')} by the selection (recorded in source.json)")
     for note in result.plan.notes:
         print(f"  note: {note}")
     print(f"  provenance: {dest}.modelpvc/source.json")

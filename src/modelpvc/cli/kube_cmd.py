@@ -13,6 +13,7 @@ from typing import Any
 from modelpvc.cli import units
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.kube_display import KubeDisplay
+from modelpvc.cli.progress import count
 from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
 from modelpvc.core.errors import ConfigError, Interrupted
 from modelpvc.kube.cluster import Cluster
@@ -184,9 +185,9 @@ def run_populate(args: argparse.Namespace) -> int:
     if args.no_wait:
         return 0
     s = result.summary
-    verdict = "up to date, nothing copied" if s.get("noop") else f"{s.get('fetched_files', 0)} files copied"
+    verdict = "up to date, nothing copied" if s.get("noop") else f"{count(s.get('fetched_files', 0), 'file')} copied"
     checks = ", ".join(f"{n} by {k}" for k, n in (s.get("verified") or {}).items())
-    print(f"done: {verdict}; {s.get('files')} files verified ({checks}), revision {s.get('revision')}")
+    print(f"done: {verdict}; {count(s.get('files'), 'file')} verified ({checks}), revision {s.get('revision')}")
     return 0
 
 

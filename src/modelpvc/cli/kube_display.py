@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from modelpvc.cli.progress import TtyDisplay, human_bytes, human_seconds
+from modelpvc.cli.progress import TtyDisplay, count, human_bytes, human_seconds
 from modelpvc.core.events import Event
 
 
@@ -37,7 +37,8 @@ class KubeDisplay:
             self._print(f"    | {d['line']}")
         elif event.kind == "summary":
             verified = ", ".join(f"{n} by {how}" for how, n in (d.get("verified") or {}).items()) or "none"
-            self._print(f"    copied {d.get('fetched_files', 0)} files ({human_bytes(d.get('bytes_fetched', 0))}), "
+            copied = count(d.get("fetched_files", 0), "file")
+            self._print(f"    copied {copied} ({human_bytes(d.get('bytes_fetched', 0))}), "
                         f"{d.get('kept_files', 0)} unchanged, {d.get('linked_files', 0)} hard-linked, "
                         f"verified {verified}, revision {d.get('revision')}")
         elif event.kind == "tick":

@@ -10,7 +10,7 @@ from typing import Any
 from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
-from modelpvc.cli.progress import add_output_arguments, choose_sink, human_bytes, write_summary_record
+from modelpvc.cli.progress import add_output_arguments, choose_sink, count, human_bytes, write_summary_record
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError, IntegrityError
@@ -124,17 +124,17 @@ def print_plan(plan: Plan) -> None:
 def print_summary(result: MirrorResult, dest: Path) -> None:
     s = result.summary()
     if result.noop:
-        print(f"{dest}: up to date with {result.plan.source} ({s['files']} files, {human_bytes(s['bytes'])}); "
+        print(f"{dest}: up to date with {result.plan.source} ({count(s['files'], 'file')}, {human_bytes(s['bytes'])}); "
               f"nothing fetched in {s['seconds']:.2f}s")
         return
     verified = ", ".join(f"{n} by {k}" for k, n in sorted(s["verified"].items())) or "nothing"
-    print(f"{dest}: {s['fetched_files']} files fetched ({human_bytes(s['bytes_fetched'])}) in "
+    print(f"{dest}: {count(s['fetched_files'], 'file')} fetched ({human_bytes(s['bytes_fetched'])}) in "
           f"{s['seconds']:.1f}s at {s['mb_per_s']:.0f} MB/s; {s['kept_files']} unchanged; "
           f"{s['linked_files']} hard-linked; "
           f"{s['retries']} retries")
     print(f"  verified: {verified}; revision {s['revision']}")
     if s["adopted_files"]:
-        print(f"  adopted {s['adopted_files']} files found complete on disk (hashed locally, not fetched)")
+        print(f"  adopted {count(s['adopted_files'], 'file')} found complete on disk (hashed locally, not fetched)")
     basis = f" ({s['workers_basis']})" if s.get("workers_basis") else ""
     print(f"  {s['workers']} workers{basis}; layout {s['layout'] or 'none (plain files)'}")
     if s.get("direct_io_files"):
@@ -146,13 +146,14 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
     if s.get("bottleneck"):
         print(f"  bottleneck: {s['bottleneck']}")
     if s["skipped_files"]:
-        print(f"  skipped {s['skipped_files']} files ({human_bytes(s['skipped_bytes'])}) not selected")
+        print(f"  skipped {count(s['skipped_files'], 'file')} ({human_bytes(s['skipped_bytes'])}) not selected")
     if result.deleted:
-        print(f"  deleted {len(result.deleted)} files: " + ", ".join(result.deleted[:5])
+        print(f"  deleted {count(len(result.deleted), 'file')}: " + ", ".join(result.deleted[:5])
               + (", ..." if len(result.deleted) > 5 else ""))
     if s.get("excluded_on_disk_files"):
-        print(f"  note: {s['excluded_on_disk_files']} files the selection leaves out are still in {dest} "
-              f"({human_bytes(s['excluded_on_disk_bytes'])}); --delete-excluded removes them")
+        print(f"  note: {count(s['excluded_on_disk_files'], 'file')} left out by the selection "
+              f"({human_bytes(s['excluded_on_disk_bytes'])}) still in {dest}; --delete-excluded removes "
+              + ("it" if s["excluded_on_disk_files"] == 1 else "them"))
     if result.removed_partials:
         print(f"  removed {len(result.removed_partials)} stale partial files")
     for f in result.warnings:

@@ -9,7 +9,7 @@ from typing import Any
 
 from modelpvc.cli import units
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
-from modelpvc.cli.progress import human_bytes, human_seconds
+from modelpvc.cli.progress import count, human_bytes, human_seconds
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.core.models import Action, ObjectInfo
 from modelpvc.core.provenance import split_record
@@ -124,13 +124,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
-    print(f"{out['source']}: {len(out['files'])} files, {human_bytes(nbytes)} selected")
+    print(f"{out['source']}: {count(len(out['files']), 'file')}, {human_bytes(nbytes)} selected")
     for f in out["files"]:
         print(f"  copy  {f['path']:48} {human_bytes(f['size']):>10}")
     for f in out["skipped"]:
         print(f"  skip  {f['path']:48} {human_bytes(f['size']):>10}  {f['reason']}")
     if skipped:
-        print(f"  {len(skipped)} files ({human_bytes(out['skipped_bytes'])}) skipped as duplicates or excluded")
+        print(f"  {count(len(skipped), 'file')} ({human_bytes(out['skipped_bytes'])}) skipped as duplicates or "
+              "excluded")
     print(f"formats: {', '.join(out['formats']) or 'unknown'}")
     for note in plan.notes:
         print(f"  {note}")

@@ -13,6 +13,11 @@ from typing import Any, TextIO
 from modelpvc.core.events import Event, NullSink, ProgressSink
 
 
+def count(n: object, noun: str) -> str:
+    """ "1 file", "2 files": people read the summaries."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
-from modelpvc.cli.progress import human_bytes
+from modelpvc.cli.progress import count, human_bytes
 from modelpvc.core.errors import ConfigError, ExitCode
 from modelpvc.core.models import FileRecord
 from modelpvc.core.provenance import split_record
@@ -56,9 +56,9 @@ def print_report(r: VerifyReport) -> None:
     print(f"{r.directory}: {status} ({layouts}{params})")
     if r.manifest:
         print(f"  manifest: revision {r.manifest['revision']} from {r.manifest['source']}, "
-              f"{r.manifest['files']} files, {human_bytes(r.manifest['bytes'])}")
+              f"{count(r.manifest['files'], 'file')}, {human_bytes(r.manifest['bytes'])}")
     if r.deep:
-        print(f"  deep: {r.files_hashed} files ({human_bytes(r.bytes_hashed)}) re-hashed")
+        print(f"  deep: {count(r.files_hashed, 'file')} ({human_bytes(r.bytes_hashed)}) re-hashed")
     for f in r.all_findings:
         print(f"  {f.severity}: {f.path}: {f.message}")
 
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             done[0] += 1
             done[1] += rec.size
             sys.stderr.write(f"  {'hashed' if ok else 'MISMATCH'} {rec.path} ({human_bytes(rec.size)}); "
-                             f"{done[0]} files, {human_bytes(done[1])} so far\n")
+                             f"{count(done[0], 'file')}, {human_bytes(done[1])} so far\n")
 
     report = verify_directory(args.dir, deep=args.deep, require_manifest=args.require_manifest, strict=args.strict,
                               source_objects=objects, source_uri=args.source, workers=args.workers,
