@@ -102,3 +102,16 @@ def test_argo_hook_job_lands_on_the_servers_node_instead_of_hanging_on_multi_att
     _argo_sync(project, [job])
     [pod] = project.api.list("Pod", project.ns, labelSelector="job-name=hook-populate")
     assert pod["spec"]["nodeName"] == server["spec"]["nodeName"]  # preferred affinity to the predictor, taint
+
+
+def test_populate_follows_the_hook_job_argo_started(project: Project, tmp_path: Path):
+    """An Argo CD hook Job is running (here: waiting for its claim); the project admin wants to watch it.
+    `populate` with the same source and claim follows that Job instead of refusing ("still running")."""
+    m = project.model(tmp_path)
+    [job] = _render(project, m.uri, tmp_path / "gitops", "job", "--zone", "us-east-2a")
+    project.api.apply(job | {"metadata": {**job["metadata"], "namespace": project.ns}}, manager="argocd")
+    r = project.populate(m.uri, "--zone", "us-east-2a")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Job mistral-24b-populate is already running (an earlier run started it): following it" in r.stdout
+    assert "done: 8 files copied; 8 files verified" in r.stdout
+    assert project.api.get("Job", f"{PVC}-populate", project.ns) is None  # no second writer

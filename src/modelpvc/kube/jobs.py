@@ -44,6 +44,24 @@ def _args(job: o.Obj) -> list[str]:
     return [str(a) for c in job["spec"]["template"]["spec"].get("containers") or [] for a in c.get("args") or []]
 
 
+def running_twin(cluster: Cluster, job: o.Obj) -> str | None:
+    """A running Job of another name doing exactly what ``job`` would (the same arguments on the same
+    claim): an Argo CD hook named after the InferenceService, another user's populate. Follow it rather than
+    start a second writer."""
+    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    claims = _claims(job)
+    for other in cluster.list("Job", ns):
+        if other["metadata"]["name"] != name and not (o.is_true(other, "Complete") or o.is_true(other, "Failed")) \
+                and _args(other) == _args(job) and _claims(other) == claims:
+            return str(other["metadata"]["name"])
+    return None
+
+
+def _claims(job: o.Obj) -> set[str]:
+    return {v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"].get("volumes") or []
+            if v.get("persistentVolumeClaim")}
+
+
 def replace_finished(cluster: Cluster, ns: str, name: str, job: o.Obj | None = None) -> bool:
     """A finished Job of the same name is deleted (Jobs are immutable). A running one doing what ``job``
     would do (the same arguments: claim, path and source) is adopted: True, follow it instead of creating
@@ -66,7 +84,9 @@ def replace_finished(cluster: Cluster, ns: str, name: str, job: o.Obj | None = N
 def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
             pending_grace: float = PENDING_GRACE) -> JobResult:
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    if replace_finished(cluster, ns, name, job):
+    twin = running_twin(cluster, job)
+    if twin is not None or replace_finished(cluster, ns, name, job):
+        name = twin or name
         sink.emit(Event("step", {"message": f"Job {name} is already running (an earlier run started it): following "
                                             "it"}))
     else:
