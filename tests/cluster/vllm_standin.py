@@ -71,8 +71,10 @@ def _load_error(model: Path, args: argparse.Namespace) -> str | None:
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(prog="vllm serve")
     p.add_argument("--port", type=int, default=8000)
+    # vLLM's own choices (vllm/engine/arg_utils.py): a wrong value exits 2 before anything loads.
+    p.add_argument("--dtype", choices=["auto", "half", "float16", "bfloat16", "float", "float32"])
     p.add_argument("--model", default="/mnt/models")
     p.add_argument("--load-format")
     p.add_argument("--config-format")

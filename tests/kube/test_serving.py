@@ -223,6 +223,15 @@ def test_doctor_names_an_incomplete_claim_behind_a_crash_looping_server(project:
     assert "CrashLoopBackOff" in r.stderr and "model-00002-of-00002.safetensors" in r.stderr
     rc, found = project.doctor("--isvc", "m")
     assert rc == 1 and "incomplete" in found["incomplete-claim"]["title"], found
+    assert "model-00002-of-00002.safetensors" in found["incomplete-claim"]["evidence"]
+    # A crash loop with another cause is not blamed on the claim: vLLM refusing an argument.
+    project.api.delete("InferenceService", "m", project.ns)
+    wait_for("m's pods to go", lambda: not project.predictors("m"), timeout=120)
+    r = project.cli("deploy", "--name", "m2", "--pvc", "c1", "--arg=--dtype=fp17", "--skip-verify", timeout=300)
+    assert r.returncode == 6, r.stdout + r.stderr
+    rc, found = project.doctor("--isvc", "m2")
+    assert "server-arguments" in found and "incomplete-claim" not in found, found
+    assert "invalid choice: 'fp17'" in found["server-arguments"]["evidence"]
 
 
 def test_doctor_names_an_ephemeral_request_key_mismatch_missing_source_and_small_claim(project: Project,

@@ -119,13 +119,53 @@ def _isvc(cluster: Cluster, ns: str, isvc: o.Obj, uri: str, pods: list[o.Obj]) -
     crashing = [p for p in predictors if waiting_reason(p) == "CrashLoopBackOff"]
     failure = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo") or {}
     if crashing:
+        pod = crashing[0]["metadata"]["name"]
+        cause, line = crash_cause(_server_log(cluster, ns, pod))
+        evidence = f"pod {pod} is in CrashLoopBackOff; its log: {line}" if line else \
+            f"pod {pod} is in CrashLoopBackOff; {failure.get('reason', '')}: {failure.get('message', '')}"
         claim, _, path = uri.removeprefix("pvc://").partition("/")
-        out.append(Diagnosis("incomplete-claim", f"{name} cannot load its model: the claim is empty or incomplete",
-                             f"pod {crashing[0]['metadata']['name']} is in CrashLoopBackOff; "
-                             f"{failure.get('reason', '')}: {failure.get('message', '')}",
-                             f"populate it: modelpvc populate --pvc {claim} --path '{path.strip('/')}' "
-                             "--source s3://... ; deploy verifies the claim before it switches"))
+        if cause == "load" or (cause is None and not line):
+            out.append(Diagnosis("incomplete-claim", f"{name} cannot load its model: the claim is empty or "
+                                 "incomplete", evidence,
+                                 f"populate it: modelpvc populate --pvc {claim} --path '{path.strip('/')}' "
+                                 "--source s3://... ; deploy verifies the claim before it switches"))
+        elif cause == "oom":
+            out.append(Diagnosis("server-memory", f"{name}'s server runs out of GPU memory", evidence,
+                                 "lower --max-model-len or --gpu-memory-utilization, or give it more GPUs with "
+                                 "--tensor-parallel-size equal to its nvidia.com/gpu"))
+        elif cause == "args":
+            out.append(Diagnosis("server-arguments", f"{name}'s server refuses its arguments", evidence,
+                                 "fix spec.predictor.model.args (modelpvc deploy --arg=...); the claim is fine"))
+        else:
+            out.append(Diagnosis("server-crash", f"{name}'s server keeps crashing", evidence,
+                                 f"read its log: oc logs {pod} -c kserve-container -n {ns}"))
     return out
+
+
+# What a crash-looping vLLM says, by cause (its log is the only record of it; the line is quoted as evidence).
+CRASH_CAUSES = (
+    ("load", ("Failed to load model", "SafetensorError", "FileNotFoundError", "No such file",
+              "does not appear to have a file named", "Error no file named", "incomplete metadata")),
+    ("oom", ("CUDA out of memory", "OutOfMemoryError", "larger than the maximum number of tokens that can be "
+             "stored in KV cache")),
+    ("args", ("unrecognized arguments", "error: argument", "invalid choice")),
+)
+
+
+def crash_cause(lines: list[str]) -> tuple[str | None, str]:
+    """(load|oom|args|None, the line that says so, else the last line) for a crashing server's log."""
+    for line in reversed(lines):
+        for cause, marks in CRASH_CAUSES:
+            if any(m in line for m in marks):
+                return cause, line.strip()
+    return None, lines[-1].strip() if lines else ""
+
+
+def _server_log(cluster: Cluster, ns: str, pod: str) -> list[str]:
+    try:
+        return list(cluster.log(pod, ns, container="kserve-container"))[-50:]
+    except ModelpvcError:
+        return []
 
 
 def _pod(cluster: Cluster, pod: o.Obj, ns_obj: o.Obj) -> list[Diagnosis]:
