@@ -66,6 +66,11 @@ def test_argo_first_sync_completes_on_a_wait_for_first_consumer_class(project: P
     assert (project.volume_dir() / ".modelpvc" / "manifest.json").exists()
     [server] = project.predictors()
     assert server["spec"]["nodeName"] == "gpu-1"
+    # The hooks record nothing on the claim (their pods may not write to the API); doctor reads the
+    # populate hook's own summary instead of calling the served claim "not populated".
+    rc, found = project.doctor("--pvc", PVC)
+    assert "not-populated" not in found, found
+    assert rc == 0, found
 
 
 def test_a_job_applied_before_its_claim_waits_for_it_as_the_scheduler_does(project: Project, tmp_path: Path):

@@ -214,7 +214,8 @@ def _pod(cluster: Cluster, pod: o.Obj, ns_obj: o.Obj) -> list[Diagnosis]:
     return out
 
 
-def _last_error(cluster: Cluster, ns: str, job: str) -> tuple[dict[str, Any] | None, o.Obj | None]:
+def _last_record(cluster: Cluster, ns: str, job: str, event: str) -> tuple[dict[str, Any] | None, o.Obj | None]:
+    """The last ``event`` record (error, summary) the Job's newest pod logged, and that pod."""
     pods = cluster.list("Pod", ns, labels={"job-name": job})
     pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
     for p in reversed(pods):
@@ -228,10 +229,27 @@ def _last_error(cluster: Cluster, ns: str, job: str) -> tuple[dict[str, Any] | N
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(rec, dict) and rec.get("event") == "error":
+                if isinstance(rec, dict) and rec.get("event") == event:
                     return rec, p
         return None, p
     return None, None
+
+
+def _last_error(cluster: Cluster, ns: str, job: str) -> tuple[dict[str, Any] | None, o.Obj | None]:
+    return _last_record(cluster, ns, job, "error")
+
+
+def _filled_by(cluster: Cluster, ns: str, claim: str) -> str | None:
+    """A completed Job that populated ``claim`` and logged its revision (a GitOps hook records nothing on the
+    claim: its pod may not write to the API); None when none is left to tell."""
+    for job in cluster.list("Job", ns):
+        volumes = ((job.get("spec") or {}).get("template") or {}).get("spec", {}).get("volumes") or []
+        if o.is_true(job, "Complete") and any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
+                                              for v in volumes):
+            rec, _pod = _last_record(cluster, ns, job["metadata"]["name"], "summary")
+            if rec is not None and rec.get("revision"):
+                return f"Job {job['metadata']['name']} (revision {rec['revision']})"
+    return None
 
 
 def _job(cluster: Cluster, ns: str, job: o.Obj, ns_obj: o.Obj) -> list[Diagnosis]:
@@ -314,7 +332,8 @@ def _claim(cluster: Cluster, ns: str, claim: str, source_bytes: int | None) -> l
                              f"capacity {cap}" if phase == "Bound" else f"request {cap} (not bound yet)",
                              "grow the PVC or select fewer files (duplicate formats are skipped by default)"))
     ann = (pvc.get("metadata") or {}).get("annotations") or {}
-    if not any(k.startswith("modelpvc.io/revision") for k in ann) and phase == "Bound":
+    if not any(k.startswith("modelpvc.io/revision") for k in ann) and phase == "Bound" and \
+            _filled_by(cluster, ns, claim) is None:
         out.append(Diagnosis("not-populated", f"PVC {claim} has no populate record",
                              f"no {annotation_key('')} annotation", "run modelpvc populate for it"))
     return out
