@@ -47,3 +47,15 @@ def test_helps_speak_to_users_not_to_developers():
         assert any(len(x.strip()) > len(flag) + 12 for x in following), (flag, following)
     r = _run("doctor", "--help")
     assert "as JSON" in r.stdout
+
+
+def test_a_read_only_volume_is_named_as_such_not_as_a_missing_fs_group():
+    import errno
+
+    from modelpvc.store.localfs import destination_error
+
+    e = destination_error(OSError(errno.EROFS, "Read-only file system"), "/mnt/models/config.json", "writing")
+    assert "mounted read-only" in e.message and "readOnly" in (e.hint or "")
+    assert "fsGroup" not in (e.hint or "")
+    e = destination_error(OSError(errno.EACCES, "Permission denied"), "/mnt/models/config.json", "writing")
+    assert "fsGroup" in (e.hint or "")

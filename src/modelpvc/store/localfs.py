@@ -21,7 +21,13 @@ def destination_error(e: OSError, path: Path | str, doing: str) -> DestinationEr
             f"no space left on {path} while {doing}",
             hint="grow the volume (or the PVC) or free space, then re-run to resume",
         )
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if e.errno == errno.EROFS:
+        return DestinationNotWritable(
+            f"cannot write {path} while {doing}: the file system is mounted read-only",
+            hint="mount it read-write: on Kubernetes, readOnly: false on the volume mount and the claim (a "
+                 "predictor's /mnt/models is read-only on purpose: populate writes the claim, not the server)",
+        )
+    if e.errno in (errno.EACCES, errno.EPERM):
         return DestinationNotWritable(
             f"cannot write {path} while {doing}: {e.strerror}",
             hint="the directory must be writable by this user (uid "
