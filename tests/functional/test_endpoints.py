@@ -185,3 +185,10 @@ def test_an_in_cluster_name_from_a_laptop_gets_the_port_forward_hint(env, tmp_pa
                  "http://minio.model-storage.svc:9000", "--retries", "0"], env)
     assert r.returncode != 0
     assert "is a name inside the cluster" in r.stderr and "oc port-forward" in r.stderr, r.stderr
+
+
+def test_anonymous_against_a_server_that_wants_keys_says_so(s3, env, tmp_path, make_model):
+    src = make_model()
+    r = run_cli(["mirror", src.uri, str(tmp_path / "d"), "--anonymous"], env)
+    assert r.returncode in (2, 3), r.stdout + r.stderr
+    assert "this bucket is not public" in r.stderr and "AWS_ACCESS_KEY_ID" in r.stderr, r.stderr

@@ -77,7 +77,13 @@ class S3Source:
             resp = self.http.request("GET", self.uri.bucket, query=query, what=str(self.uri))
             body = _read_body(resp, str(self.uri))
             if resp.status != 200:
-                raise s3_error(resp.status, body, f"bucket {self.uri.bucket!r}")
+                err = s3_error(resp.status, body, f"bucket {self.uri.bucket!r}")
+                if resp.status in (400, 401, 403) and self.settings.credentials is None and \
+                        not self.settings.use_credential_chain:
+                    # An unsigned request to a server that wants a signature: its code varies by server.
+                    err.hint = ("the server refused an unsigned request (--anonymous): this bucket is not public; "
+                                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --credentials-dir) instead")
+                raise err
             try:
                 return ElementTree.fromstring(body)
             except ElementTree.ParseError as e:
