@@ -51,12 +51,16 @@ def test_copies_model_byte_for_byte_and_writes_manifest(make_model, env, s3, tmp
 def test_a_process_pinned_to_one_cpu_says_so_in_its_summary(make_model, env, tmp_path):
     src = make_model()
     r = subprocess.run(
-        ["taskset", "-c", "0", sys.executable, "-m", "modelpvc", "mirror", src.uri, str(tmp_path / "pvc")],
+        ["taskset", "-c", "0", sys.executable, "-m", "modelpvc", "mirror", src.uri, str(tmp_path / "pvc"), "-v"],
         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert "4 workers (1 CPU usable: affinity 1; override with --workers)" in r.stdout
-    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc2"), "--workers", "3"], env)
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc2"), "--workers", "3", "-v"], env)
     assert "3 workers (--workers)" in r.stdout
+    # Without -v the summary says what a user needs, not how the copy ran.
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc3")], env)
+    assert r.returncode == 0 and "verified:" in r.stdout
+    assert "workers" not in r.stdout and "bottleneck" not in r.stdout and "O_DIRECT" not in r.stdout
 
 
 def test_rerun_on_complete_destination_fetches_nothing(make_model, env, proxy: FaultProxy, tmp_path):
@@ -355,7 +359,7 @@ def test_shards_copy_disjoint_shares_concurrently_and_a_final_run_adopts_them(ma
 def test_summary_names_a_slow_source_as_the_bottleneck(make_model, env, proxy, tmp_path):
     src = make_model()
     proxy.reset(Faults(rate=20e6))
-    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--progress", "json"],
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--progress", "json", "-v"],
                 {**env, "AWS_ENDPOINT_URL": proxy.endpoint})
     assert r.returncode == 0, r.stderr
     assert summary(r.stderr)["bottleneck"].startswith("source or network")
@@ -385,7 +389,7 @@ def test_summary_names_a_slow_disk_as_the_bottleneck(make_model, env, tmp_path):
     # One GET per shard: each worker streams 64 MiB through its ring of three 8 MiB buffers and waits for
     # five of them (a worker's wait for its last writes, after its last range, is nobody's time).
     r = subprocess.run([sys.executable, "-c", SLOW_DISK, "mirror", src.uri, str(dest), "--progress", "json",
-                        "--part-size", "0"],
+                        "--part-size", "0", "-v"],
                        env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert same_tree(src.dir, dest) == []

@@ -89,7 +89,7 @@ def test_large_files_are_written_around_the_page_cache_and_land_byte_exact(make_
     src = make_model(ModelSpec(total_bytes=48 * 1024 * 1024, shards=2))
     for extra, dest in (([], tmp_path / "direct"), (["--buffered-io"], tmp_path / "buffered")):
         r = run_cli(["mirror", src.uri, str(dest), "--part-size", "1", "--workers", "6", "--progress", "json",
-                     *extra], env)
+                     "-v", *extra], env)
         assert r.returncode == 0, r.stderr
         assert same_tree(src.dir, dest) == []
         s = next(x for x in map(json.loads, r.stderr.splitlines()) if x.get("event") == "summary")

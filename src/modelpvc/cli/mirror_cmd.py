@@ -121,7 +121,21 @@ def print_plan(plan: Plan) -> None:
           f"({human_bytes(s['skip']['bytes'])}), {s['delete']['files']} to delete")
 
 
-def print_summary(result: MirrorResult, dest: Path) -> None:
+def _print_internals(s: dict[str, Any]) -> None:
+    basis = f" ({s['workers_basis']})" if s.get("workers_basis") else ""
+    print(f"  {s['workers']} workers{basis}")
+    if s.get("direct_io_files"):
+        print(f"  {s['direct_io_files']} large files written with O_DIRECT (around the page cache)")
+    if s.get("bytes_hashed_again") and s["bytes_fetched"]:
+        share = 100 * s["bytes_hashed_again"] / s["bytes_fetched"]
+        print(f"  {human_bytes(s['bytes_hashed_again'])} ({share:.0f} %) hashed from the file, not as it arrived "
+              "(ranges out of order or resumed): a second read")
+    if s.get("bottleneck"):
+        print(f"  bottleneck: {s['bottleneck']}")
+
+
+def print_summary(result: MirrorResult, dest: Path, verbose: bool = False) -> None:
+    """What a user needs; how the copy ran (workers, direct I/O, second reads, bottleneck) with -v."""
     s = result.summary()
     if result.noop:
         print(f"{dest}: up to date with {result.plan.source} ({count(s['files'], 'file')}, {human_bytes(s['bytes'])}); "
@@ -135,16 +149,9 @@ def print_summary(result: MirrorResult, dest: Path) -> None:
     print(f"  verified: {verified}; revision {s['revision']}")
     if s["adopted_files"]:
         print(f"  adopted {count(s['adopted_files'], 'file')} found complete on disk (hashed locally, not fetched)")
-    basis = f" ({s['workers_basis']})" if s.get("workers_basis") else ""
-    print(f"  {s['workers']} workers{basis}; layout {s['layout'] or 'none (plain files)'}")
-    if s.get("direct_io_files"):
-        print(f"  {s['direct_io_files']} large files written with O_DIRECT (around the page cache)")
-    if s.get("bytes_hashed_again") and s["bytes_fetched"]:
-        share = 100 * s["bytes_hashed_again"] / s["bytes_fetched"]
-        print(f"  {human_bytes(s['bytes_hashed_again'])} ({share:.0f} %) hashed from the file, not as it arrived "
-              "(ranges out of order or resumed): a second read")
-    if s.get("bottleneck"):
-        print(f"  bottleneck: {s['bottleneck']}")
+    print(f"  layout {s['layout'] or 'none (plain files)'}")
+    if verbose:
+        _print_internals(s)
     if s["skipped_files"]:
         print(f"  skipped {count(s['skipped_files'], 'file')} ({human_bytes(s['skipped_bytes'])}) not selected")
     if result.deleted:
@@ -231,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     if json_mode:
         write_summary_record(result.summary())
     if not args.quiet:
-        print_summary(result, args.dest)
+        print_summary(result, args.dest, args.verbose)
     if result.plan.of(Action.SKIP) and args.verbose:
         for op in result.plan.of(Action.SKIP):
             print(f"  skipped {op.rel}: {op.reason}")
