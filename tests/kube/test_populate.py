@@ -148,20 +148,20 @@ def test_a_running_populate_job_can_be_left_and_followed_again(project: Project,
 
 def test_populate_parallel_splits_files_across_an_indexed_job_on_rwx(project: Project, tmp_path: Path):
     m = project.model(tmp_path, spec=ModelSpec(total_bytes=24 * 1024 * 1024, shards=4))
-    _claim(project, "shared", mode="ReadWriteMany")
-    r = project.cli("populate", "--pvc", "shared", "--source", m.uri, "--secret", SECRET, "--parallel", "3",
+    _claim(project, "rwx", mode="ReadWriteMany")
+    r = project.cli("populate", "--pvc", "rwx", "--source", m.uri, "--secret", SECRET, "--parallel", "3",
                     "--zone", "us-east-2b", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "✓ PVC shared is ReadWriteMany: 3 pods can write it at once" in r.stdout
+    assert "✓ PVC rwx is ReadWriteMany: 3 pods can write it at once" in r.stdout
     assert "3/3 shards done" in r.stdout
-    job = project.api.get("Job", "shared-populate-parallel", project.ns)
+    job = project.api.get("Job", "rwx-populate-parallel", project.ns)
     assert job is not None and job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 3
-    pods = project.api.list("Pod", project.ns, labelSelector="job-name=shared-populate-parallel")
+    pods = project.api.list("Pod", project.ns, labelSelector="job-name=rwx-populate-parallel")
     assert len(pods) == 3
     # The final run adopted every shard: it fetched nothing and wrote the whole manifest.
     assert "copied 0 files (0 B), 10 unchanged" in r.stdout
-    assert same_tree(m.dir, project.volume_dir("shared")) == []
-    assert (project.volume_dir("shared") / ".modelpvc" / "manifest.json").exists()
+    assert same_tree(m.dir, project.volume_dir("rwx")) == []
+    assert (project.volume_dir("rwx") / ".modelpvc" / "manifest.json").exists()
 
 
 def test_populate_parallel_refuses_an_rwo_claim(project: Project, tmp_path: Path):

@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from modelpvc.model.synthetic import same_tree
+from tests.cluster.api import Obj
 from tests.cluster.local import MINIO_SERVICE
 from tests.cluster.storage import wait_for
 from tests.conftest import run_cli
-from tests.kube.conftest import PVC, REFERENCE, SECRET, Project, ready, with_gpus
+from tests.kube.conftest import PVC, REFERENCE, SECRET, Model, Project, ready, with_gpus
 
 pytestmark = pytest.mark.kube
 
@@ -46,17 +47,23 @@ def test_without_the_serving_zone_the_volume_lands_elsewhere_and_deploy_says_why
     assert "populate --zone" in found["unschedulable"]["fix"]
 
 
-def test_update_refuses_before_changing_anything_when_the_server_uses_every_gpu_of_its_node(project: Project,
-                                                                                           tmp_path: Path):
-    """Run by a platform engineer who may read nodes and every namespace's pods: the room check counts them
-    and refuses before anything changes (a project admin gets the surge and the switch back instead)."""
+def _served_then_changed(project: Project, tmp_path: Path, generation_config: str) -> tuple[Model, Obj]:
+    """The reference served from a populated claim, then a new file at the source; and the live object."""
     m = project.model(tmp_path)
     project.serving_prerequisites()
     assert project.populate(m.uri, "--isvc-base", str(REFERENCE)).returncode == 0
     assert project.deploy().returncode == 0
     before = project.isvc()
-    (m.dir / "generation_config.json").write_text('{"temperature": 0.3}')
+    (m.dir / "generation_config.json").write_text(generation_config)
     m.publish()
+    return m, before
+
+
+def test_update_refuses_before_changing_anything_when_the_server_uses_every_gpu_of_its_node(project: Project,
+                                                                                           tmp_path: Path):
+    """Run by a platform engineer who may read nodes and every namespace's pods: the room check counts them
+    and refuses before anything changes (a project admin gets the surge and the switch back instead)."""
+    _m, before = _served_then_changed(project, tmp_path, '{"temperature": 0.3}')
     jobs_before = {j["metadata"]["name"] for j in project.api.list("Job", project.ns)}
     admin = {"KUBECONFIG": str(project.cluster.kubeconfig(tmp_path / "admin", admin=True, namespace=project.ns))}
     r = project.cli("update", "--name", "mistral-24b", env=admin)
@@ -72,13 +79,7 @@ def test_update_refuses_before_changing_anything_when_the_server_uses_every_gpu_
 
 
 def test_stop_the_world_update_restores_the_users_object_exactly(project: Project, tmp_path: Path):
-    m = project.model(tmp_path)
-    project.serving_prerequisites()
-    assert project.populate(m.uri, "--isvc-base", str(REFERENCE)).returncode == 0
-    assert project.deploy().returncode == 0
-    before = project.isvc()
-    (m.dir / "generation_config.json").write_text('{"temperature": 0.4}')
-    m.publish()
+    m, before = _served_then_changed(project, tmp_path, '{"temperature": 0.4}')
     r = project.cli("update", "--name", "mistral-24b", "--stop-the-world", timeout=420)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "stop-the-world" in r.stdout and "recreated as it was" in r.stdout
