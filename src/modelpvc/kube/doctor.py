@@ -78,12 +78,9 @@ def diagnose(cluster: Cluster, namespace: str, isvc: str | None = None, pvc: str
     jobs = cluster.list("Job", namespace)
     if isvc_obj is not None:
         # About that InferenceService: its pods, and the pods and Jobs that use its claim.
-        def related(spec: o.Obj) -> bool:
-            return any((v.get("persistentVolumeClaim") or {}).get("claimName") in claims
-                       for v in spec.get("volumes") or [])
         pods = [p for p in pods if (p["metadata"].get("labels") or {}).get(PREDICTOR_LABEL) == isvc
-                or related(p.get("spec") or {})]
-        jobs = [j for j in jobs if related(((j.get("spec") or {}).get("template") or {}).get("spec") or {})]
+                or o.claim_names(p.get("spec") or {}) & claims]
+        jobs = [j for j in jobs if o.claim_names(o.template_spec(j)) & claims]
     for p in pods:
         out += _pod(cluster, p, ns_obj)
     for job in jobs:
@@ -243,9 +240,7 @@ def _filled_by(cluster: Cluster, ns: str, claim: str) -> str | None:
     """A completed Job that populated ``claim`` and logged its revision (a GitOps hook records nothing on the
     claim: its pod may not write to the API); None when none is left to tell."""
     for job in cluster.list("Job", ns):
-        volumes = ((job.get("spec") or {}).get("template") or {}).get("spec", {}).get("volumes") or []
-        if o.is_true(job, "Complete") and any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
-                                              for v in volumes):
+        if o.is_true(job, "Complete") and claim in o.claim_names(o.template_spec(job)):
             rec, _pod = _last_record(cluster, ns, job["metadata"]["name"], "summary")
             if rec is not None and rec.get("revision"):
                 return f"Job {job['metadata']['name']} (revision {rec['revision']})"

@@ -49,17 +49,12 @@ def running_twin(cluster: Cluster, job: o.Obj) -> str | None:
     claim): an Argo CD hook named after the InferenceService, another user's populate. Follow it rather than
     start a second writer."""
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    claims = _claims(job)
+    claims = o.claim_names(o.template_spec(job))
     for other in cluster.list("Job", ns):
         if other["metadata"]["name"] != name and not (o.is_true(other, "Complete") or o.is_true(other, "Failed")) \
-                and _args(other) == _args(job) and _claims(other) == claims:
+                and _args(other) == _args(job) and o.claim_names(o.template_spec(other)) == claims:
             return str(other["metadata"]["name"])
     return None
-
-
-def _claims(job: o.Obj) -> set[str]:
-    return {v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"].get("volumes") or []
-            if v.get("persistentVolumeClaim")}
 
 
 def replace_finished(cluster: Cluster, ns: str, name: str, job: o.Obj | None = None) -> bool:

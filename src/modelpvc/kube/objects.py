@@ -33,11 +33,22 @@ def is_true(obj: Obj, ctype: str) -> bool:
     return conditions(obj).get(ctype, {}).get("status") == "True"
 
 
+def claim_names(pod_spec: Obj) -> set[str]:
+    """The claims a pod spec (a pod's, or a Job's template's) mounts."""
+    return {str(v["persistentVolumeClaim"]["claimName"]) for v in pod_spec.get("volumes") or []
+            if (v.get("persistentVolumeClaim") or {}).get("claimName")}
+
+
+def template_spec(job: Obj) -> Obj:
+    """The pod spec of a Job's template."""
+    spec: Obj = (((job.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    return spec
+
+
 def pods_using_claim(pods: list[Obj], claim: str) -> list[Obj]:
     """Pods that hold ``claim`` now: mounted and not finished (there is no field selector for this)."""
     return [p for p in pods if (p.get("status") or {}).get("phase") not in TERMINAL
-            and any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
-                    for v in (p.get("spec") or {}).get("volumes") or [])]
+            and claim in claim_names(p.get("spec") or {})]
 
 
 def secret_values(secret: Obj) -> dict[str, str]:
