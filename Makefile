@@ -8,7 +8,7 @@ TOOLS := .tools/bin
 # The servers `make tools` builds are found on PATH by the tests, the demo and the cluster.
 export PATH := $(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: install tools demo test lint typecheck unit bench clean cluster cluster-down
+.PHONY: install tools loaders demo test lint typecheck unit bench clean cluster cluster-down
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ $(TOOLS)/minio: tools/minio/go.mod tools/minio/go.sum tools/build
 $(TOOLS)/kserve-manager: tools/kserve/go.mod tools/kserve/go.sum tools/build
 	tools/build kserve
 
+# The real loaders (torch, transformers, peft, safetensors) for tests/loaders, in an environment of their
+# own outside the checkout (several GB; reused by every clone on this machine until the pins change).
+loaders:
+	$(PYTHON) -m tests.loaders.env
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -47,7 +52,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck tools
+test: lint typecheck tools loaders
 	$(BIN)/python -m pytest -q
 
 bench: install

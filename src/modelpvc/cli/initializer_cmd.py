@@ -120,13 +120,13 @@ def run(args: argparse.Namespace) -> int:
             multipart_threshold=32 * MiB, space_limit=space_limit(os.environ),
             space_hint=PVC_ADVICE.format(uri=uri))
         source, objects, single = listing(uri, s3)
-        select = make_selector(os.environ.get("MODELPVC_SELECT", "auto"), [], [],
-                               os.environ.get("MODELPVC_FOR", "vllm"))
+        loader = os.environ.get("MODELPVC_FOR", "vllm")
+        select = make_selector(os.environ.get("MODELPVC_SELECT", "auto"), [], [], loader)
         sink = JsonLines(interval=5.0)
         try:
             with stop_on_signals() as stop:
                 # One object named exactly is a file (a .gguf, a .joblib), not a model directory to check.
-                check = None if single else structure_checker(False)
+                check = None if single else structure_checker(False, loader)
                 result = mirror(MirrorRequest(source, Path(dest), s3, settings, select=select,
                                               structure_check=check, objects=objects),
                                 sink=sink, stop=stop)

@@ -184,7 +184,7 @@ def parse_shard(text: str | None, delete_excluded: bool = False) -> tuple[int, i
     return i, n
 
 
-def structure_checker(strict: bool) -> StructureCheck:
+def structure_checker(strict: bool, loader: str) -> StructureCheck:
     """The model layer's structural check, run before the manifest: a model that would not load is not
     published; warnings (metadata loaders tolerate) are recorded in the manifest and printed."""
 
@@ -192,7 +192,7 @@ def structure_checker(strict: bool) -> StructureCheck:
         # Imported here: a no-op re-run never checks, and its start-up budget is 0.3 s (decisions §14).
         from modelpvc.model.layout import check_directory
 
-        report = check_directory(dest, names)
+        report = check_directory(dest, names, loader)
         errors = report.errors_for(strict)
         if errors:
             first = "; ".join(f"{f.path}: {f.message}" for f in errors[:3])
@@ -224,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
                 wait_for_record(source, args.wait_for_import, sink)
             req = MirrorRequest(source, args.dest, s3, settings,
                                 select=make_selector(args.select, args.include, args.exclude, args.loader),
-                                structure_check=None if args.no_structure_check else structure_checker(args.strict),
+                                structure_check=None if args.no_structure_check
+                                else structure_checker(args.strict, args.loader),
                                 link_dest=args.link_dest, shard=parse_shard(args.shard, args.delete_excluded))
             result = mirror(req, sink=sink, stop=stop)
     finally:

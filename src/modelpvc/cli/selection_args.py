@@ -14,8 +14,13 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto (default): copy the one weight copy the serving loader reads and every non-weight "
                         "file; skip duplicate copies (original/, consolidated*.safetensors beside HF shards, .bin "
                         "beside .safetensors, GGUF) and training state; all: copy everything")
-    g.add_argument("--for", dest="loader", choices=["vllm", "vllm-mistral"], default="vllm",
-                   help="the loader that will serve it: vllm (default: HF safetensors first) or vllm-mistral "
-                        "(--load-format mistral: consolidated*.safetensors, params.json, tekken.json)")
+    add_loader_argument(g)
     g.add_argument("--include", action="append", default=[], metavar="GLOB", help="copy only matching paths")
     g.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave matching paths out")
+
+
+def add_loader_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--for", dest="loader", choices=["vllm", "vllm-mistral"], default="vllm",
+                   help="the loader that will serve it: vllm (default: HF safetensors first) or vllm-mistral "
+                        "(--load-format mistral: consolidated*.safetensors, params.json, tekken.json); a problem "
+                        "in weights it does not read is a warning")

@@ -11,6 +11,7 @@ from typing import Any
 
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.progress import count, human_bytes
+from modelpvc.cli.selection_args import add_loader_argument
 from modelpvc.core.errors import ConfigError, ExitCode
 from modelpvc.core.models import FileRecord
 from modelpvc.core.provenance import split_record
@@ -43,6 +44,7 @@ def register(sub: Any) -> None:
                    help="fail on warnings too (metadata loaders tolerate: total_size, unindexed shards, ...)")
     p.add_argument("--plain-files", action="store_true",
                    help="DIR holds plain files, not a model: check them against the manifest only")
+    add_loader_argument(p)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--workers", type=int, default=4, help="parallel hashing for --deep (default 4)")
     add_s3_arguments(p)
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                              f"{count(done[0], 'file')}, {human_bytes(done[1])} so far\n")
 
     report = verify_directory(args.dir, deep=args.deep, require_manifest=args.require_manifest, strict=args.strict,
-                              source_objects=objects, source_uri=args.source, workers=args.workers,
+                              loader=args.loader, source_objects=objects, source_uri=args.source, workers=args.workers,
                               on_hashed=progress)
     report.structure.findings = [_no_model(f, args.plain_files) if f.code == NOT_A_MODEL else f
                                  for f in report.structure.findings]

@@ -4,12 +4,17 @@ Findings have a severity, decided by what loaders do with the same input:
 
 * **error**: loading fails or the copy is not the model: a file the index names is missing, a
   safetensors header that does not parse or breaks the format's rules, a file length that disagrees
-  with its header, a config that does not parse, no weights where a model was recognised.
-* **warning**: metadata that transformers and vLLM tolerate: ``total_size`` absent or wrong, index
-  ``metadata`` absent, an index entry whose tensor is in no shard (huggingface_hub #4725: loaders read
-  the tensors the shards hold), a shard the index does not name (vLLM skips it), no tokenizer (the server
-  may be given one). ``verify --strict`` makes them errors.
+  with its header, a config that does not parse, an index without ``metadata`` (transformers needs the
+  object), no weights where a model was recognised.
+* **warning**: metadata that transformers and vLLM tolerate: ``total_size`` absent or wrong, an index
+  entry whose tensor is in no shard (huggingface_hub #4725: loaders read the tensors the shards hold), a
+  shard the index does not name (vLLM skips it), no tokenizer (the server may be given one).
+  ``verify --strict`` makes them errors.
 * **info**: not a model (no weights, no model config): the files are plain files.
+
+Severity follows the loader: an error in a weight set the loader does not read (a broken ``.bin`` or
+``original/consolidated.pth`` beside the safetensors it reads, copied by ``--select all``) cannot stop it
+loading, so it is a warning that names the set read instead.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelpvc.model import gguf, safetensors
+from modelpvc.model import gguf, safetensors, select
 from modelpvc.model import weights as w
 from modelpvc.model.findings import Finding
 
@@ -86,11 +91,27 @@ class _Dir:
             return None
 
 
-def check_directory(root: Path, names: list[str] | None = None) -> StructureReport:
+def check_directory(root: Path, names: list[str] | None = None, loader: str = "vllm") -> StructureReport:
     """Structural checks of a model directory; reads headers and small JSON files only."""
     if names is None:
         names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                        if p.is_file() and ".modelpvc" not in p.relative_to(root).parts)
+    r = _check(root, names)
+    read = select.read_set(names, loader)
+    if read is not None:
+        r.findings = [_unread(f, read) for f in r.findings]
+    return r
+
+
+def _unread(f: Finding, read: str) -> Finding:
+    """An error in a weight set the loader does not read, as the warning it is for that loader."""
+    other = w.classify(f.path)
+    if f.severity != "error" or other not in w.WEIGHT_SETS or other == read:
+        return f
+    return Finding(f.path, f.code, f"{f.message} (not read: the loader reads the {read} weights)", "warning")
+
+
+def _check(root: Path, names: list[str]) -> StructureReport:
     d = _Dir(root, names)
     sets = w.weight_sets(names)
     r = StructureReport(layouts=detect_layouts(names))
@@ -221,7 +242,14 @@ def _total_size(d: _Dir, r: StructureReport, index: dict[str, Any], index_name: 
                 headers: dict[str, safetensors.Header]) -> None:
     meta = index.get("metadata")
     if not isinstance(meta, dict):
-        r.add(index_name, "no-metadata", f"{index_name} has no metadata (loaders do not need it)", "warning")
+        # transformers reads an HF index's "metadata" unconditionally (utils/hub.py, get_checkpoint_shard_files);
+        # vLLM, the one reader of a Mistral-native index, reads only its weight_map.
+        if index_name == ST_INDEX:
+            r.add(index_name, "no-metadata", f"{index_name} has no \"metadata\" object: transformers' "
+                                             "from_pretrained fails on it (vLLM reads only weight_map); add "
+                                             "\"metadata\": {}")
+        else:
+            r.add(index_name, "no-metadata", f"{index_name} has no metadata (vLLM does not need it)", "warning")
         return
     declared = meta.get("total_size")
     if declared is None:

@@ -12,10 +12,11 @@ from modelpvc.model.findings import Finding
 
 # Bits per element, as the format's reference implementation defines them (safetensors Dtype::bitsize);
 # sub-byte types pack their elements, so a span is elements x bits / 8.
+# Every dtype the safetensors library (0.8) accepts; it refuses a header naming any other.
 DTYPE_BITS = {
     "BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
-    "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64,
-    "I64": 64, "U64": 64,
+    "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32,
+    "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
 }
 # The format caps the header at 100 MB; anything larger is hostile or corrupt and is not read.
 MAX_HEADER = 100 * 1000 * 1000
@@ -94,15 +95,15 @@ def read_header(read_at: ReadAt, file_size: int) -> Header:
 def check(path: str, h: Header, file_size: int) -> list[Finding]:
     """What the safetensors library checks when it opens a file (safetensors/src/tensor.rs, ``validate``
     and ``deserialize``): every span equal to shape x dtype size, spans contiguous from 0 with no hole or
-    overlap, and the file exactly as long as the header says. Any of these makes loading fail: errors.
-    A dtype newer than our table is a warning: the span cannot be checked, but the loader may know it."""
+    overlap, and the file exactly as long as the header says, every dtype one it knows. Any of these makes
+    loading fail: errors."""
     out: list[Finding] = []
     pos = 0
     for t in sorted(h.tensors, key=lambda t: (t.start, t.end)):
         bits = DTYPE_BITS.get(t.dtype)
         if bits is None:
-            out.append(Finding(path, "unknown-dtype", f"tensor {t.name} has dtype {t.dtype}, unknown to this "
-                                                      "version of modelpvc: its size was not checked", "warning"))
+            out.append(Finding(path, "unknown-dtype", f"tensor {t.name} has dtype {t.dtype}, which the safetensors "
+                                                      "library does not know: loaders refuse the file"))
         elif t.elements * bits != 8 * (t.end - t.start):
             out.append(Finding(path, "shape-mismatch", f"tensor {t.name}: shape {list(t.shape)} x {t.dtype} is "
                                                        f"{t.elements * bits / 8:g} bytes but its span is "

@@ -49,25 +49,31 @@ def loader_from_args(args: Sequence[str]) -> str:
     return "vllm"
 
 
-def choose(names: list[str], loader: str = "vllm") -> Selection:
-    """The weight set to keep and the files to leave out, with reasons."""
+def read_set(names: list[str], loader: str = "vllm") -> str | None:
+    """The full-model weight set the loader reads from these files (None: no model weights)."""
     if loader not in LOADERS:
         raise ValueError(f"unknown loader {loader!r}")
+    sets = w.weight_sets(names)
+    return next((s for s in LOADERS[loader] if s in sets), None) if w.described(names) else None
+
+
+def choose(names: list[str], loader: str = "vllm") -> Selection:
+    """The weight set to keep and the files to leave out, with reasons."""
+    chosen = read_set(names, loader)
     sets = w.weight_sets(names)
     sel = Selection()
     for rel in sets.get(w.TRAINING_STATE, []):
         sel.skips[rel] = "training state (checkpoints, optimizer, scheduler): not read for serving"
-    candidates = [s for s in LOADERS[loader] if s in sets] if w.described(names) else []
+    candidates = [s for s in LOADERS[loader] if s in sets] if chosen else []
     if w.PEFT_ADAPTER in sets:
         sel.layout = w.PEFT_ADAPTER
         sel.notes.append("a PEFT/LoRA adapter: adapter_config.json and its weights are kept; serve it on its "
                          "base model (vLLM --enable-lora)")
-    if not candidates:
+    if chosen is None:
         if not sel.layout:
             sel.notes.append("no model weights recognised (weights need a config.json, params.json or an index): "
                              "every file is copied as is")
         return sel
-    chosen = candidates[0]
     sel.layout = sel.layout or chosen
     sel.notes.append(f"layout {chosen}: {_WHY[chosen]}")
     if loader == "vllm-mistral" and chosen != w.MISTRAL_NATIVE:

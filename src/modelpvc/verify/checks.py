@@ -17,15 +17,16 @@ from modelpvc.verify.report import VerifyReport
 
 
 def verify_directory(root: Path, *, deep: bool = False, require_manifest: bool = False, strict: bool = False,
-                     source_objects: list[ObjectInfo] | None = None, source_uri: str | None = None,
-                     workers: int = 4, on_hashed: Callable[[FileRecord, bool], None] | None = None) -> VerifyReport:
+                     loader: str = "vllm", source_objects: list[ObjectInfo] | None = None,
+                     source_uri: str | None = None, workers: int = 4,
+                     on_hashed: Callable[[FileRecord, bool], None] | None = None) -> VerifyReport:
     """Structure, manifest, optionally every digest (``on_hashed`` is told as each file finishes) and the
     source. A deep check of 100 GB takes minutes; the callback lets a caller show progress."""
     dest = Destination(root)
     scan = dest.scan()
     names = sorted(scan.files)
     manifest = dest.read_manifest()
-    report = VerifyReport(directory=str(root), structure=check_directory(root, names), deep=deep,
+    report = VerifyReport(directory=str(root), structure=check_directory(root, names, loader), deep=deep,
                           source=source_uri, strict=strict)
     for p in sorted(scan.partials):
         report.findings.append(Finding(p + ".partial", "partial",
