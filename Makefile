@@ -55,7 +55,7 @@ typecheck: install
 test: lint typecheck tools loaders
 	$(BIN)/python -m pytest -q
 
-bench: install
+bench: install $(TOOLS)/minio
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -1,8 +1,8 @@
 """Side-by-side benchmark: modelpvc against s5cmd, rclone, aws s3 sync and KServe's storage initializer.
 
-Same loopback S3 server (rclone serve s3), same synthetic files, each tool into an empty directory with
-the source warm in the page cache, wall time including a final `sync`, CPU and peak RSS of the tool's
-process tree (wait4), every result compared byte for byte with the source.
+Same loopback S3 servers (rclone serve s3, then MinIO: bench/minio.py), same synthetic files, each tool
+into an empty directory with the source warm in the page cache, wall time including a final `sync`, CPU
+and peak RSS of the tool's process tree (wait4), every result compared byte for byte with the source.
 
     make bench                      # 8 GB model + 2,000 x 64 KiB
     make bench BENCH_ARGS="--size-gb 2 --small-count 500 --tools modelpvc,s5cmd"
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import checksums
 import imports
 import limits
+import minio
 
 BIN = Path(sys.executable).parent
 
@@ -206,7 +207,7 @@ def kill_and_resume(srv: RcloneS3, env: dict[str, str], prefix: str, work: Path)
     return frac, refetched, total
 
 
-LABELS = {"modelpvc": "modelpvc (verified: MD5 ETags)", "rclone": "rclone copy (verifies MD5)",
+LABELS = {"modelpvc": "modelpvc (verified: stored CRC, else MD5 ETags)", "rclone": "rclone copy (verifies MD5)",
           "kserve storage": "KServe storage initializer (no check)", "s5cmd": "s5cmd cp (no check)",
           "aws s3 sync": "aws s3 sync (no check)",
           "modelpvc as initializer": "modelpvc as KServe's storage initializer (verified)",
@@ -268,10 +269,30 @@ def targets(results: list[Result], md5_cpu_per_gb: float, noop: dict[str, float]
         rows.append(("no-op re-run <= 0.3 s", f"{noop['modelpvc']:.2f} s", noop["modelpvc"] <= 0.3))
     if resumed >= 0:
         rows.append(("resume after SIGKILL at 50 % fetches <= 55 %", f"{100 * resumed:.0f} %", resumed <= 0.55))
-    sm, ss = get("small", "modelpvc"), get("small", "s5cmd")
-    if sm and ss:
-        rows.append(("2,000 x 64 KiB: <= 1.2x s5cmd (sync included)", f"{sm.wall / ss.wall:.2f}x",
-                     sm.wall <= 1.2 * ss.wall))
+    for ds in ("small", "minio small"):
+        sm, ss = get(ds, "modelpvc"), get(ds, "s5cmd")
+        if sm and ss:
+            rows.append((f"{ds}: 2,000 x 64 KiB <= 1.0x s5cmd (sync included)", f"{sm.wall / ss.wall:.2f}x",
+                         sm.wall <= ss.wall))
+    c, csz, cs5 = get("minio crc64nvme", "modelpvc"), get("minio crc64nvme", "modelpvc --verify size"), \
+        get("minio crc64nvme", "s5cmd")
+    if c and csz:
+        rows.append(("MinIO CRC64NVME: verified wall <= 1.05x --verify size", f"{c.wall / csz.wall:.2f}x",
+                     c.wall <= 1.05 * csz.wall))
+        extra = (c.cpu - csz.cpu) / c.gb
+        rows.append(("MinIO CRC64NVME: verified CPU <= --verify size + 0.2 CPU-s/GB", f"+{extra:.2f} CPU-s/GB",
+                     extra <= 0.2))
+    if c and cs5:
+        rows.append(("MinIO CRC64NVME: verified wall <= 0.6x s5cmd", f"{c.wall / cs5.wall:.2f}x",
+                     c.wall <= 0.6 * cs5.wall))
+    lims = [r.wall for r in results if r.dataset == "minio crc64nvme" and r.rc == -1]
+    if c and lims:
+        ratio = c.wall / max(lims)
+        rows.append(("MinIO CRC64NVME: verified wall <= 1.3x the slower limit", f"{ratio:.2f}x", ratio <= 1.3))
+    m5, r5 = get("minio md5", "modelpvc"), get("minio md5", "rclone")
+    if m5 and r5:
+        rows.append(("MinIO MD5-only: verified wall <= 0.8x rclone's verified copy", f"{m5.wall / r5.wall:.2f}x",
+                     m5.wall <= 0.8 * r5.wall))
     imp = {t: (w, r) for _d, t, w, _c, r, _ok in import_rows}
     if "modelpvc import" in imp and "s5cmd cp (upload)" in imp:
         ratio = imp["modelpvc import"][0] / imp["s5cmd cp (upload)"][0]
@@ -304,6 +325,7 @@ def main() -> int:
     ap.add_argument("--imports-only", action="store_true", help="only the import rows")
     ap.add_argument("--import-gb", type=float, default=2.0,
                     help="size of the model the fake Hub serves for the import rows (0: no import rows)")
+    ap.add_argument("--no-minio", action="store_true", help="only rclone serve s3 (MinIO needs `make tools`)")
     ap.add_argument("--checksum-gb", type=float, default=1.0,
                     help="size of the checksummed model served by moto (in memory: keep it small)")
     args = ap.parse_args()
@@ -388,6 +410,11 @@ def main() -> int:
             print("imports ...", file=sys.stderr)
             import_rows = imports.local_upload(srv, env, model_dir, root, run_measured, args.repeat)
             import_rows += imports.hub_upload(srv, env, hub_dir, root, run_measured, args.repeat)
+    if not args.no_minio and not args.imports_only:
+        print("MinIO ...", file=sys.stderr)
+        sources = {"model": model_dir, **({"small": small_dir} if args.small_count else {})}
+        tag = f"{want}-{args.shards}-{args.small_count}-{args.small_kib}"
+        results += minio.run(args.workdir, sources, tag, tools, args.repeat, bench_copy, limits, Result)
     if not args.skip_extras and args.checksum_gb > 0 and not args.imports_only:
         ck_dir = args.workdir / "cksum-model"
         ck_marker = args.workdir / f"cksum-{args.checksum_gb}.ok"
