@@ -59,3 +59,27 @@ def test_a_read_only_volume_is_named_as_such_not_as_a_missing_fs_group():
     assert "fsGroup" not in (e.hint or "")
     e = destination_error(OSError(errno.EACCES, "Permission denied"), "/mnt/models/config.json", "writing")
     assert "fsGroup" in (e.hint or "")
+
+
+def test_verify_during_a_live_mirror_says_a_copy_is_in_progress(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "model.safetensors.partial").write_bytes(b"\0" * 64)
+    r = _run("verify", str(tmp_path))
+    assert r.returncode == 5
+    assert "a copy was interrupted: re-run the mirror" in r.stdout + r.stderr
+    # Another process holds the destination's lock, as a running `mirror` does.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from modelpvc.store.localfs import DestinationLock; "
+         "lock = DestinationLock(Path(sys.argv[1])).__enter__(); print('held', flush=True); time.sleep(60)",
+         str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        r = _run("verify", str(tmp_path))
+        assert r.returncode == 5
+        out = r.stdout + r.stderr
+        assert f"a copy is in progress (modelpvc pid {holder.pid} is writing this directory)" in out, out
+        assert "interrupted" not in out
+    finally:
+        holder.kill()
+        holder.wait()

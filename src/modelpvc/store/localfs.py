@@ -114,6 +114,20 @@ class DestinationLock:
         self.fd = fd
         return self
 
+    def holder(self) -> str | None:
+        """The pid of a live run holding the lock, or None; never takes it (a reader may have no write access)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        finally:
+            os.close(fd)  # also releases the shared lock when it was granted
+        return None
+
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
             os.close(self.fd)  # closing releases the flock

@@ -28,9 +28,11 @@ def verify_directory(root: Path, *, deep: bool = False, require_manifest: bool =
     manifest = dest.read_manifest()
     report = VerifyReport(directory=str(root), structure=check_directory(root, names, loader), deep=deep,
                           source=source_uri, strict=strict)
+    writer = dest.lock().holder() if scan.partials else None
     for p in sorted(scan.partials):
-        report.findings.append(Finding(p + ".partial", "partial",
-                                       "an unfinished download is present (a copy was interrupted)"))
+        why = (f"a copy is in progress (modelpvc pid {writer} is writing this directory): verify when it ends"
+               if writer else "a copy was interrupted: re-run the mirror to finish it")
+        report.findings.append(Finding(p + ".partial", "partial", f"an unfinished download is present ({why})"))
     if manifest is None:
         sev = "error" if require_manifest else "warning"
         report.findings.append(Finding(".modelpvc/manifest.json", "no-manifest",
