@@ -83,3 +83,11 @@ def test_verify_during_a_live_mirror_says_a_copy_is_in_progress(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_doctor_offers_no_timeouts_it_would_ignore_and_reads_sizes():
+    r = _run("doctor", "--help")
+    assert r.returncode == 0 and "--timeout" not in r.stdout and "--pending-timeout" not in r.stdout
+    assert "48GB" in r.stdout
+    r = _run("doctor", "-n", "p", "--source-bytes", "48 parsecs")
+    assert r.returncode == 2 and "48 parsecs" in r.stderr

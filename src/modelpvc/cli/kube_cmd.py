@@ -21,11 +21,14 @@ from modelpvc.kube.spec import DEFAULT_IMAGE, IMAGE_ENV, ModelSpec, Placement
 from modelpvc.model.select import loader_from_args
 
 
-def _cluster_args(p: argparse.ArgumentParser) -> None:
+def _cluster_args(p: argparse.ArgumentParser, waits: bool = True) -> None:
+    """The connection flags; the timeouts only for commands that wait (doctor reads state and returns)."""
     g = p.add_argument_group("cluster")
     g.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG, ~/.kube/config, or in-cluster")
-    g.add_argument("--context")
-    g.add_argument("-n", "--namespace", required=True)
+    g.add_argument("--context", help="kubeconfig context (default: its current context)")
+    g.add_argument("-n", "--namespace", required=True, help="the project (namespace) to work in")
+    if not waits:
+        return
     g.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait (default 6 h)")
     g.add_argument("--pending-timeout", type=float, default=120, metavar="S",
                    help="seconds a pod may stay unschedulable or unable to attach its volume before the command "
@@ -135,10 +138,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("doctor", help="diagnose the runbook's failure modes and say what to do",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Exit 0 when nothing is wrong, 1 when it found problems.")
-    _cluster_args(p)
+    _cluster_args(p, waits=False)
     p.add_argument("--isvc", help="InferenceService to look at")
     p.add_argument("--pvc", help="claim to look at")
-    p.add_argument("--source-bytes", type=int, help="model size, to check the claim's capacity")
+    p.add_argument("--source-bytes", type=units.size_bytes,
+                   help="model size (48GB, 45Gi or bytes), to check the claim's capacity")
     p.add_argument("--json", action="store_true", help="the findings as JSON (code, title, evidence, fix)")
     p.set_defaults(run=run_doctor)
 
