@@ -91,3 +91,11 @@ def test_doctor_offers_no_timeouts_it_would_ignore_and_reads_sizes():
     assert "48GB" in r.stdout
     r = _run("doctor", "-n", "p", "--source-bytes", "48 parsecs")
     assert r.returncode == 2 and "48 parsecs" in r.stderr
+
+
+def test_descriptions_are_wrapped_to_the_terminal():
+    for command in ("populate", "deploy", "update", "render", "verify", "mirror", "plan", "import", "gc"):
+        r = _run(command, "--help", COLUMNS="80")
+        assert r.returncode == 0
+        long = [line for line in r.stdout.splitlines() if len(line) > 100]  # argparse's usage may pass 80
+        assert not long, f"{command} --help: {long[:2]}"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.progress import count, human_bytes
 from modelpvc.core.errors import ConfigError
 from modelpvc.store.destination import Destination
@@ -21,7 +22,7 @@ It asks before deleting on a terminal; elsewhere pass --yes. --dry-run lists wha
 
 def register(sub: Any) -> None:
     p = sub.add_parser("gc", help="remove a superseded model revision (the files its manifest lists, only)",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=ParagraphFormatter)
     p.add_argument("dir", type=Path, metavar="DIR", help="the revision's directory (it holds .modelpvc/)")
     p.add_argument("--abandoned", action="store_true",
                    help="remove a copy that was started and never completed (no manifest), e.g. a revision an "

@@ -11,6 +11,7 @@ from typing import Any
 from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
+from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.progress import add_output_arguments, choose_sink, count, human_bytes, write_summary_record
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.cli.signals import stop_on_signals
@@ -46,7 +47,7 @@ or written; HF_ENDPOINT points at a Hub mirror."""
 def register(sub: Any) -> None:
     p = sub.add_parser("import", help="put a model (Hugging Face or a directory) into S3, verified, with provenance",
                        description=DESCRIPTION, epilog=EXIT_CODES_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=ParagraphFormatter)
     p.add_argument("origin", metavar="ORIGIN", help="hf://ORG/NAME[@REVISION] or a local directory")
     p.add_argument("dest", metavar="DEST", help="s3://BUCKET/PREFIX/")
     add_s3_arguments(p)

@@ -18,6 +18,7 @@ from typing import Any
 
 from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.errors import EXIT_CODES_HELP, report
+from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.kserve_env import kserve_s3_settings
 from modelpvc.cli.mirror_cmd import print_summary, structure_checker
 from modelpvc.cli.progress import JsonLines
@@ -60,7 +61,7 @@ Progress and the final record are JSON lines in the init container's log; exit c
 def register(sub: Any) -> None:
     p = sub.add_parser("storage-initializer", help="run as KServe's storage initializer (URI and mount path pairs)",
                        description=DESCRIPTION, epilog=EXIT_CODES_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=ParagraphFormatter)
     p.add_argument("pairs", nargs="+", metavar="URI DIR", help="s3://BUCKET/PATH and the directory to fill")
     p.set_defaults(run=run, json_errors=True)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from modelpvc.cli import units
 from modelpvc.cli.errors import EXIT_CODES_HELP
+from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.kube_display import KubeDisplay
 from modelpvc.cli.progress import count
 from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
@@ -60,7 +61,7 @@ def _model_args(p: argparse.ArgumentParser, source_required: bool) -> None:
 def _command(sub: Any, name: str, summary: str, description: str, source_required: bool) -> argparse.ArgumentParser:
     """A cluster command that acts on a model: the cluster and model/storage flags they all take."""
     p: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description, epilog=EXIT_CODES_HELP,
-                                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                                formatter_class=ParagraphFormatter)
     _cluster_args(p)
     _model_args(p, source_required=source_required)
     return p
@@ -136,7 +137,7 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run_update)
 
     p = sub.add_parser("doctor", help="diagnose the runbook's failure modes and say what to do",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       formatter_class=ParagraphFormatter,
                        description="Exit 0 when nothing is wrong, 1 when it found problems.")
     _cluster_args(p, waits=False)
     p.add_argument("--isvc", help="InferenceService to look at")

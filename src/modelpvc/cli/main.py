@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from modelpvc import __version__
 from modelpvc.cli.errors import EXIT_CODES_HELP, report
+from modelpvc.cli.help_format import ParagraphFormatter
 
 # Command -> the module that registers and runs it. Only the invoked command's module is imported: a
 # no-op `mirror` re-run must not pay for the cluster commands' imports (measured: 0.34 s -> 0.12 s startup).
@@ -35,7 +36,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog="modelpvc",
         description="Get model weights from S3-compatible storage onto a volume, verified, and serve them.",
         epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     p.add_argument("--version", action="version", version=f"modelpvc {__version__}")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],

@@ -10,6 +10,7 @@ from typing import Any
 from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
+from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.progress import add_output_arguments, choose_sink, count, human_bytes, write_summary_record
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.cli.signals import stop_on_signals
@@ -34,7 +35,7 @@ AWS_SECRET_ACCESS_KEY or --credentials-dir and are never printed."""
 def register(sub: Any) -> None:
     p = sub.add_parser("mirror", help="copy an S3 prefix into a directory, verified and resumable",
                        description=DESCRIPTION, epilog=EXIT_CODES_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=ParagraphFormatter)
     p.add_argument("source", metavar="SRC", help="s3://BUCKET/PREFIX/ (or file:///DIR)")
     p.add_argument("dest", metavar="DEST", type=Path, help="destination directory (created if missing)")
     add_s3_arguments(p)

@@ -9,6 +9,7 @@ from typing import Any
 
 from modelpvc.cli import units
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
+from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.progress import count, human_bytes, human_seconds
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.core.models import Action, ObjectInfo
@@ -29,7 +30,7 @@ the server's load take at given bandwidths."""
 
 def register(sub: Any) -> None:
     p = sub.add_parser("plan", help="what would be copied, how big, which PVC size and pattern, how long",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=ParagraphFormatter)
     p.add_argument("source", metavar="SRC")
     add_selection_arguments(p)
     p.add_argument("--headroom", type=float, default=HEADROOM,

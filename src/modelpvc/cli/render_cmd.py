@@ -11,6 +11,7 @@ import yaml
 
 from modelpvc.cli import units
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
+from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.kube_cmd import add_image_argument
 from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
 from modelpvc.core.errors import ConfigError, IntegrityError, ModelpvcError
@@ -45,7 +46,7 @@ DEFAULT_KINDS = {"pvc": "pvc,job,isvc", "storage-initializer": "csc,sa,isvc"}
 
 def register(sub: Any) -> None:
     p = sub.add_parser("render", help="write the Kubernetes manifests (PVC, Jobs, InferenceService)",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=ParagraphFormatter)
     p.add_argument("--name", help="InferenceService name (default: the --isvc-base's); other objects derive theirs")
     p.add_argument("--namespace", "-n", help="default: the --isvc-base's")
     p.add_argument("--source", required=True, metavar="s3://BUCKET/PREFIX/")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
+from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.progress import count, human_bytes
 from modelpvc.cli.selection_args import add_loader_argument
 from modelpvc.core.errors import ConfigError, ExitCode
@@ -34,7 +35,7 @@ exit codes: 0 intact; 5 integrity problem; 2 usage; 3 source problem (with --sou
 
 def register(sub: Any) -> None:
     p = sub.add_parser("verify", help="check that a directory holds a complete, intact model",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=ParagraphFormatter)
     p.add_argument("dir", type=Path, metavar="DIR")
     p.add_argument("--deep", action="store_true", help="re-hash every file against the manifest's digests")
     p.add_argument("--require-manifest", action="store_true",
