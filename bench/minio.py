@@ -2,8 +2,10 @@
 
 Three datasets, the same local files as the rclone rows:
 
-* ``minio crc64nvme``: the model uploaded by ``modelpvc import`` (CRC64NVME full-object checksums, what AWS
-  and current SDKs send by default); a verified mirror checks the stored CRC instead of hashing MD5;
+* ``minio import``: the model uploaded by ``modelpvc import`` (CRC64NVME full-object checksums, and its
+  ``.modelpvc/source.json`` with each file's SHA-256): a verified mirror checks the SHA-256 end to end;
+* ``minio crc64nvme``: the model uploaded by boto3 with ``ChecksumAlgorithm=CRC64NVME`` (full-object, what
+  AWS and current SDKs store by default), no record: a verified mirror checks the stored CRC;
 * ``minio md5``: the same model uploaded with no checksum (boto3 ``request_checksum_calculation=
   when_required``, what ``mc mirror`` of old uploads left): only the ETags, today's MD5 path;
 * ``minio small``: the 2,000 small files, uploaded by ``modelpvc import``.
@@ -25,8 +27,8 @@ from modelpvc.devtools.s3server import MinioS3
 
 BIN = Path(sys.executable).parent
 # dataset label: (prefix in the bench bucket, local source directory key)
-DATASETS = {"minio crc64nvme": ("model-crc", "model"), "minio md5": ("model-md5", "model"),
-            "minio small": ("small", "small")}
+DATASETS = {"minio import": ("model-import", "model"), "minio crc64nvme": ("model-crc", "model"),
+            "minio md5": ("model-md5", "model"), "minio small": ("small", "small")}
 
 
 def _import(srv: MinioS3, env: dict[str, str], src: Path, prefix: str) -> None:
@@ -37,7 +39,8 @@ def _import(srv: MinioS3, env: dict[str, str], src: Path, prefix: str) -> None:
         raise RuntimeError(f"modelpvc import {src} -> {prefix}: {done.stderr[-600:]}")
 
 
-def _upload_md5_only(srv: MinioS3, src: Path, prefix: str) -> None:
+def _upload(srv: MinioS3, src: Path, prefix: str, algorithm: str | None) -> None:
+    """boto3's upload_file: with ``algorithm`` (full-object CRC64NVME), or with no checksum at all."""
     import boto3
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
@@ -46,8 +49,9 @@ def _upload_md5_only(srv: MinioS3, src: Path, prefix: str) -> None:
                       aws_secret_access_key=srv.secret_key, region_name="us-east-1",
                       config=Config(request_checksum_calculation="when_required"))
     cfg = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
+    extra = {"ChecksumAlgorithm": algorithm} if algorithm else {}
     for p in sorted(src.iterdir()):
-        s3.upload_file(str(p), "bench", f"{prefix}/{p.name}", Config=cfg)
+        s3.upload_file(str(p), "bench", f"{prefix}/{p.name}", Config=cfg, ExtraArgs=extra)
 
 
 def run(workdir: Path, sources: dict[str, Path], tag: str, tools: list[str], repeat: int,
@@ -80,8 +84,9 @@ def run(workdir: Path, sources: dict[str, Path], tag: str, tools: list[str], rep
 
             boto3.client("s3", endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key,
                          aws_secret_access_key=srv.secret_key, region_name="us-east-1").create_bucket(Bucket="bench")
-            _import(srv, env, sources["model"], "model-crc")
-            _upload_md5_only(srv, sources["model"], "model-md5")
+            _import(srv, env, sources["model"], "model-import")
+            _upload(srv, sources["model"], "model-crc", "CRC64NVME")
+            _upload(srv, sources["model"], "model-md5", None)
             if "small" in sources:
                 _import(srv, env, sources["small"], "small")
             uploaded.touch()

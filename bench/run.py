@@ -285,6 +285,10 @@ def targets(results: list[Result], md5_cpu_per_gb: float, noop: dict[str, float]
     if c and cs5:
         rows.append(("MinIO CRC64NVME: verified wall <= 0.6x s5cmd", f"{c.wall / cs5.wall:.2f}x",
                      c.wall <= 0.6 * cs5.wall))
+    mi, misz = get("minio import", "modelpvc"), get("minio import", "modelpvc --verify size")
+    if mi and misz:
+        rows.append(("MinIO import (SHA-256 record): verified wall vs --verify size (no target)",
+                     f"{mi.wall / misz.wall:.2f}x, +{(mi.cpu - misz.cpu) / mi.gb:.2f} CPU-s/GB", True))
     lims = [r.wall for r in results if r.dataset == "minio crc64nvme" and r.rc == -1]
     if c and lims:
         ratio = c.wall / max(lims)
