@@ -31,7 +31,7 @@ DATASETS = {"minio import": ("model-import", "model"), "minio crc64nvme": ("mode
             "minio md5": ("model-md5", "model"), "minio small": ("small", "small")}
 
 
-def _import(srv: MinioS3, env: dict[str, str], src: Path, prefix: str) -> None:
+def _import(env: dict[str, str], src: Path, prefix: str) -> None:
     cmd = [str(BIN / "modelpvc"), "import", str(src), f"s3://bench/{prefix}/", "--select", "all", "-q",
            "--progress", "none"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -84,11 +84,11 @@ def run(workdir: Path, sources: dict[str, Path], tag: str, tools: list[str], rep
 
             boto3.client("s3", endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key,
                          aws_secret_access_key=srv.secret_key, region_name="us-east-1").create_bucket(Bucket="bench")
-            _import(srv, env, sources["model"], "model-import")
+            _import(env, sources["model"], "model-import")
             _upload(srv, sources["model"], "model-crc", "CRC64NVME")
             _upload(srv, sources["model"], "model-md5", None)
             if "small" in sources:
-                _import(srv, env, sources["small"], "small")
+                _import(env, sources["small"], "small")
             uploaded.touch()
         work = workdir / "work"
         for label, (prefix, key) in DATASETS.items():
