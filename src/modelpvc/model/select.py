@@ -49,22 +49,26 @@ def loader_from_args(args: Sequence[str]) -> str:
     return "vllm"
 
 
-def read_set(names: list[str], loader: str = "vllm") -> str | None:
-    """The full-model weight set the loader reads from these files (None: no model weights)."""
+def _candidates(names: list[str], sets: dict[str, list[str]], loader: str) -> list[str]:
+    """The full-model weight sets present, in the loader's order of preference (the first is read)."""
     if loader not in LOADERS:
         raise ValueError(f"unknown loader {loader!r}")
-    sets = w.weight_sets(names)
-    return next((s for s in LOADERS[loader] if s in sets), None) if w.described(names) else None
+    return [s for s in LOADERS[loader] if s in sets] if w.described(names) else []
+
+
+def read_set(names: list[str], loader: str = "vllm") -> str | None:
+    """The full-model weight set the loader reads from these files (None: no model weights)."""
+    return next(iter(_candidates(names, w.weight_sets(names), loader)), None)
 
 
 def choose(names: list[str], loader: str = "vllm") -> Selection:
     """The weight set to keep and the files to leave out, with reasons."""
-    chosen = read_set(names, loader)
     sets = w.weight_sets(names)
+    candidates = _candidates(names, sets, loader)
+    chosen = candidates[0] if candidates else None
     sel = Selection()
     for rel in sets.get(w.TRAINING_STATE, []):
         sel.skips[rel] = "training state (checkpoints, optimizer, scheduler): not read for serving"
-    candidates = [s for s in LOADERS[loader] if s in sets] if chosen else []
     if w.PEFT_ADAPTER in sets:
         sel.layout = w.PEFT_ADAPTER
         sel.notes.append("a PEFT/LoRA adapter: adapter_config.json and its weights are kept; serve it on its "
