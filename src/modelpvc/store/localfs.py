@@ -86,6 +86,11 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise destination_error(e, path, "writing") from e
 
 
+def _pid_in(fd: int) -> str:
+    """The pid the lock's holder wrote into the lock file."""
+    return os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+
+
 class DestinationLock:
     """One writer per destination: an ``flock`` on ``.modelpvc/lock``, released when the process dies."""
 
@@ -103,7 +108,7 @@ class DestinationLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            holder = _pid_in(fd)
             os.close(fd)
             raise DestinationLocked(
                 f"{self.dest} is being written by another modelpvc run (pid {holder})",
@@ -123,7 +128,7 @@ class DestinationLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            return _pid_in(fd)
         finally:
             os.close(fd)  # also releases the shared lock when it was granted
         return None
