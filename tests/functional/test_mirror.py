@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelpvc.model.synthetic import ModelSpec, same_tree
+from modelpvc.store import direct_io
 from tests.conftest import run_cli
 from tests.support.faultproxy import FaultProxy, Faults
 
@@ -211,11 +212,11 @@ def test_corrupted_body_is_fetched_again_and_never_published(make_model, env, pr
 
 
 def _start_throttled(src_uri: str, dest: Path, env: dict[str, str], proxy: FaultProxy,
-                     rate: float) -> subprocess.Popen[str]:
+                     rate: float, workers: int = 4) -> subprocess.Popen[str]:
     proxy.reset(Faults(rate=rate))
     e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", src_uri, str(dest), "--progress",
-                             "json", "--progress-interval", "0.1", "--part-size", "1", "--workers", "4"],
+                             "json", "--progress-interval", "0.1", "--part-size", "1", "--workers", str(workers)],
                             env=e, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
@@ -232,7 +233,7 @@ def _kill_then_rerun(src, dest: Path, env, proxy, fraction: float) -> tuple[int,
     """SIGKILL at ``fraction`` of the bytes, with no grace: (bytes the proxy relayed before, bytes fetched
     again by the re-run, total)."""
     total = sum(p.stat().st_size for p in src.dir.iterdir())
-    proc = _start_throttled(src.uri, dest, env, proxy, rate=8e6)
+    proc = _start_throttled(src.uri, dest, env, proxy, rate=8e6, workers=KILL_WORKERS)
     _wait_fraction(proc, fraction)
     proc.kill()
     proc.wait()
@@ -240,7 +241,7 @@ def _kill_then_rerun(src, dest: Path, env, proxy, fraction: float) -> tuple[int,
     assert before < total
     proxy.reset()
     e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
-    r = run_cli(["mirror", src.uri, str(dest), "--progress", "json", "--workers", "4"], e)
+    r = run_cli(["mirror", src.uri, str(dest), "--progress", "json", "--workers", str(KILL_WORKERS)], e)
     assert r.returncode == 0, r.stderr
     assert same_tree(src.dir, dest) == []
     assert not list(dest.rglob("*.partial"))
@@ -248,14 +249,20 @@ def _kill_then_rerun(src, dest: Path, env, proxy, fraction: float) -> tuple[int,
     return before, proxy.counters.body_bytes, total
 
 
+KILL_WORKERS = 2
+
+
 def _killable(s3, make_model):  # type: ignore[no-untyped-def]
-    """A model and what a kill may cost beyond the missing bytes: what each of the 4 workers wrote since its
-    last journal line, plus what was in flight. On rclone that is a 1 MiB range (--part-size 1). On MinIO
-    the shards are boto3 multipart uploads whose composite CRC32 is checked part by part, so the 8 MiB parts
-    are the ranges, each received into one 8 MiB buffer: a larger model keeps the bound meaningful."""
+    """A model and what a kill may cost beyond the missing bytes. A worker holds unjournalled at most the
+    range it is receiving and the ranges its write-behind ring has taken and not yet written (one per writer
+    thread plus one ready), plus what the proxy relayed into socket buffers. On rclone a range is 1 MiB
+    (--part-size 1). On MinIO the shards are boto3 multipart uploads whose composite CRC32 is checked part by
+    part, so the 8 MiB parts are the ranges: a larger model keeps the bound meaningful."""
+    ranges_held = KILL_WORKERS * (1 + direct_io.WRITERS + 1)
     if s3.kind == "minio":
-        return make_model(ModelSpec(total_bytes=96 * 1024 * 1024, shards=2)), 4 * 8 * 1024 * 1024 + 512 * 1024
-    return make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2)), 4 * 1024 * 1024 + 512 * 1024
+        return (make_model(ModelSpec(total_bytes=160 * 1024 * 1024, shards=2)),
+                ranges_held * 8 * 1024 * 1024 + 512 * 1024)
+    return make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2)), ranges_held * 1024 * 1024 + 512 * 1024
 
 
 def test_sigkill_at_half_then_rerun_fetches_only_what_is_missing(make_model, env, proxy, s3, tmp_path):
