@@ -4,6 +4,7 @@ and Waves"; health: a Pending PVC is Progressing, a Job must complete, an Infere
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from modelpvc.model.synthetic import same_tree
 from tests.conftest import run_cli
-from tests.kube.conftest import PVC, REFERENCE, SECRET, Project
+from tests.kube.conftest import PVC, REFERENCE, SECRET, Project, with_gpus
 
 pytestmark = pytest.mark.kube
 
@@ -29,27 +31,38 @@ def _healthy(project: Project, obj: dict[str, Any]) -> bool:
 
 
 def _argo_sync(project: Project, objects: list[dict[str, Any]], wave_timeout: float = 120) -> None:
-    waves: dict[int, list[dict[str, Any]]] = {}
-    for obj in objects:
-        wave = int(obj["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0"))
-        waves.setdefault(wave, []).append(obj)
-    for wave in sorted(waves):
-        for obj in waves[wave]:
-            if obj["kind"] == "Job":  # a hook: recreated on every sync
-                project.api.delete("Job", obj["metadata"]["name"], project.ns)
-            project.api.apply(obj | {"metadata": {**obj["metadata"], "namespace": project.ns}}, manager="argocd")
-        deadline = time.monotonic() + wave_timeout
-        while not all(_healthy(project, o) for o in waves[wave]):
-            assert time.monotonic() < deadline, f"sync stuck in wave {wave}"
-            time.sleep(0.5)
+    """Sync-phase objects by wave, then the PostSync hooks once everything is healthy."""
+    def phase(obj: dict[str, Any]) -> str:
+        return str(obj["metadata"].get("annotations", {}).get("argocd.argoproj.io/hook", "Sync"))
+
+    for hooks in ([o for o in objects if phase(o) != "PostSync"], [o for o in objects if phase(o) == "PostSync"]):
+        waves: dict[int, list[dict[str, Any]]] = {}
+        for obj in hooks:
+            wave = int(obj["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0"))
+            waves.setdefault(wave, []).append(obj)
+        for wave in sorted(waves):
+            for obj in waves[wave]:
+                if obj["kind"] == "Job":  # a hook: recreated on every sync
+                    project.api.delete("Job", obj["metadata"]["name"], project.ns)
+                project.api.apply(obj | {"metadata": {**obj["metadata"], "namespace": project.ns}},
+                                  manager="argocd")
+            deadline = time.monotonic() + wave_timeout
+            while not all(_healthy(project, o) for o in waves[wave]):
+                assert time.monotonic() < deadline, f"sync stuck in wave {wave}"
+                time.sleep(0.5)
 
 
-def _render(project: Project, uri: str, out: Path, kinds: str, *extra: str) -> list[dict[str, Any]]:
+def _render(project: Project, uri: str, out: Path, kinds: str, *extra: str, base: Path = REFERENCE
+            ) -> list[dict[str, Any]]:
     """What a platform engineer renders on a laptop, offline: --size and --zone given, no S3 keys."""
-    r = run_cli(["render", "--isvc-base", str(REFERENCE), "--namespace", project.ns, "--source", uri,
+    r = run_cli(["render", "--isvc-base", str(base), "--namespace", project.ns, "--source", uri,
                  "--secret", SECRET, "--pvc", PVC, "--size", "1Gi", "--gitops", "argocd", "--kinds", kinds,
                  "-o", str(out), *extra], project.env())
     assert r.returncode == 0, r.stderr
+    return _load(out)
+
+
+def _load(out: Path) -> list[dict[str, Any]]:
     return [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
 
 
@@ -120,3 +133,42 @@ def test_populate_follows_the_hook_job_argo_started(project: Project, tmp_path: 
     assert "Job mistral-24b-populate is already running (an earlier run started it): following it" in r.stdout
     assert "done: 8 files copied; 8 files verified" in r.stdout
     assert project.api.get("Job", f"{PVC}-populate", project.ns) is None  # no second writer
+
+
+def test_a_source_change_synced_by_argo_goes_beside_the_served_revision_until_git_points_at_it(
+        project: Project, tmp_path: Path):
+    """The hooks re-run at every sync. After a source change they write the new revision beside the served
+    one (the server's files are never rewritten), `update --gitops` points the manifests at it, and once
+    Argo CD serves it the PostSync hook removes the old one."""
+    m = project.model(tmp_path)
+    project.serving_prerequisites()
+    out = tmp_path / "gitops"
+    objects = _render(project, m.uri, out, "pvc,job,verify-job,isvc,gc-job", "--storage-class", "gp3-csi",
+                      "--zone", "us-east-2b", "--deployment-mode", "RawDeployment",
+                      base=with_gpus(1, tmp_path))  # room for KServe's surge-first rollout on the GPU node
+    _argo_sync(project, objects)
+    claim = project.volume_dir()
+    served = json.loads((claim / ".modelpvc" / "manifest.json").read_text())["revision"]
+    shard = next(p.name for p in m.dir.iterdir() if p.suffix == ".safetensors")
+    inode = (claim / shard).stat().st_ino
+
+    (m.dir / "generation_config.json").write_text('{"temperature": 0.6}')
+    m.publish()
+    _argo_sync(project, objects)  # Git unchanged, the bucket changed
+    latest = json.loads((claim / "revisions" / "latest.json").read_text())
+    assert latest["revision"] != served and latest["path"] == f"revisions/{latest['revision']}"
+    new_dir = claim / latest["path"]
+    assert same_tree(m.dir, new_dir) == []
+    assert json.loads((claim / ".modelpvc" / "manifest.json").read_text())["revision"] == served
+    assert (claim / shard).stat().st_ino == inode == (new_dir / shard).stat().st_ino  # untouched; linked
+    assert project.isvc()["spec"]["predictor"]["model"]["storageUri"] == f"pvc://{PVC}/"
+
+    r = project.cli("update", "--name", "mistral-24b", "--gitops", str(out), "--source", m.uri, "--secret", SECRET,
+                    timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "commit and push" in r.stdout
+    _argo_sync(project, _load(out))  # the commit, synced
+    assert project.isvc()["spec"]["predictor"]["model"]["storageUri"] == f"pvc://{PVC}/{latest['path']}/"
+    assert sorted(p.name for p in claim.iterdir()) == ["revisions"]  # the root's revision collected
+    assert sorted(p.name for p in (claim / "revisions").iterdir()) == sorted([latest["revision"], "latest.json"])
+    assert same_tree(m.dir, new_dir) == []

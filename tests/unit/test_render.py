@@ -336,3 +336,68 @@ def test_rendered_files_for_plain_oc_apply_say_the_order(capsys):
     assert "outside Argo CD apply these in order" in err and "modelpvc populate" in err
     assert main([*SEED_ARGS, "--gitops", "argocd"]) == 0
     assert "outside Argo CD" not in capsys.readouterr().err
+
+
+def _gitops_dir(tmp_path: Path, name: str, pvc: str) -> Path:
+    out = tmp_path / name
+    args = [a if a != "mistral-24b-pvc" else pvc for a in SEED_ARGS[:-2]]  # the default kinds under GitOps
+    args[args.index("--name") + 1] = name
+    assert main([*args, "--gitops", "argocd", "-o", str(out), "--validate"]) == 0
+    return out
+
+
+def _args(out: Path) -> dict[str, list[str]]:
+    docs = [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+    return {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["args"]
+            for d in docs if d["kind"] == "Job"}
+
+
+def test_gitops_hooks_never_rewrite_the_served_directory_and_collect_after_the_sync(tmp_path, capsys):
+    out = _gitops_dir(tmp_path, "mistral-24b", "mistral-24b-pvc")
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "1-job-mistral-24b-populate.yaml", "1-pvc-mistral-24b-pvc.yaml", "2-verify-job-mistral-24b-verify.yaml",
+        "3-isvc-mistral-24b.yaml", "4-gc-job-mistral-24b-gc.yaml"]
+    args = _args(out)
+    assert args["mistral-24b-populate"][:3] == ["mirror", "s3://llm-models/Mistral-Small-24B-Instruct/full-fp16/",
+                                                "/mnt/models"]
+    assert "--revision-root=/mnt/models" in args["mistral-24b-populate"]
+    assert args["mistral-24b-verify"] == ["verify", "/mnt/models", "--json", "--require-manifest",
+                                          "--revision-root=/mnt/models"]
+    assert args["mistral-24b-gc"] == ["gc", "/mnt/models", "--keep=/mnt/models", "--yes"]
+    gc = yaml.safe_load((out / "4-gc-job-mistral-24b-gc.yaml").read_text())
+    assert gc["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
+    pod = gc["spec"]["template"]["spec"]
+    assert violations(pod) == []
+    assert not any("AWS" in e["name"] for e in pod["containers"][0]["env"])  # removing files needs no S3 keys
+    assert main([*SEED_ARGS, "--kinds", "gc-job"]) == 2
+    assert "the gc Job is a GitOps hook" in capsys.readouterr().err
+
+
+def test_update_gitops_points_the_inference_service_and_its_hooks_at_the_new_revision(tmp_path):
+    from modelpvc.core.errors import ConfigError
+    from modelpvc.kube.gitops import Served, write_served
+
+    out = _gitops_dir(tmp_path, "mistral-24b", "mistral-24b-pvc")
+    other = _gitops_dir(tmp_path, "granite", "granite-pvc")  # another model's hooks, same served path
+    for p in other.iterdir():
+        p.rename(out / p.name)
+    isvc = out / "3-isvc-mistral-24b.yaml"
+    isvc.write_text("# served by modelpvc\n" + isvc.read_text())
+    before_other = {p.name: p.read_text() for p in out.iterdir() if "granite" in p.name}
+    old = Served("mistral-24b", "mistral-24b-pvc", "pvc://mistral-24b-pvc/", "/mnt/models")
+    new = Served("mistral-24b", "mistral-24b-pvc", "pvc://mistral-24b-pvc/revisions/0123abcd/",
+                 "/mnt/models/revisions/0123abcd")
+    changed = write_served(out, old, new)
+    assert [p.name for p in changed] == ["1-job-mistral-24b-populate.yaml", "2-verify-job-mistral-24b-verify.yaml",
+                                         "3-isvc-mistral-24b.yaml", "4-gc-job-mistral-24b-gc.yaml"]
+    args = _args(out)
+    assert args["mistral-24b-populate"][2] == "/mnt/models/revisions/0123abcd"
+    assert "--revision-root=/mnt/models" in args["mistral-24b-populate"]  # the claim's mount stays
+    assert args["mistral-24b-verify"][1] == "/mnt/models/revisions/0123abcd"
+    assert args["mistral-24b-gc"] == ["gc", "/mnt/models", "--keep=/mnt/models/revisions/0123abcd", "--yes"]
+    assert isvc.read_text().startswith("# served by modelpvc\n")  # comments kept
+    assert yaml.safe_load(isvc.read_text())["spec"]["predictor"]["model"]["storageUri"] == new.storage_uri
+    assert {p.name: p.read_text() for p in out.iterdir() if "granite" in p.name} == before_other
+    with pytest.raises(ConfigError, match="no single `storageUri: pvc://mistral-24b-pvc/` line"):
+        write_served(out, old, new)  # already moved: nothing to point

@@ -126,13 +126,14 @@ def register(sub: Any) -> None:
         "the new revision's pods are Ready, remove the old revision. It needs room on the claim and room for a "
         "second predictor pod (KServe rolls out surge-first); without, it says why and changes nothing, unless "
         "--stop-the-world: delete the InferenceService, populate, recreate it exactly as it was, wait. An "
-        "InferenceService Argo CD manages is changed in Git, not here (--gitops FILE writes it)."),
+        "InferenceService Argo CD manages is changed in Git, not here (--gitops PATH writes it)."),
         source_required=False)
     p.add_argument("--name", required=True, help="InferenceService name")
     p.add_argument("--stop-the-world", action="store_true",
                    help="accept downtime when a zero-downtime update is impossible (or always, when given)")
-    p.add_argument("--gitops", type=Path, metavar="FILE",
-                   help="the InferenceService's manifest in your Git checkout: write the new storageUri there "
+    p.add_argument("--gitops", type=Path, metavar="PATH",
+                   help="your Git checkout's manifest of the InferenceService, or a directory of manifests (what "
+                        "render -o wrote): point its storageUri and modelpvc's hooks for it at the new revision "
                         "(for an Argo CD-managed InferenceService) instead of changing the cluster")
     p.set_defaults(run=run_update)
 

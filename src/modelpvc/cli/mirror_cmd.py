@@ -23,6 +23,7 @@ from modelpvc.store.local import LocalSource
 from modelpvc.store.s3 import S3Source
 from modelpvc.transfer.mirror import MirrorRequest, MirrorResult, StructureCheck, mirror
 from modelpvc.transfer.provenance import wait_for_record
+from modelpvc.transfer.served import mirror_served
 
 DESCRIPTION = """Copy an S3 prefix into a directory (a PVC mount, or any directory): concurrent ranged GETs,
 verified end to end, published atomically, resumable after a kill, idempotent on re-run.
@@ -43,6 +44,11 @@ def register(sub: Any) -> None:
     add_selection_arguments(p)
     p.add_argument("--link-dest", type=Path, metavar="DIR",
                    help="another completed mirror on the same volume: unchanged files are hard-linked from it")
+    p.add_argument("--revision-root", type=Path, metavar="CLAIM",
+                   help="DEST may be serving (a GitOps hook, CLAIM its claim's mount): when it holds a complete "
+                        "copy of another revision of the source, leave it as it is and write the source's "
+                        "revision to CLAIM/revisions/<id>/ (unchanged files hard-linked); either way "
+                        "CLAIM/revisions/latest.json names where the source's revision is")
     p.add_argument("--shard", metavar="I/N", help="copy only share I (0-based) of N: one pod of a parallel "
                    "populate; a final run without --shard adopts the shares and writes the manifest")
     p.add_argument("--no-structure-check", action="store_true",
@@ -214,6 +220,9 @@ def run(args: argparse.Namespace) -> int:
         bucket = "s3://" + str(args.dest).removeprefix("s3:").lstrip("/") + "/"
         raise ConfigError(f"mirror copies a bucket to a directory; {bucket} is a bucket",
                           hint=f"to upload a local model into a bucket: modelpvc import {args.source} {bucket}")
+    if args.revision_root is not None and (args.shard or args.link_dest):
+        raise ConfigError("--revision-root chooses the destination and what to link from itself",
+                          hint="drop --shard and --link-dest")
     settings = transfer_settings(args)
     parsed = parse_source(args.source)
     s3 = s3_settings(args) if parsed.scheme == "s3" else S3Settings()
@@ -228,7 +237,12 @@ def run(args: argparse.Namespace) -> int:
                                 structure_check=None if args.no_structure_check
                                 else structure_checker(args.strict, args.loader),
                                 link_dest=args.link_dest, shard=parse_shard(args.shard, args.delete_excluded))
-            result = mirror(req, sink=sink, stop=stop)
+            dest = args.dest
+            if args.revision_root is not None:
+                result, target = mirror_served(req, args.revision_root, sink, stop)
+                dest = target.request.dest
+            else:
+                result = mirror(req, sink=sink, stop=stop)
     finally:
         close = getattr(sink, "close", None)
         if close is not None:
@@ -238,9 +252,9 @@ def run(args: argparse.Namespace) -> int:
         print_plan(result.plan)
         return 0
     if json_mode:
-        write_summary_record(result.summary())
+        write_summary_record({**result.summary(), "dest": str(dest)})
     if not args.quiet:
-        print_summary(result, args.dest, args.verbose)
+        print_summary(result, dest, args.verbose)
     if result.plan.of(Action.SKIP) and args.verbose:
         for op in result.plan.of(Action.SKIP):
             print(f"  skipped {op.rel}: {op.reason}")

@@ -38,10 +38,15 @@ The Jobs read the endpoint and region from the secret when it is an OpenShift AI
 GitOps (--gitops argocd): the Jobs are Sync hooks (BeforeHookCreation) in the PVC's wave, so a
 WaitForFirstConsumer claim binds when the Job's pod lands (a later wave would wait for the Pending claim
 forever: argo-cd#12840); they prefer the predictor's node and tolerate its taints (an RWO claim can only be
-written there); the PVC is protected from deletion and pruning. Plain mode sets ttlSecondsAfterFinished."""
+written there); the PVC is protected from deletion and pruning. Plain mode sets ttlSecondsAfterFinished.
+A served directory is never rewritten: when the source changed since it was populated, the populate hook
+writes the new revision to revisions/<id>/ beside it, the verify hook checks both, and `modelpvc update
+--gitops PATH` points your manifests at it; the PostSync gc hook then removes the revisions that neither
+serve nor are the latest. Default kinds under GitOps: pvc,job,verify-job,isvc,gc-job."""
 
-KINDS = ["pvc", "job", "isvc", "verify-job", "import-job", "csc", "sa"]
-DEFAULT_KINDS = {"pvc": "pvc,job,isvc", "storage-initializer": "csc,sa,isvc"}
+KINDS = ["pvc", "job", "isvc", "verify-job", "import-job", "csc", "sa", "gc-job"]
+DEFAULT_KINDS = {"pvc": "pvc,job,isvc", "storage-initializer": "csc,sa,isvc",
+                 "pvc argocd": "pvc,job,verify-job,isvc,gc-job"}
 
 
 def register(sub: Any) -> None:
@@ -88,7 +93,8 @@ def register(sub: Any) -> None:
     p.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
     p.add_argument("--gitops", choices=["none", "argocd"], default="none")
     p.add_argument("--kinds", help=f"objects to write, from {','.join(KINDS)} (default: pvc,job,isvc; "
-                   "csc,sa,isvc for --pattern storage-initializer)")
+                   "pvc,job,verify-job,isvc,gc-job with --gitops argocd; csc,sa,isvc for --pattern "
+                   "storage-initializer)")
     p.add_argument("-o", "--output-dir", type=Path, help="one file per object instead of stdout")
     p.add_argument("--validate", action="store_true",
                    help="validate before writing (Kubernetes schema, the bundled KServe CRDs, restricted profile)")
@@ -198,7 +204,8 @@ def _hub_bytes(args: argparse.Namespace, loader: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    kinds = [k.strip() for k in (args.kinds or DEFAULT_KINDS[args.pattern]).split(",") if k.strip()]
+    default = DEFAULT_KINDS.get(f"{args.pattern} {args.gitops}", DEFAULT_KINDS[args.pattern])
+    kinds = [k.strip() for k in (args.kinds or default).split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise ConfigError(f"--kinds: unknown {unknown or 'none given'}", hint=f"choose from {','.join(KINDS)}")

@@ -14,9 +14,10 @@ from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.progress import count, human_bytes
 from modelpvc.cli.selection_args import add_loader_argument
 from modelpvc.core.errors import ConfigError, ExitCode
-from modelpvc.core.models import FileRecord
+from modelpvc.core.models import FileRecord, ObjectInfo
 from modelpvc.core.provenance import split_record
 from modelpvc.model.findings import Finding
+from modelpvc.store.revisions import read_latest
 from modelpvc.verify.checks import verify_directory
 from modelpvc.verify.report import VerifyReport
 
@@ -46,7 +47,11 @@ def register(sub: Any) -> None:
     p.add_argument("--plain-files", action="store_true",
                    help="DIR holds plain files, not a model: check them against the manifest only")
     add_loader_argument(p)
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--revision-root", type=Path, metavar="CLAIM",
+                   help="DIR is served from the claim mounted at CLAIM (a GitOps hook): also verify the revision "
+                        "CLAIM/revisions/latest.json names when it is not DIR (a source change the populate hook "
+                        "wrote beside the served one)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout per directory verified")
     p.add_argument("--workers", type=int, default=4, help="parallel hashing for --deep (default 4)")
     add_s3_arguments(p)
     p.set_defaults(run=run)
@@ -93,6 +98,21 @@ def run(args: argparse.Namespace) -> int:
             objects, _record = split_record(src.list_objects())
         finally:
             src.close()
+    dirs = [args.dir]
+    if args.revision_root is not None:
+        latest = read_latest(args.revision_root)
+        if latest is not None and latest.path.resolve() != args.dir.resolve():
+            dirs.append(latest.path)
+    ok = True
+    for d in dirs:
+        ok = _verify_one(d, args, objects) and ok
+    if len(dirs) > 1 and not args.json:
+        print(f"the source's current revision is in {dirs[1]}, beside the served {args.dir}: "
+              "`modelpvc update --gitops PATH` points your manifests at it")
+    return ExitCode.OK if ok else ExitCode.INTEGRITY
+
+
+def _verify_one(directory: Path, args: argparse.Namespace, objects: list[ObjectInfo] | None) -> bool:
     progress = None
     if args.deep and not args.json:
         done = [0, 0]
@@ -103,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"  {'hashed' if ok else 'MISMATCH'} {rec.path} ({human_bytes(rec.size)}); "
                              f"{count(done[0], 'file')}, {human_bytes(done[1])} so far\n")
 
-    report = verify_directory(args.dir, deep=args.deep, require_manifest=args.require_manifest, strict=args.strict,
-                              loader=args.loader, source_objects=objects, source_uri=args.source, workers=args.workers,
-                              on_hashed=progress)
+    report = verify_directory(directory, deep=args.deep, require_manifest=args.require_manifest,
+                              strict=args.strict, loader=args.loader, source_objects=objects,
+                              source_uri=args.source, workers=args.workers, on_hashed=progress)
     report.structure.findings = [_no_model(f, args.plain_files) if f.code == NOT_A_MODEL else f
                                  for f in report.structure.findings]
     if args.json:
@@ -113,4 +133,4 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print_report(report)
-    return ExitCode.OK if report.ok else ExitCode.INTEGRITY
+    return report.ok

@@ -11,6 +11,8 @@ from modelpvc.core.models import FileRecord
 MANIFEST_FORMAT = 1
 STATE_DIR = ".modelpvc"
 MANIFEST_NAME = "manifest.json"
+# Newer revisions of a model, beside the one a claim serves: never part of the model (store/revisions.py).
+REVISIONS_DIR = "revisions"
 
 
 def revision_id(records: list[tuple[str, int, str]]) -> str:

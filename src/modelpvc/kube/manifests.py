@@ -10,14 +10,15 @@ import copy
 import re
 from typing import Any
 
-from modelpvc.core.errors import ExitCode
+from modelpvc.core.errors import ConfigError, ExitCode
 from modelpvc.kube.spec import MOUNT, ModelSpec, Placement
 
 Obj = dict[str, Any]
 # Argo CD sync waves. The PVC shares the populate Job's wave: with a WaitForFirstConsumer class the claim
 # stays Pending (Argo CD: Progressing) until a pod uses it, so a later wave would wait for it forever
 # (argo-cd#12840); in the same wave the Job's pod binds it.
-WAVES = {"import-job": "0", "csc": "0", "sa": "1", "pvc": "1", "job": "1", "verify-job": "2", "isvc": "3"}
+WAVES = {"import-job": "0", "csc": "0", "sa": "1", "pvc": "1", "job": "1", "verify-job": "2", "isvc": "3",
+         "gc-job": "4"}
 INITIALIZER = "modelpvc-s3"  # the ClusterStorageContainer's name
 EPHEMERAL_LIMIT_ENV = "MODELPVC_EPHEMERAL_LIMIT"  # read by `modelpvc storage-initializer`
 IMPORT_MEMORY_MIB = 256  # part buffers of the import Job (modelpvc import --memory)
@@ -139,9 +140,11 @@ def _hub_env(spec: ModelSpec) -> list[Obj]:
 
 
 def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str], read_only: bool,
-         claim: bool = True) -> Obj:
-    """A Job running our CLI. ``claim``: it mounts the model's PVC (read-only when ``read_only``)."""
-    env = _credentials_env(spec) if not read_only else [{"name": "HOME", "value": POD_TMP}]
+         claim: bool = True, fetches: bool = True, hook: str = "Sync") -> Obj:
+    """A Job running our CLI. ``claim``: it mounts the model's PVC (read-only when ``read_only``);
+    ``fetches``: it reads the bucket (the S3 keys, a deadline sized by the model, retries); ``hook``: its Argo
+    CD hook phase under GitOps."""
+    env = _credentials_env(spec) if fetches else [{"name": "HOME", "value": POD_TMP}]
     mounts: list[Obj] = [{"name": "tmp", "mountPath": POD_TMP}]
     volumes: list[Obj] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     # The copy is I/O-bound and its memory is bounded (workers x 1 MiB + 128 MiB of write-behind rings),
@@ -175,8 +178,8 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
     if claim:
         place(pod, spec.placement, "serving.kserve.io/inferenceservice")
     job_spec: Obj = {
-        "backoffLimit": 3 if not read_only else 0,  # a failed verification will not pass on a retry
-        "activeDeadlineSeconds": deadline_seconds(spec.model_bytes) if not read_only else 900,
+        "backoffLimit": 3 if fetches else 0,  # a failed verification or removal will not pass on a retry
+        "activeDeadlineSeconds": deadline_seconds(spec.model_bytes) if fetches else 900,
         # Exits that say "this will never succeed" (usage, source missing or denied, integrity) fail the
         # Job at once; a node drain does not count against the retries.
         "podFailurePolicy": {"rules": [
@@ -190,11 +193,17 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
         # for it between the PVC and the InferenceService. Re-running is harmless: on a populated volume
         # the Job is a no-op that exits 0 in seconds. No TTL: the hook policy does the cleanup. The
         # deadline bounds a sync whose Job cannot start (a Multi-Attach it could not avoid).
-        meta["annotations"]["argocd.argoproj.io/hook"] = "Sync"
+        meta["annotations"]["argocd.argoproj.io/hook"] = hook
         meta["annotations"]["argocd.argoproj.io/hook-delete-policy"] = "BeforeHookCreation"
     else:
         job_spec["ttlSecondsAfterFinished"] = 86400
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def _served(spec: ModelSpec) -> list[str]:
+    """GitOps hooks re-run at every sync on a claim that may be serving: a source change goes beside the
+    served directory (store/revisions.py). One token, so `update --gitops` can tell it from the served path."""
+    return [f"--revision-root={MOUNT}"] if spec.gitops == "argocd" else []
 
 
 def populate_job(spec: ModelSpec) -> Obj:
@@ -202,7 +211,8 @@ def populate_job(spec: ModelSpec) -> Obj:
     # After an import Job, wait for its source.json (written last): with plain `kubectl apply` nothing
     # orders two Jobs, and under Argo CD the import hook's wave already has.
     wait = ["--wait-for-import", str(deadline_seconds(spec.model_bytes))] if spec.import_from else []
-    args = ["mirror", spec.source, spec.model_dir, "--progress", "json", *loader, *wait, *spec.mirror_args]
+    args = ["mirror", spec.source, spec.model_dir, "--progress", "json", *loader, *wait, *_served(spec),
+            *spec.mirror_args]
     return _job(spec, spec.job_name, "populate", WAVES["job"], args, read_only=False)
 
 
@@ -224,16 +234,30 @@ def parallel_populate_job(spec: ModelSpec) -> Obj:
     job["metadata"]["name"] = f"{spec.job_name[:54]}-parallel"
     job["spec"].update(completionMode="Indexed", completions=spec.parallel, parallelism=spec.parallel)
     c = job["spec"]["template"]["spec"]["containers"][0]
-    # A share's selection leaves out the other shares' files: never delete what it leaves out.
-    c["args"] = [*(a for a in c["args"] if a != "--delete-excluded"), "--shard",
+    # A share's selection leaves out the other shares' files: never delete what it leaves out. The shares
+    # write the directory the populate Job names; only the final run chooses a revision.
+    c["args"] = [*(a for a in c["args"] if a != "--delete-excluded" and a not in _served(spec)), "--shard",
                  f"$(JOB_COMPLETION_INDEX)/{spec.parallel}"]
     return job
 
 
 def verify_job(spec: ModelSpec) -> Obj:
     """Replaces the runbook's inspector pod: the claim read-only, one JSON verdict in the log."""
-    args = ["verify", spec.model_dir, "--json", "--require-manifest"]
-    return _job(spec, spec.verify_job_name, "verify", WAVES["verify-job"], args, read_only=True)
+    args = ["verify", spec.model_dir, "--json", "--require-manifest", *_served(spec)]
+    return _job(spec, spec.verify_job_name, "verify", WAVES["verify-job"], args, read_only=True, fetches=False)
+
+
+def gc_job(spec: ModelSpec, args: list[str] | None = None) -> Obj:
+    """A Job removing revisions from the claim: no S3 keys, the claim read-write. Rendered (``args`` None), the
+    GitOps PostSync hook: once the InferenceService is healthy on the revision in Git, remove the revisions
+    on the claim that neither serve nor are the source's latest. ``update`` passes its own ``gc`` args."""
+    if args is None:
+        if spec.gitops != "argocd":
+            raise ConfigError("the gc Job is a GitOps hook (--gitops argocd); outside Argo CD, `modelpvc update` "
+                              "removes the old revision once the new one serves")
+        args = ["gc", MOUNT, f"--keep={spec.model_dir}", "--yes"]
+    return _job(spec, spec.gc_job_name, "gc", WAVES["gc-job"], args, read_only=False, fetches=False,
+                hook="PostSync")
 
 
 def inference_service(spec: ModelSpec) -> Obj:
@@ -346,7 +370,7 @@ def _resources(model: Obj, gpus: int | None, cpu: str | None, memory: str | None
 
 
 BUILDERS = {"import-job": import_job, "csc": cluster_storage_container, "sa": service_account, "pvc": pvc,
-            "job": populate_job, "verify-job": verify_job, "isvc": inference_service}
+            "job": populate_job, "verify-job": verify_job, "isvc": inference_service, "gc-job": gc_job}
 
 
 def expand_kinds(spec: ModelSpec, kinds: list[str]) -> list[str]:

@@ -141,6 +141,10 @@ class ModelSpec:
     def verify_job_name(self) -> str:
         return f"{self.name}-verify"[:63]
 
+    @property
+    def gc_job_name(self) -> str:
+        return f"{self.name}-gc"[:63]
+
     def validate(self, *, needs_source: bool = True) -> ModelSpec:
         """Clear errors for bad input, before anything is sent or written. ``deploy`` reads no source."""
         names = [("--name", self.name), ("--namespace", self.namespace)]

@@ -25,13 +25,13 @@ from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.deploy import wait_serving
-from modelpvc.kube.gitops import argo_managed, refuse_argo, storage_uri, write_storage_uri
+from modelpvc.kube.gitops import Served, argo_managed, refuse_argo, storage_uri, write_served
 from modelpvc.kube.jobs import PENDING_GRACE, run_job
 from modelpvc.kube.placement import room_for_second_predictor
 from modelpvc.kube.podstate import PREDICTOR_LABEL
 from modelpvc.kube.populate import SECRET_ANNOTATION, SOURCE_ANNOTATION, populate
 from modelpvc.kube.preflight import measure_source
-from modelpvc.kube.spec import MOUNT, ModelSpec, Placement, Serving
+from modelpvc.kube.spec import ModelSpec, Placement, Serving
 from modelpvc.model.select import loader_from_args
 
 UPDATE_MANAGER = "modelpvc-update"
@@ -50,7 +50,7 @@ class UpdateOptions:
     stop_the_world: bool = False
     timeout: float = 6 * 3600
     pending_grace: float = PENDING_GRACE
-    gitops_file: Path | None = None  # an Argo-managed InferenceService: write the new URI into this manifest
+    gitops_file: Path | None = None  # an Argo-managed InferenceService: point the manifests here at the new URI
 
 
 def spec_from_isvc(isvc: o.Obj, base: ModelSpec) -> ModelSpec:
@@ -135,9 +135,11 @@ def _zero_downtime(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, rev: str, sin
             raise _impossible(f"no room on the claim for a second revision ({e.message})") from e
         return _stop_the_world(cluster, isvc, spec, sink, options, f"no room for a second revision: {e.message}")
     if options.gitops_file is not None:
-        write_storage_uri(options.gitops_file, spec.name, storage_uri(isvc), new.storage_uri)
-        sink.emit(Event("step", {"message": f"wrote storageUri {new.storage_uri} into {options.gitops_file}: commit "
-                                            "and push it; Argo CD switches the server at the next sync"}))
+        changed = write_served(options.gitops_file, _served(spec, storage_uri(isvc)), _served(new, new.storage_uri))
+        sink.emit(Event("step", {"message": f"wrote storageUri {new.storage_uri} into "
+                                            f"{', '.join(str(f) for f in changed)}: commit and push; Argo CD "
+                                            "switches the server at the next sync and its gc hook then removes "
+                                            "the old revision"}))
         return UpdateResult("gitops", f"Argo CD manages {spec.name}: the change is in {options.gitops_file}",
                             result.summary.get("revision"), new.storage_uri)
     # Only storageUri, under a field manager of its own: applied as "modelpvc" (deploy's manager), the
@@ -165,15 +167,17 @@ def _zero_downtime(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, rev: str, sin
                         result.summary.get("revision"), new.storage_uri)
 
 
+def _served(spec: ModelSpec, uri: str) -> Served:
+    return Served(spec.name, spec.pvc, uri, spec.model_dir)
+
+
 def _run_gc(cluster: Cluster, spec: ModelSpec, flags: list[str], sink: ProgressSink) -> None:
     """Remove a revision directory with a Job on the node holding the claim (RWO), tolerating its taints."""
     holders = o.pods_using_claim(cluster.list("Pod", spec.namespace), spec.pvc)
     tolerations = tuple({str(t): t for h in holders for t in h["spec"].get("tolerations") or []}.values())
-    job = manifests.populate_job(replace(spec, mirror_args=(), placement=Placement(
-        node=o.holder_node(holders, spec.pvc), tolerations=tolerations)))
-    job["metadata"]["name"] = f"{spec.name}-gc"[:63]
-    args = ["gc", f"{MOUNT}/{spec.path}".rstrip("/"), "--yes", *flags]
-    job["spec"]["template"]["spec"]["containers"][0]["args"] = args
+    job = manifests.gc_job(replace(spec, placement=Placement(node=o.holder_node(holders, spec.pvc),
+                                                             tolerations=tolerations)),
+                           ["gc", spec.model_dir, "--yes", *flags])
     run_job(cluster, job, sink, timeout=600)
     cluster.delete("Job", job["metadata"]["name"], spec.namespace)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpvc.core.errors import DestinationError
-from modelpvc.core.manifest import MANIFEST_NAME, STATE_DIR, Manifest
+from modelpvc.core.manifest import MANIFEST_NAME, REVISIONS_DIR, STATE_DIR, Manifest
 from modelpvc.core.models import LocalFile
 from modelpvc.store.journal import Journal
 from modelpvc.store.localfs import DestinationLock, destination_error, fsync_dir, syncfs, write_atomic
@@ -103,14 +103,15 @@ class Destination:
 
     # -- what is here ---------------------------------------------------------------------------
     def scan(self) -> Scan:
-        """Final files and partials below the root, ignoring ``.modelpvc/`` and our temporaries."""
+        """Final files and partials below the root, ignoring ``.modelpvc/``, nested ``revisions/`` and our
+        temporaries."""
         out = Scan()
         if not self.root.is_dir():
             return out
         root = str(self.root)
         for dirpath, dirnames, filenames in os.walk(root):
             if dirpath == root:
-                dirnames[:] = [d for d in dirnames if d != STATE_DIR]
+                dirnames[:] = [d for d in dirnames if d not in (STATE_DIR, REVISIONS_DIR)]
             for name in filenames:
                 if is_temp(name):
                     continue
@@ -180,7 +181,7 @@ class Destination:
         m = self.read_manifest()
         if m is None:
             raise DestinationError(f"{self.root} has no manifest; refusing to delete what modelpvc did not write")
-        paths = [f.path for f in m.files if f.path.split("/")[0] != "revisions"]
+        paths = [f.path for f in m.files if f.path.split("/")[0] != REVISIONS_DIR]
         size = 0
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
