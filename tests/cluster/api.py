@@ -69,6 +69,21 @@ class Api:
 
     def request(self, method: str, path: str, body: Any = None, ctype: str = "application/json",
                 query: dict[str, str] | None = None, timeout: float = 30) -> Any:
+        status, raw = self._send(method, path, body, ctype, query, timeout)
+        out = json.loads(raw) if raw else {}
+        if status >= 400:
+            raise ApiError(status, out if isinstance(out, dict) else {"message": str(out)})
+        return out
+
+    def log(self, pod: str, ns: str) -> str:
+        """A pod's log as ``oc logs`` prints it (the apiserver's pods/log, served by the kubelet)."""
+        status, raw = self._send("GET", self.path("Pod", ns, pod, "log"), None, "", None, 30)
+        if status >= 400:
+            raise ApiError(status, json.loads(raw) if raw.startswith(b"{") else {"message": raw.decode()})
+        return raw.decode()
+
+    def _send(self, method: str, path: str, body: Any, ctype: str, query: dict[str, str] | None,
+              timeout: float) -> tuple[int, bytes]:
         if query:
             path += "?" + urllib.parse.urlencode(query)
         data = json.dumps(body).encode() if body is not None else None
@@ -90,10 +105,7 @@ class Api:
                 self._local.conn = None
                 if attempt:
                     raise
-        out = json.loads(raw) if raw else {}
-        if resp.status >= 400:
-            raise ApiError(resp.status, out if isinstance(out, dict) else {"message": str(out)})
-        return out
+        return resp.status, raw
 
     # -- verbs -----------------------------------------------------------------------------------
     def get(self, kind: str, name: str, ns: str | None = None) -> Obj | None:

@@ -144,6 +144,16 @@ def test_a_running_populate_job_can_be_left_and_followed_again(project: Project,
     r = project.cli("populate", *args[6:])
     assert r.returncode == 0, r.stdout + r.stderr
     assert same_tree(m.dir, project.volume_dir()) == []
+    # Nobody followed the Job from the start: its log is for people (`oc logs -f`), and still ends with the
+    # summary record that the populate that came back read.
+    [pod] = project.api.list("Pod", project.ns, labelSelector=f"job-name={PVC}-populate")
+    log = project.api.log(pod["metadata"]["name"], project.ns).splitlines()
+    files = sum(1 for p in m.dir.rglob("*") if p.is_file())
+    assert log[0].startswith(f"plan: {m.uri}: {files} files to fetch (1.07 GB)"), log[:3]
+    assert any(line.endswith("left") and " % " in line and " of 1.07 GB at " in line for line in log), log
+    assert not [line for line in log[:-1] if line.startswith("{")], log
+    assert json.loads(log[-1])["event"] == "summary"
+    assert f"done: {files} files copied; {files} files verified" in r.stdout
 
 
 def test_populate_parallel_splits_files_across_an_indexed_job_on_rwx(project: Project, tmp_path: Path):

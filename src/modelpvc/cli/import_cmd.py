@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,14 @@ from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.help_format import ParagraphFormatter
-from modelpvc.cli.progress import add_output_arguments, choose_sink, count, human_bytes, write_summary_record
+from modelpvc.cli.progress import (
+    add_output_arguments,
+    choose_sink,
+    count,
+    human_bytes,
+    json_errors,
+    write_summary_record,
+)
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError
@@ -147,8 +153,7 @@ def print_summary(result: ImportResult, dest: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # The error record joins JSON progress lines; with -q (errors only) the error is printed once, for people.
-    args.json_errors = args.progress == "json" or (args.progress == "auto" and not sys.stderr.isatty()
-                                                   and not args.quiet)
+    args.json_errors = json_errors(args)
     dest = parse_source(args.dest)
     if dest.scheme != "s3":
         raise ConfigError(f"destination {args.dest!r} is not s3://BUCKET/PREFIX/")
@@ -168,8 +173,8 @@ def run(args: argparse.Namespace) -> int:
     if settings.dry_run:
         print_plan(result.plan)
         return 0
-    if json_mode:
-        write_summary_record(result.summary())
     if not args.quiet:
         print_summary(result, str(dest))
+    if json_mode:
+        write_summary_record(result.summary())
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,14 @@ from modelpvc.cli.cpus import default_workers, describe_cpus, usable_cpus
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.help_format import ParagraphFormatter
-from modelpvc.cli.progress import add_output_arguments, choose_sink, count, human_bytes, write_summary_record
+from modelpvc.cli.progress import (
+    add_output_arguments,
+    choose_sink,
+    count,
+    human_bytes,
+    json_errors,
+    write_summary_record,
+)
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError, IntegrityError
@@ -214,8 +220,7 @@ def structure_checker(strict: bool, loader: str) -> StructureCheck:
 
 def run(args: argparse.Namespace) -> int:
     # The error record joins JSON progress lines; with -q (errors only) the error is printed once, for people.
-    args.json_errors = args.progress == "json" or (args.progress == "auto" and not sys.stderr.isatty()
-                                                   and not args.quiet)
+    args.json_errors = json_errors(args)
     if str(args.dest).startswith("s3:"):  # a Path: s3://b/p/ reads s3:/b/p
         bucket = "s3://" + str(args.dest).removeprefix("s3:").lstrip("/") + "/"
         raise ConfigError(f"mirror copies a bucket to a directory; {bucket} is a bucket",
@@ -251,11 +256,11 @@ def run(args: argparse.Namespace) -> int:
     if settings.dry_run:
         print_plan(result.plan)
         return 0
-    if json_mode:
-        write_summary_record({**result.summary(), "dest": str(dest)})
     if not args.quiet:
         print_summary(result, dest, args.verbose)
     if result.plan.of(Action.SKIP) and args.verbose:
         for op in result.plan.of(Action.SKIP):
             print(f"  skipped {op.rel}: {op.reason}")
+    if json_mode:
+        write_summary_record({**result.summary(), "dest": str(dest)})
     return 0

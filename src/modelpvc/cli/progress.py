@@ -1,4 +1,5 @@
-"""Progress display: a live line on a TTY, JSON lines for programs (a pod's log), or nothing."""
+"""Progress display: a live line on a TTY, JSON lines for programs, lines for people reading a pod's log,
+or nothing."""
 
 from __future__ import annotations
 
@@ -129,28 +130,92 @@ class TtyDisplay:
             self.stream.flush()
 
 
+class LogLines:
+    """Lines for someone reading ``oc logs -f`` on a Job nobody follows from a terminal: the plan, a progress
+    line every ``interval`` seconds, retries and warnings; no ``\\r``, no JSON (the run's summary and error
+    records still end the log, for programs)."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 10.0, verbose: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self.verbose = verbose
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self._emit(event)
+
+    def _emit(self, event: Event) -> None:
+        d = event.data
+        if event.kind == "tick":
+            now = time.monotonic()
+            if now - self._last < self.interval and d["bytes_done"] < d["bytes_total"]:
+                return
+            self._last = now
+            rate, left = rate_and_eta(d)
+            total = max(d["bytes_total"], 1)
+            eta = f", about {human_seconds(left)} left" if left is not None and d["bytes_done"] < total else ""
+            self._write(f"{100.0 * d['bytes_done'] / total:5.1f} %  {human_bytes(d['bytes_done'])} of "
+                        f"{human_bytes(total)} at {human_bytes(rate)}/s{eta}")
+        elif event.kind == "plan":
+            self._write(_plan_line(d))
+            for note in d.get("notes") or []:
+                self._write(f"note: {note}")
+        elif event.kind in ("retry", "warning"):
+            self._write(f"{event.kind}: {d.get('path', '')}: {d.get('error') or d.get('message')}")
+        elif event.kind in ("step", "waiting"):
+            self._write(str(d.get("message", "")))
+        elif event.kind == "file_done" and self.verbose:
+            self._write(f"done {d['path']} ({human_bytes(d['size'])}, verified: {d['verified']})")
+
+
+def _plan_line(d: dict[str, Any]) -> str:
+    if "origin" in d:  # import
+        return (f"plan: {d['origin']} -> {d['destination']}: {human_bytes(d.get('bytes_to_send', 0))} to send")
+    fetch = d["fetch"]["files"] + d["resume"]["files"]
+    return (f"plan: {d['source']}: {count(fetch, 'file')} to fetch ({human_bytes(d['bytes_to_fetch'])}), "
+            f"{d['keep']['files']} unchanged, {d['link']['files']} hard-linked, {d['skip']['files']} not selected")
+
+
 def choose_sink(args: argparse.Namespace) -> tuple[ProgressSink, bool]:
-    """(sink, json mode) from --progress/-q/-v: a live line on a terminal, JSON lines otherwise."""
+    """(sink, whether the run ends with its JSON summary record) from --progress/-q/-v: a live line on a
+    terminal, JSON lines for programs (also off a terminal, by default), lines for a pod's log."""
     mode = "none" if args.quiet else args.progress
     if mode == "auto":
         mode = "tty" if sys.stderr.isatty() else "json"
     if mode == "json":
-        return JsonLines(interval=args.progress_interval), True
+        return JsonLines(interval=args.progress_interval or 2.0), True
+    if mode == "log":
+        return LogLines(interval=args.progress_interval or 10.0, verbose=args.verbose), True
     if mode == "tty":
         return TtyDisplay(verbose=args.verbose), False
     return NullSink(), False
 
 
+def json_errors(args: argparse.Namespace) -> bool:
+    """Whether a failure also ends the output with its JSON error record (after the message for people)."""
+    return args.progress in ("json", "log") or (args.progress == "auto" and not sys.stderr.isatty()
+                                                 and not args.quiet)
+
+
 def add_output_arguments(g: argparse._ArgumentGroup) -> None:
     """--progress, --progress-interval, -q, -v: the same for every long-running command."""
-    g.add_argument("--progress", choices=["auto", "tty", "json", "none"], default="auto",
-                   help="auto: a live line on a terminal, JSON lines on stderr otherwise")
-    g.add_argument("--progress-interval", type=float, default=2.0, metavar="S",
-                   help="seconds between JSON progress records (default 2)")
+    g.add_argument("--progress", choices=["auto", "tty", "json", "log", "none"], default="auto",
+                   help="auto: a live line on a terminal, JSON lines on stderr otherwise; log: plain lines for "
+                        "people reading a pod's log (oc logs -f), ending with the JSON summary record")
+    g.add_argument("--progress-interval", type=float, default=None, metavar="S",
+                   help="seconds between progress records (default 2 for json, 10 for log)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
     g.add_argument("-v", "--verbose", action="store_true", help="a line per finished file")
 
 
 def write_summary_record(summary: dict[str, Any]) -> None:
-    """The run's last JSON line on stderr: what populate and other programs read from a pod's log."""
+    """The run's last JSON line on stderr: what populate and other programs read from a pod's log, which
+    interleaves stdout and stderr as they are written (stdout to a pipe is block-buffered: flushed first)."""
+    sys.stdout.flush()
     sys.stderr.write(json.dumps({"event": "summary", **summary}, separators=(",", ":")) + "\n")

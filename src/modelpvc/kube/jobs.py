@@ -40,8 +40,23 @@ def _pod_of(cluster: Cluster, ns: str, job: str) -> o.Obj | None:
     return pods[-1] if pods else None
 
 
+_OUTPUT_FLAGS = ("--progress", "--progress-interval")  # how a Job reports, not what it does
+
+
 def _args(job: o.Obj) -> list[str]:
-    return [str(a) for c in job["spec"]["template"]["spec"].get("containers") or [] for a in c.get("args") or []]
+    """The work a Job does: its arguments without how it reports or whether it writes beside a served
+    revision (a GitOps hook on the same source and directory is the same writer)."""
+    out: list[str] = []
+    skip = False
+    for c in job["spec"]["template"]["spec"].get("containers") or []:
+        for a in map(str, c.get("args") or []):
+            if skip:
+                skip = False
+            elif a in _OUTPUT_FLAGS:
+                skip = True
+            elif not a.startswith(("--progress=", "--progress-interval=", "--revision-root")):
+                out.append(a)
+    return out
 
 
 def running_twin(cluster: Cluster, job: o.Obj) -> str | None:

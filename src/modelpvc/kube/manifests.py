@@ -206,31 +206,38 @@ def _served(spec: ModelSpec) -> list[str]:
     return [f"--revision-root={MOUNT}"] if spec.gitops == "argocd" else []
 
 
-def populate_job(spec: ModelSpec) -> Obj:
+def _progress(followed: bool) -> list[str]:
+    """A Job a modelpvc command follows writes JSON records for it to display; any other is read by people
+    (oc logs -f): plain lines, ending with the summary record a later populate or doctor reads."""
+    return ["--progress", "json" if followed else "log"]
+
+
+def populate_job(spec: ModelSpec, followed: bool = False) -> Obj:
     loader = ["--for", spec.loader] if spec.loader != "vllm" else []
     # After an import Job, wait for its source.json (written last): with plain `kubectl apply` nothing
     # orders two Jobs, and under Argo CD the import hook's wave already has.
     wait = ["--wait-for-import", str(deadline_seconds(spec.model_bytes))] if spec.import_from else []
-    args = ["mirror", spec.source, spec.model_dir, "--progress", "json", *loader, *wait, *_served(spec),
+    args = ["mirror", spec.source, spec.model_dir, *_progress(followed), *loader, *wait, *_served(spec),
             *spec.mirror_args]
     return _job(spec, spec.job_name, "populate", WAVES["job"], args, read_only=False)
 
 
-def import_job(spec: ModelSpec) -> Obj:
+def import_job(spec: ModelSpec, followed: bool = False) -> Obj:
     """Hub -> bucket inside the cluster, for models too big for the operator's machine: no volume, memory
     bounded by --memory, the token from a Secret."""
     if not spec.import_from:
         raise ValueError("import_job needs spec.import_from")
     loader = ["--for", spec.loader] if spec.loader != "vllm" else []
-    args = ["import", spec.import_from, spec.source, "--progress", "json", "--memory", str(IMPORT_MEMORY_MIB),
+    args = ["import", spec.import_from, spec.source, *_progress(followed), "--memory", str(IMPORT_MEMORY_MIB),
             *loader]
     return _job(spec, spec.import_job_name, "import", WAVES["import-job"], args, read_only=False, claim=False)
 
 
 def parallel_populate_job(spec: ModelSpec) -> Obj:
     """An Indexed Job: pod i copies share i of N (Kubernetes schedules, retries and counts them; we add no
-    scheduler). The Job controller sets JOB_COMPLETION_INDEX in each pod; args expand it."""
-    job = populate_job(spec)
+    scheduler). The Job controller sets JOB_COMPLETION_INDEX in each pod; args expand it. populate follows
+    it."""
+    job = populate_job(spec, followed=True)
     job["metadata"]["name"] = f"{spec.job_name[:54]}-parallel"
     job["spec"].update(completionMode="Indexed", completions=spec.parallel, parallelism=spec.parallel)
     c = job["spec"]["template"]["spec"]["containers"][0]

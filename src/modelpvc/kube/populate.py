@@ -50,7 +50,7 @@ def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pv
         sink.emit(Event("step", {"message": f"{len(shards)} shards copied {copied / 1e9:.2f} GB; a final run "
                                             "adopts them, checks the whole model and writes the manifest"}))
         spec = replace(spec, parallel=1)
-    job = manifests.populate_job(spec)
+    job = manifests.populate_job(spec, followed=wait)
     if not wait:
         cluster.create(job)
         name = job["metadata"]["name"]
@@ -77,7 +77,7 @@ def import_first(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
                               hint=f"oc create secret generic {spec.hub_secret} --from-literal=HF_TOKEN=hf_... "
                                    f"-n {spec.namespace}")
         check(sink, True, f"secret {spec.hub_secret} has HF_TOKEN")
-    result = run_job(cluster, manifests.import_job(pf.spec), sink, timeout, pending_grace)
+    result = run_job(cluster, manifests.import_job(pf.spec, followed=True), sink, timeout, pending_grace)
     summary = result.last("summary") or {}
     what = "already there, nothing uploaded" if summary.get("noop") else \
         f"{summary.get('uploaded_files', 0)} files uploaded ({int(summary.get('bytes_sent', 0)) / 1e9:.2f} GB)"
