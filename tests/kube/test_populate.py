@@ -169,7 +169,7 @@ def test_populate_parallel_splits_files_across_an_indexed_job_on_rwx(project: Pr
     pods = project.api.list("Pod", project.ns, labelSelector="job-name=rwx-populate-parallel")
     assert len(pods) == 3
     # The final run adopted every shard: it fetched nothing and wrote the whole manifest.
-    assert "copied 0 files (0 B), 10 unchanged" in r.stdout
+    assert "done: 0 files copied; 10 files verified" in r.stdout, r.stdout
     assert same_tree(m.dir, project.volume_dir("rwx")) == []
     assert (project.volume_dir("rwx") / ".modelpvc" / "manifest.json").exists()
 
@@ -364,7 +364,7 @@ def test_a_log_stream_cut_mid_copy_is_followed_again_and_the_result_is_read_whol
         assert proxy.cuts == 1
         assert r.returncode == 0, r.stdout + r.stderr
         assert "done: 14 files copied; 14 files verified" in r.stdout, r.stdout
-        assert r.stdout.count("copied 14 files") == 1, r.stdout  # the summary read once, not twice
+        assert r.stdout.count("14 files fetched") == 1, r.stdout  # the pod's log read once, not twice
         assert same_tree(m.dir, project.volume_dir()) == []
     finally:
         proxy.stop()

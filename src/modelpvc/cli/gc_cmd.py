@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from modelpvc.cli.help_format import ParagraphFormatter
-from modelpvc.cli.progress import count, human_bytes
+from modelpvc.cli.progress import count
 from modelpvc.core.errors import ConfigError
+from modelpvc.core.units import human_bytes
 from modelpvc.store.destination import Destination
 from modelpvc.store.revisions import collect, collectable
 

@@ -15,7 +15,6 @@ from modelpvc.cli.progress import (
     add_output_arguments,
     choose_sink,
     count,
-    human_bytes,
     json_errors,
     write_summary_record,
 )
@@ -23,6 +22,7 @@ from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError
 from modelpvc.core.settings import ImportSettings, MiB
+from modelpvc.core.units import human_bytes
 from modelpvc.ingest.importer import ImportRequest, ImportResult, run_import
 from modelpvc.ingest.plan import ImportPlan, Step
 from modelpvc.model.select import make_selector

@@ -176,7 +176,7 @@ def run_populate(args: argparse.Namespace) -> int:
     from modelpvc.kube.populate import populate
 
     spec = _spec(args, args.name or args.pvc).validate()
-    display = KubeDisplay()
+    display = KubeDisplay(summaries=False)
     print(f"populate {spec.storage_uri} in {spec.namespace} from {spec.source}")
     try:
         result = populate(_cluster(args), spec, display, create_pvc=args.create_pvc, source_check=args.source_check,

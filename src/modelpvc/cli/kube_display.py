@@ -6,13 +6,18 @@ import sys
 import time
 from typing import TextIO
 
-from modelpvc.cli.progress import TtyDisplay, count, human_bytes, human_seconds
+from modelpvc.cli.progress import TtyDisplay, count, human_seconds
 from modelpvc.core.events import Event
+from modelpvc.core.units import human_bytes
 
 
 class KubeDisplay:
-    def __init__(self, stream: TextIO | None = None, tty: bool | None = None) -> None:
+    """``summaries``: print a one-line summary of each Job's copy; a command that ends with its own verdict on
+    the same copy (populate's "done:") turns it off, so that one copy is summed up once besides its log."""
+
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None, summaries: bool = True) -> None:
         self.stream = stream or sys.stdout
+        self.summaries = summaries
         self.tty = self.stream.isatty() if tty is None else tty
         self.live = TtyDisplay(self.stream) if self.tty else None
         self._last = 0.0
@@ -35,7 +40,7 @@ class KubeDisplay:
             self._print(f"  ! {d.get('path', '')}: {d.get('message')}")
         elif event.kind == "log":
             self._print(f"    | {d['line']}")
-        elif event.kind == "summary":
+        elif event.kind == "summary" and self.summaries:
             verified = ", ".join(f"{n} by {how}" for how, n in (d.get("verified") or {}).items()) or "none"
             copied = count(d.get("fetched_files", 0), "file")
             self._print(f"    copied {copied} ({human_bytes(d.get('bytes_fetched', 0))}), "

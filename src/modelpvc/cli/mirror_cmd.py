@@ -14,7 +14,6 @@ from modelpvc.cli.progress import (
     add_output_arguments,
     choose_sink,
     count,
-    human_bytes,
     json_errors,
     write_summary_record,
 )
@@ -23,6 +22,7 @@ from modelpvc.cli.signals import stop_on_signals
 from modelpvc.core.errors import ConfigError, IntegrityError
 from modelpvc.core.models import Action, Plan
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
+from modelpvc.core.units import human_bytes
 from modelpvc.model.select import make_selector
 from modelpvc.store.base import ObjectSource, parse_source
 from modelpvc.store.local import LocalSource

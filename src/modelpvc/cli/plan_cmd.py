@@ -10,11 +10,12 @@ from typing import Any
 from modelpvc.cli import units
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.help_format import ParagraphFormatter
-from modelpvc.cli.progress import count, human_bytes, human_seconds
+from modelpvc.cli.progress import count, human_seconds
 from modelpvc.cli.selection_args import add_selection_arguments
 from modelpvc.core.models import Action, ObjectInfo
 from modelpvc.core.provenance import split_record
 from modelpvc.core.settings import S3Settings
+from modelpvc.core.units import human_bytes
 from modelpvc.model import safetensors
 from modelpvc.model.layout import detect_layouts
 from modelpvc.model.select import make_selector

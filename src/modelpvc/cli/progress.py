@@ -12,19 +12,12 @@ import time
 from typing import Any, TextIO
 
 from modelpvc.core.events import Event, NullSink, ProgressSink
+from modelpvc.core.units import human_bytes
 
 
 def count(n: object, noun: str) -> str:
     """ "1 file", "2 files": people read the summaries."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n:.2f} TB"
 
 
 def rate_and_eta(tick: dict[str, Any]) -> tuple[float, float | None]:

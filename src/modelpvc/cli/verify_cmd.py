@@ -11,11 +11,12 @@ from typing import Any
 
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.help_format import ParagraphFormatter
-from modelpvc.cli.progress import count, human_bytes
+from modelpvc.cli.progress import count
 from modelpvc.cli.selection_args import add_loader_argument
 from modelpvc.core.errors import ConfigError, ExitCode
 from modelpvc.core.models import FileRecord, ObjectInfo
 from modelpvc.core.provenance import split_record
+from modelpvc.core.units import human_bytes
 from modelpvc.model.findings import Finding
 from modelpvc.store.revisions import read_latest
 from modelpvc.verify.checks import verify_directory

@@ -13,6 +13,7 @@ from typing import Any
 
 from modelpvc.core.errors import ModelpvcError
 from modelpvc.core.secretkeys import EXPECTED, find_pair
+from modelpvc.core.units import human_bytes
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.deploy import missing_runtime, runtime_fix
@@ -323,7 +324,7 @@ def _claim(cluster: Cluster, ns: str, claim: str, source_bytes: int | None) -> l
         (((pvc.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
     if cap and source_bytes is not None and parse_size(cap) < source_bytes:
         out.append(Diagnosis("pvc-too-small", f"PVC {claim} ({cap}) is smaller than the source "
-                                              f"({source_bytes / 1e9:.1f} GB)",
+                                              f"({human_bytes(source_bytes)})",
                              f"capacity {cap}" if phase == "Bound" else f"request {cap} (not bound yet)",
                              "grow the PVC or select fewer files (duplicate formats are skipped by default)"))
     ann = (pvc.get("metadata") or {}).get("annotations") or {}

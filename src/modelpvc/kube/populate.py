@@ -7,6 +7,7 @@ from typing import Any
 
 from modelpvc.core.errors import ConfigError
 from modelpvc.core.events import Event, ProgressSink
+from modelpvc.core.units import human_bytes
 from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
@@ -47,7 +48,7 @@ def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pv
     if spec.parallel > 1:
         shards = run_indexed_job(cluster, manifests.parallel_populate_job(spec), sink, timeout, pending_grace)
         copied = sum(int((r.last("summary") or {}).get("bytes_fetched", 0)) for r in shards)
-        sink.emit(Event("step", {"message": f"{len(shards)} shards copied {copied / 1e9:.2f} GB; a final run "
+        sink.emit(Event("step", {"message": f"{len(shards)} shards copied {human_bytes(copied)}; a final run "
                                             "adopts them, checks the whole model and writes the manifest"}))
         spec = replace(spec, parallel=1)
     job = manifests.populate_job(spec, followed=wait)
@@ -60,7 +61,6 @@ def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pv
     result = run_job(cluster, job, sink, timeout, pending_grace)
     summary = result.last("summary") or {}
     record_revision(cluster, spec, summary.get("revision"))
-    sink.emit(Event("step", {"message": f"populated {spec.storage_uri}: revision {summary.get('revision')}"}))
     return PopulateResult(pf, result, summary)
 
 
@@ -80,7 +80,7 @@ def import_first(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
     result = run_job(cluster, manifests.import_job(pf.spec, followed=True), sink, timeout, pending_grace)
     summary = result.last("summary") or {}
     what = "already there, nothing uploaded" if summary.get("noop") else \
-        f"{summary.get('uploaded_files', 0)} files uploaded ({int(summary.get('bytes_sent', 0)) / 1e9:.2f} GB)"
+        f"{summary.get('uploaded_files', 0)} files uploaded ({human_bytes(int(summary.get('bytes_sent', 0)))})"
     sink.emit(Event("step", {"message": f"imported {spec.import_from} into {spec.source}: {what}"}))
     return summary
 

@@ -16,6 +16,7 @@ from modelpvc.core.errors import (
 )
 from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.core.secretkeys import ENDPOINT_KEYS, EXPECTED, find_pair
+from modelpvc.core.units import human_bytes
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster, Forbidden
 from modelpvc.kube.placement import serving_placement
@@ -153,13 +154,13 @@ def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool
         ((pvc.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
     if cap and pf.source_bytes is not None:
         if parse_size(cap) < pf.source_bytes:
-            check(sink, False, f"PVC {spec.pvc} holds {cap}, the model needs {pf.source_bytes / 1e9:.1f} GB")
+            check(sink, False, f"PVC {spec.pvc} holds {cap}, the model needs {human_bytes(pf.source_bytes)}")
             need = f"{claim_size_gi(pf.source_bytes)}Gi"
             raise DestinationFull(
-                f"PVC {spec.pvc!r} is too small: {cap} for {pf.source_bytes / 1e9:.1f} GB of selected files",
+                f"PVC {spec.pvc!r} is too small: {cap} for {human_bytes(pf.source_bytes)} of selected files",
                 hint=f"grow it: oc patch pvc {spec.pvc} -p "
                      f"'{{\"spec\":{{\"resources\":{{\"requests\":{{\"storage\":\"{need}\"}}}}}}}}'")
-        check(sink, True, f"PVC {spec.pvc} is {phase} with {cap} (need {pf.source_bytes / 1e9:.2f} GB)")
+        check(sink, True, f"PVC {spec.pvc} is {phase} with {cap} (need {human_bytes(pf.source_bytes)})")
     else:
         check(sink, True, f"PVC {spec.pvc} is {phase}" + (f" with {cap}" if cap else ""))
     return pvc, wffc and phase != "Bound"
@@ -308,7 +309,7 @@ def _probe_source(cluster: Cluster, pf: Preflight, sink: ProgressSink, pending_g
     pf.source_bytes = int(plan["bytes"])
     pf.source_files = len(plan["files"])
     pf.listing = [(str(f["path"]), int(f["size"]), str(f.get("etag", ""))) for f in plan["files"]]
-    check(sink, True, f"source {pf.spec.source} holds {pf.source_files} files, {pf.source_bytes / 1e9:.2f} GB "
+    check(sink, True, f"source {pf.spec.source} holds {pf.source_files} files, {human_bytes(pf.source_bytes)} "
                       "(probed from inside the cluster)")
 
 
@@ -326,6 +327,6 @@ def _check_source(pf: Preflight, values: dict[str, str], sink: ProgressSink) -> 
     pf.source_bytes = sum(x.size for x in chosen)
     pf.source_files = len(chosen)
     pf.listing = [(x.rel, x.size, x.etag) for x in chosen]
-    check(sink, True, f"source {spec.source} holds {len(chosen)} files, {pf.source_bytes / 1e9:.2f} GB"
+    check(sink, True, f"source {spec.source} holds {len(chosen)} files, {human_bytes(pf.source_bytes)}"
           + (f" ({skipped} duplicates skipped)" if skipped else ""))
     return True

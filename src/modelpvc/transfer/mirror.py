@@ -25,6 +25,7 @@ from modelpvc.core.manifest import Manifest
 from modelpvc.core.models import Action, FileRecord, ObjectInfo, Plan, Selection
 from modelpvc.core.provenance import split_record
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
+from modelpvc.core.units import human_bytes
 from modelpvc.store.base import ObjectSource
 from modelpvc.store.destination import Destination
 from modelpvc.store.journal import Journal, JournalState
@@ -379,16 +380,15 @@ def _check_space(run: _Run) -> None:
     limit = run.req.settings.space_limit
     if limit is not None and run.plan.selected_bytes > limit[0]:
         raise DestinationFull(
-            f"{run.dest.root} may hold {_gb(limit[0])} ({limit[1]}) but the model is {_gb(run.plan.selected_bytes)}; "
+            f"{run.dest.root} may hold {human_bytes(limit[0])} ({limit[1]}) but the model is "
+            f"{human_bytes(run.plan.selected_bytes)}; "
             "nothing was written",
             hint=run.req.settings.space_hint or "give the volume more room, or copy fewer files (--include)")
     free = run.dest.free_bytes()
     if need > free:
         raise DestinationFull(
-            f"{run.dest.root} has {_gb(free)} free but {_gb(need)} must be fetched; nothing was written",
+            f"{run.dest.root} has {human_bytes(free)} free but {human_bytes(need)} must be fetched; "
+            "nothing was written",
             hint="grow the volume (modelpvc plan recommends a PVC size) or free space",
         )
 
-
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB"
