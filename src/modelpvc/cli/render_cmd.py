@@ -44,9 +44,9 @@ writes the new revision to revisions/<id>/ beside it, the verify hook checks bot
 --gitops PATH` points your manifests at it; the PostSync gc hook then removes the revisions that neither
 serve nor are the latest. Default kinds under GitOps: pvc,job,verify-job,isvc,gc-job."""
 
-KINDS = ["pvc", "job", "isvc", "verify-job", "import-job", "csc", "sa", "gc-job"]
+KINDS = ["pvc", "job", "isvc", "verify-job", "import-job", "csc", "sa", "gc-job", "modelsource"]
 DEFAULT_KINDS = {"pvc": "pvc,job,isvc", "storage-initializer": "csc,sa,isvc",
-                 "pvc argocd": "pvc,job,verify-job,isvc,gc-job"}
+                 "pvc argocd": "pvc,job,verify-job,isvc,gc-job", "populator": "modelsource,pvc,isvc"}
 
 
 def register(sub: Any) -> None:
@@ -92,6 +92,19 @@ def register(sub: Any) -> None:
     add_image_argument(p)
     p.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
     p.add_argument("--gitops", choices=["none", "argocd"], default="none")
+    pop = p.add_argument_group("volume populator")
+    pop.add_argument("--populator", action="store_true",
+                     help="the claim is filled by `modelpvc populator` from a ModelSource before it binds: write the "
+                          "ModelSource, the PVC naming it in dataSourceRef, and the InferenceService (no Job to apply "
+                          "by hand; one Argo CD sync)")
+    pop.add_argument("--model-source", metavar="NAME", help="the ModelSource's name (default: --name)")
+    pop.add_argument("--install", action="store_true",
+                     help="also the populator itself, for the platform admin: its CRD, VolumePopulator registration, "
+                          "ServiceAccount, least RBAC and Deployment")
+    pop.add_argument("--populator-namespace", default="modelpvc-system", metavar="NS",
+                     help="where the populator runs (default modelpvc-system; create it first)")
+    pop.add_argument("--populator-watch-namespace", metavar="NS",
+                     help="a per-project populator: it fills only this namespace's claims, with a Role there")
     p.add_argument("--kinds", help=f"objects to write, from {','.join(KINDS)} (default: pvc,job,isvc; "
                    "pvc,job,verify-job,isvc,gc-job with --gitops argocd; csc,sa,isvc for --pattern "
                    "storage-initializer)")
@@ -142,6 +155,7 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
         storage_class=args.storage_class, access_mode=args.access_mode, serving=serving, placement=placement,
         region=args.region, image=args.image, fs_group=args.fs_group, gitops=args.gitops, model_bytes=model_bytes,
         loader=loader, import_from=args.import_from, hub_secret=args.hub_secret, hub_endpoint=args.hub_endpoint,
+        model_source=(args.model_source or name) if args.populator else None,
     ).validate()
 
 
@@ -204,7 +218,10 @@ def _hub_bytes(args: argparse.Namespace, loader: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    default = DEFAULT_KINDS.get(f"{args.pattern} {args.gitops}", DEFAULT_KINDS[args.pattern])
+    default = DEFAULT_KINDS["populator"] if args.populator else \
+        DEFAULT_KINDS.get(f"{args.pattern} {args.gitops}", DEFAULT_KINDS[args.pattern])
+    if args.install and not args.populator:
+        raise ConfigError("--install writes the volume populator's CRD, RBAC and Deployment", hint="add --populator")
     kinds = [k.strip() for k in (args.kinds or default).split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
@@ -212,6 +229,12 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     kinds = manifests.expand_kinds(spec, kinds)
     objs = manifests.render(spec, kinds)
+    if args.install:
+        from modelpvc.kube.populator_install import install_objects
+
+        extra = install_objects(args.populator_namespace, args.image, args.populator_watch_namespace)
+        objs = [*extra, *objs]
+        kinds = ["populator-install"] * len(extra) + kinds
     if args.validate:
         from modelpvc.kube.validate import load_crd_schemas, validate_objects
 
@@ -221,7 +244,10 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         for kind, obj in zip(kinds, objs, strict=True):
-            path = args.output_dir / f"{manifests.WAVES[kind]}-{kind}-{obj['metadata']['name']}.yaml"
+            wave = (obj["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave") or \
+                manifests.WAVES.get(kind, "0")
+            path = args.output_dir / f"{wave}-{obj['kind'].lower() if kind == 'populator-install' else kind}-" \
+                                     f"{obj['metadata']['name']}.yaml"
             path.write_text(yaml.safe_dump(obj, sort_keys=False))
             print(path)
     else:

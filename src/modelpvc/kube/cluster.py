@@ -61,6 +61,7 @@ class Cluster:
                                      "clusterstoragecontainers")
         cluster_runtime = create_global_resource("serving.kserve.io", "v1alpha1", "ClusterServingRuntime",
                                                  "clusterservingruntimes")
+        model_source = create_namespaced_resource("modelpvc.io", "v1alpha1", "ModelSource", "modelsources")
         self.kinds: dict[str, Any] = {
             "Namespace": core_v1.Namespace, "Secret": core_v1.Secret, "Node": core_v1.Node,
             "PersistentVolumeClaim": core_v1.PersistentVolumeClaim, "PersistentVolume": core_v1.PersistentVolume,
@@ -68,6 +69,7 @@ class Cluster:
             "StorageClass": storage_v1.StorageClass, "Job": batch_v1.Job, "InferenceService": isvc,
             "Deployment": apps_v1.Deployment, "ServiceAccount": core_v1.ServiceAccount,
             "ServingRuntime": runtime, "ClusterStorageContainer": csc, "ClusterServingRuntime": cluster_runtime,
+            "ModelSource": model_source,
         }
 
     # -- errors ---------------------------------------------------------------------------------
@@ -140,6 +142,32 @@ class Cluster:
                 raise
 
         return self._dict(self._call(f"apply {ref}", send))
+
+    def patch(self, kind: str, name: str, patch: Obj, namespace: str | None = None, status: bool = False) -> Obj:
+        """A JSON merge patch (RFC 7386) of the object, or of its status subresource."""
+        from lightkube.types import PatchType
+
+        res = self.kinds[kind].Status if status else self.kinds[kind]
+        ns = None if kind in CLUSTER_SCOPED else (namespace or self.namespace)
+        return self._dict(self._call(f"patch {kind} {name}", lambda: self.client.patch(
+            res, name, patch, namespace=ns, patch_type=PatchType.MERGE)))
+
+    def watch(self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None,
+              resource_version: str | None = None) -> Iterator[tuple[str, Obj]]:
+        """(ADDED|MODIFIED|DELETED, object) until the server or the network ends the stream (a watch is
+        bounded by the API server's timeout); the caller lists again and watches from there."""
+        import httpx2
+
+        res = self.kinds[kind]
+        kw: dict[str, Any] = {"labels": labels, "resource_version": resource_version}
+        if kind not in CLUSTER_SCOPED:
+            kw["namespace"] = namespace or self.namespace
+        stream = self._call(f"watch {kind}", lambda: self.client.watch(res, **kw))
+        try:
+            for event, obj in stream:
+                yield str(event), self._dict(obj)
+        except httpx2.TransportError:
+            return
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
         from lightkube.types import CascadeType

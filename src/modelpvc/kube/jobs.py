@@ -34,7 +34,8 @@ class JobResult:
         return next((r for r in reversed(self.records) if r.get("event") == event), None)
 
 
-def _pod_of(cluster: Cluster, ns: str, job: str) -> o.Obj | None:
+def pod_of(cluster: Cluster, ns: str, job: str) -> o.Obj | None:
+    """The Job's newest pod."""
     pods = cluster.list("Pod", ns, labels={"job-name": job})
     pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
     return pods[-1] if pods else None
@@ -87,7 +88,7 @@ def replace_finished(cluster: Cluster, ns: str, name: str, job: o.Obj | None = N
                                 f"(oc delete job/{name} -n {ns}) and re-run")
     cluster.delete("Job", name, ns)
     cluster.poll(f"old Job {name} to go", lambda: cluster.get("Job", name, ns) is None and
-                 _pod_of(cluster, ns, name) is None, timeout=60, interval=0.2)
+                 pod_of(cluster, ns, name) is None, timeout=60, interval=0.2)
     return False
 
 
@@ -112,7 +113,7 @@ def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
             raise ClusterError(f"Job {name} did not finish within {timeout:.0f}s",
                                hint=f"oc describe job/{name} -n {ns}; or run modelpvc doctor")
         current = cluster.get("Job", name, ns)
-        pod = _pod_of(cluster, ns, name)
+        pod = pod_of(cluster, ns, name)
         if pod is None and current is not None:
             refused = admission_refusal(cluster, current)
             if refused is not None:
@@ -192,16 +193,19 @@ def run_indexed_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: f
         if o.is_true(current, "Complete") or failed:
             break
         time.sleep(0.3)
-    results = []
-    for pod in cluster.list("Pod", ns, labels={"job-name": name}):
-        r = JobResult(name, pod["metadata"]["name"], o.terminated_exit_code(pod))
-        for line in cluster.log(r.pod or "", ns):
-            _line(line, r, NullSink())
-        results.append(r)
+    results = [read_pod(cluster, name, pod) for pod in cluster.list("Pod", ns, labels={"job-name": name})]
     if failed:
         bad = next((r for r in results if r.exit_code not in (0, None)), results[-1] if results else JobResult(name))
         raise failure(name, ns, bad, o.conditions(current).get("Failed", {}))
     return [r for r in results if r.exit_code == 0]
+
+
+def read_pod(cluster: Cluster, job: str, pod: o.Obj) -> JobResult:
+    """A finished pod of Job ``job``: its exit code and what its log says (records and lines)."""
+    r = JobResult(job, pod["metadata"]["name"], o.terminated_exit_code(pod))
+    for line in cluster.log(r.pod or "", pod["metadata"]["namespace"]):
+        _line(line, r, NullSink())
+    return r
 
 
 def _line(line: str, result: JobResult, sink: ProgressSink) -> None:

@@ -11,20 +11,23 @@ import re
 from typing import Any
 
 from modelpvc.core.errors import ConfigError, ExitCode
+from modelpvc.kube import modelsource as ms
 from modelpvc.kube.spec import MOUNT, ModelSpec, Placement
 
 Obj = dict[str, Any]
 # Argo CD sync waves. The PVC shares the populate Job's wave: with a WaitForFirstConsumer class the claim
 # stays Pending (Argo CD: Progressing) until a pod uses it, so a later wave would wait for it forever
 # (argo-cd#12840); in the same wave the Job's pod binds it.
-WAVES = {"import-job": "0", "csc": "0", "sa": "1", "pvc": "1", "job": "1", "verify-job": "2", "isvc": "3",
-         "gc-job": "4"}
+WAVES = {"import-job": "0", "csc": "0", "modelsource": "0", "sa": "1", "pvc": "1", "job": "1", "verify-job": "2",
+         "isvc": "3", "gc-job": "4"}
 INITIALIZER = "modelpvc-s3"  # the ClusterStorageContainer's name
 EPHEMERAL_LIMIT_ENV = "MODELPVC_EPHEMERAL_LIMIT"  # read by `modelpvc storage-initializer`
 IMPORT_MEMORY_MIB = 256  # part buffers of the import Job (modelpvc import --memory)
 COPY_FLOOR_BPS = 50 * 1024 * 1024  # activeDeadlineSeconds assumes at least this copy rate
 # Inside the pod, not on this machine: the Job mounts a private emptyDir there and points HOME at it.
 POD_TMP = "/tmp"  # noqa: S108
+# The S3 Secret as files, when the Job reads its key names itself (a path, not a password).
+SECRET_DIR = "/var/run/secrets/modelpvc/s3"  # noqa: S105
 OUR_LABEL = "modelpvc.io/claim"  # the one label we put on a user's InferenceService
 DASHBOARD = {"opendatahub.io/dashboard": "true"}  # OpenShift AI lists only InferenceServices that carry it
 
@@ -40,6 +43,8 @@ def pvc(spec: ModelSpec) -> Obj:
     body: Obj = {"accessModes": [spec.access_mode], "resources": {"requests": {"storage": spec.size}}}
     if spec.storage_class:
         body["storageClassName"] = spec.storage_class
+    if spec.model_source:
+        body["dataSourceRef"] = {"apiGroup": ms.GROUP, "kind": ms.KIND, "name": spec.model_source}
     meta = _meta(spec, spec.pvc, "model-storage", WAVES["pvc"])
     # Neither deleting the application nor pruning it may delete 100 GB of weights by accident.
     meta["annotations"]["argocd.argoproj.io/sync-options"] = "Delete=false,Prune=false"
@@ -67,12 +72,15 @@ def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> Obj
 
 
 def _credentials_env(spec: ModelSpec) -> list[Obj]:
+    # An arbitrary UID has no passwd entry and HOME=/ is read-only.
+    env: list[Obj] = [{"name": "HOME", "value": POD_TMP}]
+    if spec.secret_files:  # the key names, endpoint and region are read from the mounted Secret
+        env += [{"name": "AWS_ENDPOINT_URL", "value": spec.endpoint_url}] if spec.endpoint_url else []
+        env += [{"name": "AWS_DEFAULT_REGION", "value": spec.region}] if spec.region else []
+        return env
     access, secret = spec.secret_keys
-    env: list[Obj] = [
-        _secret_env("AWS_ACCESS_KEY_ID", spec.secret, access),
-        _secret_env("AWS_SECRET_ACCESS_KEY", spec.secret, secret),
-        {"name": "HOME", "value": POD_TMP},  # an arbitrary UID has no passwd entry and HOME=/ is read-only
-    ]
+    env[:0] = [_secret_env("AWS_ACCESS_KEY_ID", spec.secret, access),
+               _secret_env("AWS_SECRET_ACCESS_KEY", spec.secret, secret)]
     if spec.endpoint_url:
         env.append({"name": "AWS_ENDPOINT_URL", "value": spec.endpoint_url})
     else:
@@ -105,7 +113,9 @@ def place(pod: Obj, placement: Placement, predictor_label: str | None = None) ->
     """Put a Job's pod where it can mount the claim: pinned to the holder's node (tolerating its taints), in
     the serving nodes' zones (a WaitForFirstConsumer volume binds where its first pod lands), or near the
     predictor (GitOps, where the node is not known when rendering)."""
-    if placement.node:
+    if placement.node_name:
+        pod["nodeName"] = placement.node_name
+    elif placement.node:
         pod["nodeSelector"] = {"kubernetes.io/hostname": placement.node}
     elif placement.node_selector:
         pod["nodeSelector"] = dict(placement.node_selector)
@@ -150,6 +160,9 @@ def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str],
     # The copy is I/O-bound and its memory is bounded (workers x 1 MiB + 128 MiB of write-behind rings),
     # whatever the model size.
     resources = {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    if fetches and spec.secret_files:
+        mounts.append({"name": "s3-credentials", "mountPath": SECRET_DIR, "readOnly": True})
+        volumes.append({"name": "s3-credentials", "secret": {"secretName": spec.secret}})
     if claim:
         mounts.insert(0, {"name": "model-storage", "mountPath": MOUNT, "readOnly": read_only})
         volumes.insert(0, {"name": "model-storage", "persistentVolumeClaim": {"claimName": spec.pvc,
@@ -217,7 +230,8 @@ def populate_job(spec: ModelSpec, followed: bool = False) -> Obj:
     # After an import Job, wait for its source.json (written last): with plain `kubectl apply` nothing
     # orders two Jobs, and under Argo CD the import hook's wave already has.
     wait = ["--wait-for-import", str(deadline_seconds(spec.model_bytes))] if spec.import_from else []
-    args = ["mirror", spec.source, spec.model_dir, *_progress(followed), *loader, *wait, *_served(spec),
+    creds = ["--credentials-dir", SECRET_DIR] if spec.secret_files else []
+    args = ["mirror", spec.source, spec.model_dir, *_progress(followed), *loader, *wait, *_served(spec), *creds,
             *spec.mirror_args]
     return _job(spec, spec.job_name, "populate", WAVES["job"], args, read_only=False)
 
@@ -291,6 +305,10 @@ def inference_service(spec: ModelSpec) -> Obj:
         meta.setdefault("annotations", {}).update(sv.annotations)
     if sv.deployment_mode:
         meta.setdefault("annotations", {})["serving.kserve.io/deploymentMode"] = sv.deployment_mode
+    if spec.model_source:
+        # Its pod is the claim's first consumer: in a later wave than a WaitForFirstConsumer claim, Argo CD
+        # would wait for a claim that only binds once this pod is scheduled (argo-cd#12840).
+        meta.setdefault("annotations", {})["argocd.argoproj.io/sync-wave"] = WAVES["pvc"]
     pred = isvc["spec"].setdefault("predictor", {})
     model = pred.setdefault("model", {})
     model["storageUri"] = spec.storage_uri
@@ -376,8 +394,19 @@ def _resources(model: Obj, gpus: int | None, cpu: str | None, memory: str | None
         del model["resources"]
 
 
+def model_source(spec: ModelSpec) -> Obj:
+    if not spec.model_source:
+        raise ConfigError("a ModelSource is rendered with --populator")
+    obj = ms.model_source(spec.model_source, spec.namespace, spec.source, spec.secret, spec.endpoint_url,
+                          spec.region, spec.loader)
+    obj["metadata"]["labels"] = _meta(spec, spec.model_source, "model-source", WAVES["modelsource"])["labels"]
+    obj["metadata"]["annotations"] = {"argocd.argoproj.io/sync-wave": WAVES["modelsource"]}
+    return obj
+
+
 BUILDERS = {"import-job": import_job, "csc": cluster_storage_container, "sa": service_account, "pvc": pvc,
-            "job": populate_job, "verify-job": verify_job, "isvc": inference_service, "gc-job": gc_job}
+            "job": populate_job, "verify-job": verify_job, "isvc": inference_service, "gc-job": gc_job,
+            "modelsource": model_source}
 
 
 def expand_kinds(spec: ModelSpec, kinds: list[str]) -> list[str]:

@@ -72,6 +72,9 @@ class Placement:
     """Where our Jobs may run, decided from the cluster (populate) or from the serving spec (render)."""
 
     node: str | None = None  # pinned: the node that holds a ReadWriteOnce claim
+    # Bound to a node without the scheduler, as a volume populator binds its pod to the node the scheduler
+    # chose for the claim's consumer (its taints were the consumer's to tolerate).
+    node_name: str | None = None
     tolerations: tuple[dict[str, Any], ...] = ()  # what that node (or the serving nodes) needs tolerated
     zones: tuple[str, ...] = ()  # a WaitForFirstConsumer claim binds where the Job lands: the server's zones
     follow: str | None = None  # GitOps: prefer the node of this InferenceService's predictor pods
@@ -114,6 +117,10 @@ class ModelSpec:
     pattern: str = "pvc"
     ephemeral: str | None = None  # the predictor's ephemeral-storage request/limit (storage-initializer)
     initializer_buckets: tuple[str, ...] = ()  # only these buckets use modelpvc's initializer; () = all s3://
+    # The Secret mounted as files (--credentials-dir) rather than its two keys as env: the key names are
+    # resolved in the pod, by whoever cannot read the Secret (the volume populator).
+    secret_files: bool = False
+    model_source: str | None = None  # the claim is filled by the volume populator from this ModelSource
 
     @property
     def model_dir(self) -> str:

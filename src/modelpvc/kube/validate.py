@@ -14,7 +14,12 @@ import yaml
 from modelpvc.core.errors import ConfigError
 from modelpvc.kube.podsecurity import pod_spec_of, violations
 
-CORE_GROUPS = ("v1", "batch/v1", "apps/v1")
+CORE_GROUPS = ("v1", "batch/v1", "apps/v1", "rbac.authorization.k8s.io/v1", "apiextensions.k8s.io/v1")
+# The VolumePopulator registration's schema, as its CRD in kubernetes-csi/volume-data-source-validator
+# (client/config/crd/populator.storage.k8s.io_volumepopulators.yaml) declares it.
+_VOLUME_POPULATOR = {"type": "object", "required": ["sourceKind"], "properties": {
+    "sourceKind": {"type": "object", "required": ["group", "kind"],
+                   "properties": {"group": {"type": "string"}, "kind": {"type": "string"}}}}}
 # The C loader parses the 2 MB InferenceService CRD ~10x faster than the pure-Python one.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -30,9 +35,12 @@ def _bundled() -> dict[tuple[str, str], dict[str, Any]]:
 
 def bundled_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """The KServe CRDs shipped with modelpvc (InferenceService, ServingRuntime, ClusterServingRuntime,
-    ClusterStorageContainer, LocalModelCache), so ``render --validate`` works offline; ``--crd`` files
-    from the cluster (``oc get crd ... -o yaml``) take precedence."""
-    return dict(_bundled())
+    ClusterStorageContainer, LocalModelCache) and our own kinds (ModelSource, VolumePopulator), so ``render
+    --validate`` works offline; ``--crd`` files from the cluster (``oc get crd ... -o yaml``) take precedence."""
+    from modelpvc.kube import modelsource as ms
+
+    return {**_bundled(), **_schemas([ms.crd()]),
+            ("populator.storage.k8s.io/v1beta1", "VolumePopulator"): _VOLUME_POPULATOR}
 
 
 def load_crd_schemas(paths: list[Path]) -> dict[tuple[str, str], dict[str, Any]]:
