@@ -37,6 +37,7 @@ PATHS = {
     "InferenceService": ("apis/serving.kserve.io/v1beta1", "inferenceservices"),
     "ServingRuntime": ("apis/serving.kserve.io/v1alpha1", "servingruntimes"),
     "ClusterStorageContainer": ("apis/serving.kserve.io/v1alpha1", "clusterstoragecontainers"),
+    "ModelSource": ("apis/modelpvc.io/v1alpha1", "modelsources"),
 }
 CLUSTER_SCOPED = {"Node", "PersistentVolume", "StorageClass", "CSIDriver", "CSINode", "VolumeAttachment",
                   "Namespace", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",

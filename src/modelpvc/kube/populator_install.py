@@ -61,6 +61,16 @@ def install_objects(namespace: str, image: str, watch_namespace: str | None = No
                   "metadata": {"name": NAME, "namespace": watch_namespace, "labels": dict(LABELS)},
                   "subjects": subject,
                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME}}]
+    # Project admins and editors declare ModelSources, viewers read them: the upstream admin, edit and view
+    # roles (OpenShift's project roles) take these rules in by aggregation.
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    for role, verbs, to in (("edit", ["get", "list", "watch", "create", "update", "patch", "delete"],
+                             ("admin", "edit")), ("view", ["get", "list", "watch"], ("view",))):
+        objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                     "metadata": {"name": f"modelpvc-modelsources-{role}",
+                                  "labels": {**LABELS, **{aggregate + t: "true" for t in to}}},
+                     "rules": [{"apiGroups": [ms.GROUP], "resources": [ms.PLURAL],
+                                "verbs": verbs}]})
     args = ["populator", "--image", image, *(["--watch-namespace", watch_namespace] if watch_namespace else [])]
     container: Obj = {
         "name": "populator", "image": image, "args": args,

@@ -1,0 +1,179 @@
+"""The volume populator on the real control plane: the platform admin installs it once (what `render
+--populator --install` writes); the project admin declares a ModelSource, a claim naming it and the
+InferenceService, and applies nothing else. The populator runs as a process with its service account's token
+(a TokenRequest), bound by the rendered RBAC only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelpvc.model.synthetic import ModelSpec, same_tree
+from tests.cluster.api import Api
+from tests.cluster.local import LocalCluster
+from tests.cluster.plane import PROJECT_ADMIN, User
+from tests.cluster.storage import wait_for
+from tests.conftest import run_cli
+from tests.kube.conftest import PVC, SECRET, Project, with_gpus
+
+pytestmark = pytest.mark.kube
+
+SYSTEM = "modelpvc-system"
+
+
+def _render(args: list[str], env: dict[str, str], out: Path) -> list[dict[str, Any]]:
+    r = run_cli(["render", *args, "-o", str(out)], env)
+    assert r.returncode == 0, r.stderr
+    return [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+
+
+@pytest.fixture(scope="session")
+def installed(plane: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The platform admin's one-time step; returns a kubeconfig of the populator's service account."""
+    out = tmp_path_factory.mktemp("install")
+    objs = _render(["--name", "x", "-n", "x", "--source", "s3://b/p/", "--secret", "s", "--pvc", "x", "--size",
+                    "1Gi", "--populator", "--install", "--kinds", "modelsource", "--populator-namespace", SYSTEM],
+                   {**os.environ}, out)
+    plane.api.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}})
+    kinds = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    for obj in objs:
+        if obj["kind"] in kinds:
+            plane.api.apply(obj)
+    wait_for("the ModelSource CRD to be established", lambda: any(
+        c["type"] == "Established" and c["status"] == "True" for c in (plane.api.get(
+            "CustomResourceDefinition", "modelsources.modelpvc.io") or {}).get("status", {}).get("conditions", [])))
+    token = plane.api.request("POST", plane.api.path("ServiceAccount", SYSTEM, "modelpvc-populator", "token"),
+                              {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                               "spec": {"expirationSeconds": 86400}})["status"]["token"]
+    return plane.plane.write_kubeconfig(out / "populator.kubeconfig",
+                                        User("system:serviceaccount:modelpvc-system:modelpvc-populator", token))
+
+
+class Running:
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self.kubeconfig, self.log = kubeconfig, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")  # noqa: SIM115  (the child keeps it)
+        self.proc = subprocess.Popen([sys.executable, "-m", "modelpvc", "populator", "--kubeconfig",
+                                      str(self.kubeconfig), "--backoff", "2"], stdout=out, stderr=out,
+                                     env={**os.environ, "HOME": "/nonexistent"})
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def populator(installed: Path, tmp_path: Path) -> Iterator[Running]:
+    running = Running(installed, tmp_path / "populator.log")
+    running.start()
+    yield running
+    running.stop()
+
+
+def _declare(project: Project, uri: str, tmp_path: Path, *extra: str) -> list[dict[str, Any]]:
+    """The project admin's files: `render --populator`, offline, applied as that user."""
+    objs = _render(["--isvc-base", str(with_gpus(1, tmp_path)), "--namespace", project.ns, "--source", uri,
+                    "--secret", SECRET, "--pvc", PVC, "--size", "1Gi", "--storage-class", "gp3-csi",
+                    "--deployment-mode", "RawDeployment", "--populator", *extra], project.env(), tmp_path / "files")
+    user = Api(project.cluster.plane.url, PROJECT_ADMIN.token, str(project.cluster.plane.ca.cert))
+    for obj in objs:
+        user.apply(obj | {"metadata": {**obj["metadata"], "namespace": project.ns}}, manager="argocd")
+    return objs
+
+
+def _events(project: Project, claim: str = PVC) -> list[str]:
+    return [f"{e.get('reason')}: {e.get('message')}" for e in project.api.list("Event", project.ns)
+            if (e.get("involvedObject") or {}).get("name") == claim]
+
+
+def test_one_apply_a_claim_born_complete_and_the_predictor_ready_on_it(project: Project, populator: Running,
+                                                                         tmp_path: Path):
+    m = project.model(tmp_path)
+    project.serving_prerequisites()
+    t0 = time.monotonic()
+    _declare(project, m.uri, tmp_path)
+    wait_for("the InferenceService to be Ready", lambda: any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (project.isvc().get("status") or {}).get("conditions") or []), timeout=240)
+    ready_s = time.monotonic() - t0
+    pvc = project.api.get("PersistentVolumeClaim", PVC, project.ns)
+    assert pvc is not None and pvc["status"]["phase"] == "Bound"
+    claim = project.volume_dir()
+    assert same_tree(m.dir, claim) == []
+    manifest = json.loads((claim / ".modelpvc" / "manifest.json").read_text())
+    assert manifest["source"] == m.uri
+    [server] = project.predictors()
+    assert server["spec"]["nodeName"] == "gpu-1"
+    assert project.volume_zone() == "us-east-2b"  # provisioned where the scheduler put the consumer
+    events = _events(project)
+    assert any(e.startswith("Populated: ") and f"revision {manifest['revision']}" in e for e in events), events
+    status = project.api.get("ModelSource", "mistral-24b", project.ns)["status"]  # type: ignore[index]
+    assert status["phase"] == "Succeeded" and status["revision"] == manifest["revision"]
+    wait_for("the prime claim and its Job to go", lambda: not [
+        p for p in project.api.list("PersistentVolumeClaim", project.ns) if p["metadata"]["name"].startswith("prime-")]
+        and not project.api.list("Job", project.ns), timeout=60)
+    print(f"apply -> Ready: {ready_s:.1f}s")
+
+
+def test_a_missing_source_leaves_the_claim_pending_with_an_event_then_converges(project: Project,
+                                                                               populator: Running, tmp_path: Path):
+    m = project.model(tmp_path)
+    missing = m.uri.replace("/full-fp16/", "/not-uploaded-yet/")
+    objs = _declare(project, missing, tmp_path, "--kinds", "modelsource,pvc")
+    # No consumer yet: an Immediate-like start is what a plain pod gives; the scheduler picks the node.
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "consumer", "namespace": project.ns},
+           "spec": {"containers": [{"name": "c", "image": "registry.access.redhat.com/ubi9/ubi-minimal",
+                                    "command": ["sleep", "3600"], "volumeMounts": [{"name": "m",
+                                                                                     "mountPath": "/mnt/models"}],
+                                    "securityContext": {"allowPrivilegeEscalation": False,
+                                                        "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                                                        "seccompProfile": {"type": "RuntimeDefault"}}}],
+                    "volumes": [{"name": "m", "persistentVolumeClaim": {"claimName": PVC}}]}}
+    project.api.create(pod)
+    failed = wait_for("a PopulateFailed event naming the prefix", lambda: [
+        e for e in _events(project) if e.startswith("PopulateFailed: ") and "not-uploaded-yet" in e], timeout=120)
+    assert "retrying in" in failed[0], failed
+    assert project.api.get("PersistentVolumeClaim", PVC, project.ns)["status"]["phase"] == "Pending"  # type: ignore[index]
+    status = project.api.get("ModelSource", objs[0]["metadata"]["name"], project.ns)["status"]  # type: ignore[index]
+    assert status["phase"] == "Failed" and "not-uploaded-yet" in status["message"]
+    project.upload(m.dir, "not-uploaded-yet")  # the model arrives: the next retry fills the claim
+    wait_for("the claim to bind", lambda: (project.api.get("PersistentVolumeClaim", PVC, project.ns) or {}).get(
+        "status", {}).get("phase") == "Bound", timeout=180)
+    assert same_tree(m.dir, project.volume_dir()) == []
+
+
+def test_the_populator_killed_mid_copy_resumes_without_fetching_a_complete_file_again(
+        project: Project, populator: Running, tmp_path: Path):
+    """The populator keeps no state: killed while its Job copies, restarted, it carries on from the API, and
+    the Job (which never stopped) completes the claim."""
+    m = project.model(tmp_path, spec=ModelSpec(total_bytes=512 * 1024 * 1024, shards=4))
+    project.serving_prerequisites()
+    _declare(project, m.uri, tmp_path)
+    wait_for("the populate Job", lambda: project.api.list("Job", project.ns), timeout=120)
+    populator.kill()
+    time.sleep(2)
+    populator.start()
+    wait_for("the claim to bind", lambda: (project.api.get("PersistentVolumeClaim", PVC, project.ns) or {}).get(
+        "status", {}).get("phase") == "Bound", timeout=240)
+    assert same_tree(m.dir, project.volume_dir()) == []
+    jobs_created = [e for e in _events(project) if e.startswith("Populating: ")]
+    assert len(jobs_created) == 1, jobs_created  # one Job, the same copy: nothing started twice
