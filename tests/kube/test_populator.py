@@ -100,6 +100,19 @@ def _declare(project: Project, uri: str, tmp_path: Path, *extra: str) -> list[di
     return objs
 
 
+def _consumer(project: Project, name: str, claim: str) -> None:
+    """A plain pod mounting ``claim``: its first consumer, which the scheduler places (the runbook's inspector)."""
+    project.api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": project.ns},
+                        "spec": {"containers": [{"name": "c", "image": "registry.access.redhat.com/ubi9/ubi-minimal",
+                                                 "command": ["sleep", "3600"],
+                                                 "volumeMounts": [{"name": "m", "mountPath": "/mnt/models"}],
+                                                 "securityContext": {"allowPrivilegeEscalation": False,
+                                                                     "capabilities": {"drop": ["ALL"]},
+                                                                     "runAsNonRoot": True,
+                                                                     "seccompProfile": {"type": "RuntimeDefault"}}}],
+                                 "volumes": [{"name": "m", "persistentVolumeClaim": {"claimName": claim}}]}})
+
+
 def _events(project: Project, claim: str = PVC) -> list[str]:
     return [f"{e.get('reason')}: {e.get('message')}" for e in project.api.list("Event", project.ns)
             if (e.get("involvedObject") or {}).get("name") == claim]
@@ -139,16 +152,7 @@ def test_a_missing_source_leaves_the_claim_pending_with_an_event_then_converges(
     m = project.model(tmp_path)
     missing = m.uri.replace("/full-fp16/", "/not-uploaded-yet/")
     objs = _declare(project, missing, tmp_path, "--kinds", "modelsource,pvc")
-    # No consumer yet: an Immediate-like start is what a plain pod gives; the scheduler picks the node.
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "consumer", "namespace": project.ns},
-           "spec": {"containers": [{"name": "c", "image": "registry.access.redhat.com/ubi9/ubi-minimal",
-                                    "command": ["sleep", "3600"], "volumeMounts": [{"name": "m",
-                                                                                     "mountPath": "/mnt/models"}],
-                                    "securityContext": {"allowPrivilegeEscalation": False,
-                                                        "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
-                                                        "seccompProfile": {"type": "RuntimeDefault"}}}],
-                    "volumes": [{"name": "m", "persistentVolumeClaim": {"claimName": PVC}}]}}
-    project.api.create(pod)
+    _consumer(project, "consumer", PVC)
     failed = wait_for("a PopulateFailed event naming the prefix", lambda: [
         e for e in _events(project) if e.startswith("PopulateFailed: ") and "not-uploaded-yet" in e], timeout=120)
     assert "retrying in" in failed[0], failed
@@ -177,3 +181,40 @@ def test_the_populator_killed_mid_copy_resumes_without_fetching_a_complete_file_
     assert same_tree(m.dir, project.volume_dir()) == []
     jobs_created = [e for e in _events(project) if e.startswith("Populating: ")]
     assert len(jobs_created) == 1, jobs_created  # one Job, the same copy: nothing started twice
+
+
+def test_an_update_is_a_new_claim_served_without_downtime_and_a_second_claim_shares_the_source(
+        project: Project, populator: Running, tmp_path: Path):
+    m = project.model(tmp_path)
+    project.serving_prerequisites()
+    _declare(project, m.uri, tmp_path)
+    wait_for("the first revision to serve", lambda: any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (project.isvc().get("status") or {}).get("conditions") or []), timeout=240)
+    [first] = project.predictors()
+    (m.dir / "generation_config.json").write_text('{"temperature": 0.6}')
+    v2 = project.upload(m.dir, "v2")
+
+    r = project.cli("update", "--name", "mistral-24b", "--populator", "--revision", "v2", "--source", v2,
+                    timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "update took the populator path" in r.stdout and "serving pvc://mistral-24b-v2/" in r.stdout
+    assert "oc delete pvc mistral-24b-pvc" in r.stdout  # the old claim stays until the user drops it
+    assert project.isvc()["spec"]["predictor"]["model"]["storageUri"] == "pvc://mistral-24b-v2/"
+    assert same_tree(m.dir, project.volume_dir("mistral-24b-v2")) == []
+    source = project.api.get("ModelSource", "mistral-24b-v2", project.ns)
+    assert source is not None and source["spec"]["secretRef"]["name"] == SECRET  # taken from the served claim's
+    wait_for("the old predictor pod to go", lambda: first["metadata"]["name"] not in
+             {p["metadata"]["name"] for p in project.predictors()}, timeout=60)
+
+    # A second claim from the same ModelSource (another replica's, a canary's): filled on its own.
+    project.api.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": "copy", "namespace": project.ns},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3-csi",
+                                 "resources": {"requests": {"storage": "1Gi"}},
+                                 "dataSourceRef": {"apiGroup": "modelpvc.io", "kind": "ModelSource",
+                                                   "name": "mistral-24b-v2"}}})
+    _consumer(project, "reader", "copy")
+    wait_for("the second claim to bind", lambda: (project.api.get("PersistentVolumeClaim", "copy", project.ns) or {})
+             .get("status", {}).get("phase") == "Bound", timeout=180)
+    assert same_tree(m.dir, project.volume_dir("copy")) == []

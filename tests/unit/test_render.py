@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -401,3 +402,64 @@ def test_update_gitops_points_the_inference_service_and_its_hooks_at_the_new_rev
     assert {p.name: p.read_text() for p in out.iterdir() if "granite" in p.name} == before_other
     with pytest.raises(ConfigError, match="no single `storageUri: pvc://mistral-24b-pvc/` line"):
         write_served(out, old, new)  # already moved: nothing to point
+
+
+def test_populator_declarations_name_a_model_source_and_apply_no_job(tmp_path, capsys):
+    out = tmp_path / "pop"
+    args = [a for a in SEED_ARGS[:-2]]
+    assert main([*args, "--populator", "--install", "--validate", "-o", str(out)]) == 0
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in (yaml.safe_load(p.read_text()) for p in out.iterdir())}
+    assert not [k for k in docs if k[0] == "Job"]  # nothing to apply by hand
+    pvc = docs[("PersistentVolumeClaim", "mistral-24b-pvc")]
+    assert pvc["spec"]["dataSourceRef"] == {"apiGroup": "modelpvc.io", "kind": "ModelSource", "name": "mistral-24b"}
+    source = docs[("ModelSource", "mistral-24b")]
+    assert source["spec"] == {"uri": "s3://llm-models/Mistral-Small-24B-Instruct/full-fp16/",
+                              "endpoint": "http://minio.model-storage.svc:9000",
+                              "secretRef": {"name": "s3-credentials-kserve"}}
+    wave = "argocd.argoproj.io/sync-wave"
+    # The server is the claim's first consumer: the same wave, or Argo CD waits for a claim that waits for it.
+    assert docs[("InferenceService", "mistral-24b")]["metadata"]["annotations"][wave] == \
+        pvc["metadata"]["annotations"][wave]
+    role = docs[("ClusterRole", "modelpvc-populator")]
+    assert not [r for r in role["rules"] if "secrets" in r["resources"]]  # the Job mounts the Secret itself
+    assert {r["resources"][0]: r["verbs"] for r in role["rules"]}["persistentvolumes"] == ["get", "patch"]
+    editors = docs[("ClusterRole", "modelpvc-modelsources-edit")]["metadata"]["labels"]
+    assert editors["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"  # project admins declare them
+    assert violations(docs[("Deployment", "modelpvc-populator")]["spec"]["template"]["spec"]) == []
+    assert main([*args, "--install"]) == 2
+    assert "add --populator" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"uri": "llm-models/x/", "secretRef": {"name": "s"}}, "spec.uri 'llm-models/x/' is not an s3:// URI"),
+    ({"uri": "s3://b/p/"}, "spec.secretRef.name is missing"),
+    ({"uri": "s3://b/p/", "secretRef": {"name": "s"}, "verify": "md5"}, "spec.verify 'md5': choose auto, full, size"),
+])
+def test_a_model_source_that_cannot_work_is_refused_naming_the_field(spec, message):
+    from modelpvc.core.errors import ConfigError
+    from modelpvc.kube import modelsource
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        modelsource.parse({"metadata": {"name": "m"}, "spec": spec})
+
+
+def test_the_populators_job_reads_the_secret_as_files_on_the_node_the_scheduler_chose():
+    from modelpvc.kube import modelsource
+    from modelpvc.kube.populator import Populator
+
+    pvc = {"metadata": {"name": "c", "namespace": "ns", "uid": "1234"}, "spec": {}}
+    source = modelsource.parse({"metadata": {"name": "m"}, "spec": {
+        "uri": "s3://b/p", "secretRef": {"name": "dc"}, "select": "all", "verify": "full"}})
+    job = Populator(cluster=None, image="registry.local/modelpvc:1").job(pvc, source, "gpu-1")  # type: ignore[arg-type]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeName"] == "gpu-1"
+    assert {"name": "s3-credentials", "secret": {"secretName": "dc"}} in pod["volumes"]
+    c = pod["containers"][0]
+    assert c["args"][:3] == ["mirror", "s3://b/p/", "/mnt/models"]
+    assert c["args"][c["args"].index("--credentials-dir") + 1] == "/var/run/secrets/modelpvc/s3"
+    assert "--select" in c["args"] and "--verify" in c["args"]
+    assert not [e for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "1234"
+    assert {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v} == \
+        {"prime-1234"}
+    assert violations(pod) == []

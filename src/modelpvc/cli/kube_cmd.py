@@ -135,6 +135,11 @@ def register(sub: Any) -> None:
                    help="your Git checkout's manifest of the InferenceService, or a directory of manifests (what "
                         "render -o wrote): point its storageUri and modelpvc's hooks for it at the new revision "
                         "(for an Argo CD-managed InferenceService) instead of changing the cluster")
+    p.add_argument("--populator", action="store_true",
+                   help="declare the new revision as a new ModelSource and claim, filled by `modelpvc populator`; "
+                        "switch storageUri at once (the new pod waits for its claim while the old one serves)")
+    p.add_argument("--revision", metavar="NAME",
+                   help="with --populator: the new ModelSource's and claim's suffix (default: the time, UTC)")
     p.set_defaults(run=run_update)
 
     p = sub.add_parser("doctor", help="diagnose the runbook's failure modes and say what to do",
@@ -243,7 +248,7 @@ def run_update(args: argparse.Namespace) -> int:
     display = KubeDisplay()
     result = update(_cluster(args), spec, display, UpdateOptions(
         stop_the_world=args.stop_the_world, timeout=args.timeout, pending_grace=args.pending_timeout,
-        gitops_file=args.gitops))
+        gitops_file=args.gitops, populator=args.populator, revision=args.revision))
     print(f"update took the {result.path} path ({result.why}); serving {result.storage_uri} "
           f"revision {result.revision}")
     return 0

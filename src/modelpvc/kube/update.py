@@ -30,6 +30,7 @@ from modelpvc.kube.jobs import PENDING_GRACE, run_job
 from modelpvc.kube.placement import room_for_second_predictor
 from modelpvc.kube.podstate import PREDICTOR_LABEL
 from modelpvc.kube.populate import SECRET_ANNOTATION, SOURCE_ANNOTATION, populate
+from modelpvc.kube.populator_update import update_by_populator
 from modelpvc.kube.preflight import measure_source
 from modelpvc.kube.spec import ModelSpec, Placement, Serving
 from modelpvc.model.select import loader_from_args
@@ -39,7 +40,7 @@ UPDATE_MANAGER = "modelpvc-update"
 
 @dataclass
 class UpdateResult:
-    path: str  # "zero-downtime", "stop-the-world", "gitops" or "none"
+    path: str  # "zero-downtime", "stop-the-world", "gitops", "populator" or "none"
     why: str
     revision: str | None
     storage_uri: str
@@ -51,6 +52,8 @@ class UpdateOptions:
     timeout: float = 6 * 3600
     pending_grace: float = PENDING_GRACE
     gitops_file: Path | None = None  # an Argo-managed InferenceService: point the manifests here at the new URI
+    populator: bool = False  # the new revision is a new ModelSource and claim, filled by the volume populator
+    revision: str | None = None  # its name (default: the time, UTC)
 
 
 def spec_from_isvc(isvc: o.Obj, base: ModelSpec) -> ModelSpec:
@@ -79,6 +82,13 @@ def update(cluster: Cluster, base: ModelSpec, sink: ProgressSink, options: Updat
         raise ConfigError(f"InferenceService {base.name!r} not found in {base.namespace!r}",
                           hint="deploy it first with modelpvc deploy")
     spec = spec_from_isvc(isvc, base)
+    if options.populator:
+        if argo_managed(isvc):
+            raise ConfigError(f"InferenceService {spec.name} is managed by Argo CD: declare the new revision in Git",
+                              hint="render --populator --model-source NAME --pvc NAME into your checkout, commit, and "
+                                   "point the InferenceService at the new claim there")
+        new = update_by_populator(cluster, spec, sink, options.revision, options.timeout, options.pending_grace)
+        return UpdateResult("populator", "a new claim, filled by the volume populator", new.pvc, new.storage_uri)
     pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
     if pvc is None:
         raise ConfigError(f"PVC {spec.pvc!r} (from the storageUri) not found")
