@@ -6,7 +6,8 @@
 
 Runs as root (the process kubelet mounts volumes in private mount namespaces). The project `private-ai-demo`
 has the seed's data connection `s3-credentials-kserve` (MinIO as minio.model-storage.svc:9000 in pods) and
-the seed's ServingRuntime `vllm-cuda-runtime`.
+the seed's ServingRuntime `vllm-cuda-runtime`. The volume populator is installed and running (its log:
+DIR/populator.log), so claims naming a ModelSource are filled.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def up(root: Path) -> None:
     shutil.rmtree(root / "state", ignore_errors=True)
     t = time.monotonic()
     c = LocalCluster(root / "state").start()
+    populator = None
     stopping = False
 
     def stop(*_: object) -> None:
@@ -62,12 +64,17 @@ def up(root: Path) -> None:
         (root / "minio.env").write_text(
             f"AWS_ENDPOINT_URL={c.minio.endpoint}\nAWS_ACCESS_KEY_ID={c.minio.access_key}\n"
             f"AWS_SECRET_ACCESS_KEY={c.minio.secret_key}\nAWS_DEFAULT_REGION=us-east-1\n")
+        from tests.cluster.populator import PopulatorProcess, install
+
+        populator = PopulatorProcess(install(c.api, c.plane, root), root / "populator.log", backoff=10.0).start()
         (root / "ready").write_text(f"{time.monotonic() - t:.1f}\n")
         print(f"cluster ready in {time.monotonic() - t:.1f}s", flush=True)
         while not stopping:
             time.sleep(0.5)
     finally:
         (root / "ready").unlink(missing_ok=True)
+        if populator is not None:
+            populator.stop()
         c.stop()
 
 

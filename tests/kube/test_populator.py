@@ -6,10 +6,6 @@ InferenceService, and applies nothing else. The populator runs as a process with
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,14 +17,13 @@ import yaml
 from modelpvc.model.synthetic import ModelSpec, same_tree
 from tests.cluster.api import Api
 from tests.cluster.local import LocalCluster
-from tests.cluster.plane import PROJECT_ADMIN, User
+from tests.cluster.plane import PROJECT_ADMIN
+from tests.cluster.populator import PopulatorProcess, install
 from tests.cluster.storage import wait_for
 from tests.conftest import run_cli
 from tests.kube.conftest import PVC, SECRET, Project, with_gpus
 
 pytestmark = pytest.mark.kube
-
-SYSTEM = "modelpvc-system"
 
 
 def _render(args: list[str], env: dict[str, str], out: Path) -> list[dict[str, Any]]:
@@ -39,52 +34,13 @@ def _render(args: list[str], env: dict[str, str], out: Path) -> list[dict[str, A
 
 @pytest.fixture(scope="session")
 def installed(plane: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The platform admin's one-time step; returns a kubeconfig of the populator's service account."""
-    out = tmp_path_factory.mktemp("install")
-    objs = _render(["--name", "x", "-n", "x", "--source", "s3://b/p/", "--secret", "s", "--pvc", "x", "--size",
-                    "1Gi", "--populator", "--install", "--kinds", "modelsource", "--populator-namespace", SYSTEM],
-                   {**os.environ}, out)
-    plane.api.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}})
-    kinds = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
-    for obj in objs:
-        if obj["kind"] in kinds:
-            plane.api.apply(obj)
-    wait_for("the ModelSource CRD to be established", lambda: any(
-        c["type"] == "Established" and c["status"] == "True" for c in (plane.api.get(
-            "CustomResourceDefinition", "modelsources.modelpvc.io") or {}).get("status", {}).get("conditions", [])))
-    token = plane.api.request("POST", plane.api.path("ServiceAccount", SYSTEM, "modelpvc-populator", "token"),
-                              {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                               "spec": {"expirationSeconds": 86400}})["status"]["token"]
-    return plane.plane.write_kubeconfig(out / "populator.kubeconfig",
-                                        User("system:serviceaccount:modelpvc-system:modelpvc-populator", token))
-
-
-class Running:
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
-        self.kubeconfig, self.log = kubeconfig, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        out = open(self.log, "ab")  # noqa: SIM115  (the child keeps it)
-        self.proc = subprocess.Popen([sys.executable, "-m", "modelpvc", "populator", "--kubeconfig",
-                                      str(self.kubeconfig), "--backoff", "2"], stdout=out, stderr=out,
-                                     env={**os.environ, "HOME": "/nonexistent"})
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+    """The platform admin's one-time step; a kubeconfig of the populator's service account."""
+    return install(plane.api, plane.plane, tmp_path_factory.mktemp("populator"))
 
 
 @pytest.fixture
-def populator(installed: Path, tmp_path: Path) -> Iterator[Running]:
-    running = Running(installed, tmp_path / "populator.log")
-    running.start()
+def populator(installed: Path, tmp_path: Path) -> Iterator[PopulatorProcess]:
+    running = PopulatorProcess(installed, tmp_path / "populator.log").start()
     yield running
     running.stop()
 
@@ -118,7 +74,7 @@ def _events(project: Project, claim: str = PVC) -> list[str]:
             if (e.get("involvedObject") or {}).get("name") == claim]
 
 
-def test_one_apply_a_claim_born_complete_and_the_predictor_ready_on_it(project: Project, populator: Running,
+def test_one_apply_a_claim_born_complete_and_the_predictor_ready_on_it(project: Project, populator: PopulatorProcess,
                                                                          tmp_path: Path):
     m = project.model(tmp_path)
     project.serving_prerequisites()
@@ -147,8 +103,8 @@ def test_one_apply_a_claim_born_complete_and_the_predictor_ready_on_it(project: 
     print(f"apply -> Ready: {ready_s:.1f}s")
 
 
-def test_a_missing_source_leaves_the_claim_pending_with_an_event_then_converges(project: Project,
-                                                                               populator: Running, tmp_path: Path):
+def test_a_missing_source_leaves_the_claim_pending_with_an_event_then_converges(
+        project: Project, populator: PopulatorProcess, tmp_path: Path):
     m = project.model(tmp_path)
     missing = m.uri.replace("/full-fp16/", "/not-uploaded-yet/")
     objs = _declare(project, missing, tmp_path, "--kinds", "modelsource,pvc")
@@ -166,7 +122,7 @@ def test_a_missing_source_leaves_the_claim_pending_with_an_event_then_converges(
 
 
 def test_the_populator_killed_mid_copy_resumes_without_fetching_a_complete_file_again(
-        project: Project, populator: Running, tmp_path: Path):
+        project: Project, populator: PopulatorProcess, tmp_path: Path):
     """The populator keeps no state: killed while its Job copies, restarted, it carries on from the API, and
     the Job (which never stopped) completes the claim."""
     m = project.model(tmp_path, spec=ModelSpec(total_bytes=512 * 1024 * 1024, shards=4))
@@ -184,7 +140,7 @@ def test_the_populator_killed_mid_copy_resumes_without_fetching_a_complete_file_
 
 
 def test_an_update_is_a_new_claim_served_without_downtime_and_a_second_claim_shares_the_source(
-        project: Project, populator: Running, tmp_path: Path):
+        project: Project, populator: PopulatorProcess, tmp_path: Path):
     m = project.model(tmp_path)
     project.serving_prerequisites()
     _declare(project, m.uri, tmp_path)
