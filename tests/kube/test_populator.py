@@ -76,7 +76,7 @@ def _events(project: Project, claim: str = PVC) -> list[str]:
 
 def test_one_apply_a_claim_born_complete_and_the_predictor_ready_on_it(project: Project, populator: PopulatorProcess,
                                                                          tmp_path: Path):
-    m = project.model(tmp_path)
+    m = project.model(tmp_path, spec=ModelSpec(total_bytes=256 * 1024 * 1024, shards=4))
     project.serving_prerequisites()
     t0 = time.monotonic()
     _declare(project, m.uri, tmp_path)
@@ -100,7 +100,10 @@ def test_one_apply_a_claim_born_complete_and_the_predictor_ready_on_it(project: 
     wait_for("the prime claim and its Job to go", lambda: not [
         p for p in project.api.list("PersistentVolumeClaim", project.ns) if p["metadata"]["name"].startswith("prime-")]
         and not project.api.list("Job", project.ns), timeout=60)
-    print(f"apply -> Ready: {ready_s:.1f}s")
+    [populated] = [e for e in events if e.startswith("Populated: ")]
+    copy_s = float(populated.split(" copied in ")[1].split("s ")[0])
+    # The target (copy time + <= 10 s) is reported, not asserted: timing belongs to measurements.
+    print(f"apply -> Ready: {ready_s:.1f}s, of which the copy {copy_s:.1f}s: {ready_s - copy_s:.1f}s around it")
 
 
 def test_a_missing_source_leaves_the_claim_pending_with_an_event_then_converges(

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from modelpvc.kube.populator import Loop, Populator
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout, force=True)
+    for noisy in ("httpx", "httpx2", "httpcore"):  # a line per request: the watches alone would fill the log
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     cluster = Cluster(args.kubeconfig, args.context, args.watch_namespace)
     loop = Loop(Populator(cluster, args.image, namespace=args.watch_namespace, backoff_base=args.backoff),
                 resync=args.resync)

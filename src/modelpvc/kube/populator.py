@@ -203,8 +203,8 @@ class Populator:
         verified = ", ".join(f"{n} by {k}" for k, n in (summary.get("verified") or {}).items()) or "?"
         size = human_bytes(summary.get("bytes", 0))
         self.event(pvc, "Normal", "Populated", f"{summary.get('files', '?')} files ({size}) of {obj['spec']['uri']} "
-                   f"verified ({verified}), revision {summary.get('revision')}; volume {pv['metadata']['name']} "
-                   "handed over to this claim")
+                   f"copied in {float(summary.get('seconds') or 0):.1f}s and verified ({verified}), revision "
+                   f"{summary.get('revision')}; volume {pv['metadata']['name']} handed over to this claim")
         self.status(obj, "Succeeded", message=f"claim {meta['name']} populated", files=summary.get("files"),
                     bytesDone=summary.get("bytes"), bytesTotal=summary.get("bytes"), revision=summary.get("revision"),
                     verified=summary.get("verified"))
