@@ -177,3 +177,14 @@ def test_an_update_is_a_new_claim_served_without_downtime_and_a_second_claim_sha
     wait_for("the second claim to bind", lambda: (project.api.get("PersistentVolumeClaim", "copy", project.ns) or {})
              .get("status", {}).get("phase") == "Bound", timeout=180)
     assert same_tree(m.dir, project.volume_dir("copy")) == []
+
+
+def test_a_claim_too_small_for_the_model_stays_pending_with_an_event_saying_how_much_it_needs(
+        project: Project, populator: PopulatorProcess, tmp_path: Path):
+    m = project.model(tmp_path)  # 12 MiB of weights
+    _declare(project, m.uri, tmp_path, "--kinds", "modelsource,pvc", "--size", "4Mi")  # the last --size wins
+    _consumer(project, "consumer", PVC)
+    [failed] = wait_for("a PopulateFailed event", lambda: [
+        e for e in _events(project) if e.startswith("PopulateFailed: ")], timeout=120)
+    assert "free but" in failed and "must be fetched; nothing was written" in failed, failed
+    assert project.api.get("PersistentVolumeClaim", PVC, project.ns)["status"]["phase"] == "Pending"  # type: ignore[index]
