@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
         rc = _cli(["render", "--name", "mistral-24b", "--namespace", "private-ai-demo", "--source", src,
                    "--endpoint-url", "http://minio.model-storage.svc:9000", "--secret", "s3-credentials-kserve",
                    "--pvc", "mistral-24b-pvc", "--size", "auto", "--model-bytes", str(tree_bytes(model_dir)),
-                   "--storage-class", "gp3-csi", "--runtime",
-                   "vllm-cuda-runtime", "--gpus", "4", "--arg=--max-model-len=32768", "-o", str(work / "manifests"),
+                   "--storage-class", "gp3-csi", "--runtime", "vllm-cuda-runtime", "--gpus", "4",
+                   "--arg=--max-model-len=32768", "--arg=--tensor-parallel-size=4", "-o", str(work / "manifests"),
                    "--validate"], env)
         if rc:
             return 1
