@@ -19,13 +19,16 @@ EXIT_CODES_HELP = """exit codes:
 
 
 def error_record(e: BaseException, code: int) -> dict[str, Any]:
-    """A failure as data, for programs across a pod boundary: the last JSON line of a failed run.
-    ``error`` is the exception's type name (core.errors), which callers map; they never parse messages."""
+    """A failure as data, for programs across a pod boundary: the last JSON line of a failed run. ``code`` is
+    the error class's stable code (core.errors), which callers map; they never parse messages. ``error``,
+    the class name, is for people and for readers of an older image."""
     if isinstance(e, ModelpvcError):
-        return {"event": "error", "error": type(e).__name__, "exit_code": code, "message": e.message,
-                "hint": e.hint}
-    return {"event": "error", "error": "InternalError" if not isinstance(e, KeyboardInterrupt) else "Interrupted",
-            "exit_code": code, "message": f"{type(e).__name__}: {e}", "hint": None}
+        return {"event": "error", "code": e.code, "error": type(e).__name__, "exit_code": code,
+                "message": e.message, "hint": e.hint}
+    interrupted = isinstance(e, KeyboardInterrupt)
+    return {"event": "error", "code": "interrupted" if interrupted else "internal",
+            "error": "Interrupted" if interrupted else "InternalError", "exit_code": code,
+            "message": f"{type(e).__name__}: {e}", "hint": None}
 
 
 def report(e: BaseException, stream: TextIO | None = None, as_json: bool = False) -> int:

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     for uri, dest in zip(pairs[0::2], pairs[1::2], strict=True):
         settings = TransferSettings(
             workers=default_workers(cpus), workers_basis=describe_cpus(cpus), part_size=32 * MiB,
-            multipart_threshold=32 * MiB, space_limit=space_limit(os.environ),
+            space_limit=space_limit(os.environ),
             space_hint=PVC_ADVICE.format(uri=uri))
         source, objects, single = listing(uri, s3)
         loader = os.environ.get("MODELPVC_FOR", "vllm")

@@ -107,7 +107,7 @@ def transfer_settings(args: argparse.Namespace) -> TransferSettings:
         raise ConfigError("--part-size must be >= 0")
     part = args.part_size * MiB
     return TransferSettings(
-        workers=workers, workers_basis=basis, part_size=part, multipart_threshold=max(part, MiB), verify=args.verify,
+        workers=workers, workers_basis=basis, part_size=part, verify=args.verify,
         dry_run=args.dry_run, delete=args.delete, delete_excluded=args.delete_excluded,
         check_space=not args.no_space_check,
         direct_io=args.direct_io,

@@ -72,7 +72,6 @@ class TransferSettings:
     workers_basis: str = ""  # why that many, for the summary: "--workers", "2 CPUs usable (cgroup quota 2)"
     files_in_flight: int = 0  # files open at once; 0: as many as workers, so each can have its own
     part_size: int = 32 * MiB  # ranged-GET size for large objects (rounded to the ETag part size)
-    multipart_threshold: int = 64 * MiB  # objects up to this size use one GET
     buffer_size: int = 1 * MiB  # per-worker read buffer: memory is workers x buffer, not model size
     verify: VerifyLevel = VerifyLevel.AUTO
     dry_run: bool = False

@@ -23,16 +23,20 @@ CLUSTER_SCOPED = ("Namespace", "Node", "StorageClass", "PersistentVolume", "Clus
 
 
 class NotFound(ClusterError):
-    pass
+    code = "not-found"
 
 
 class KindNotServed(ClusterError):
     """The API has no such resource: its CRD is not installed (KServe's, on a cluster without KServe)."""
 
+    code = "kind-not-served"
+
 
 class Forbidden(ClusterError):
     """RBAC refused the request. A project admin may not read nodes, persistent volumes or storage classes:
     callers with a namespaced way to the same fact catch this and say what they could not check."""
+
+    code = "forbidden"
 
 
 class Cluster:
@@ -74,6 +78,7 @@ class Cluster:
 
     # -- errors ---------------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        import httpx2
         from lightkube.core.exceptions import ApiError
 
         try:
@@ -89,7 +94,7 @@ class Cluster:
                 raise KindNotServed(f"{what}: this cluster does not serve that kind",
                                     hint="install its operator (for InferenceService and ServingRuntime: KServe, "
                                          "or OpenShift AI's single-model serving)") from e
-            if type(e).__module__.startswith("httpx"):
+            if isinstance(e, httpx2.HTTPError):
                 raise ClusterError(f"{what}: cannot reach the Kubernetes API ({e})",
                                    hint="check your kubeconfig context and network") from e
             raise

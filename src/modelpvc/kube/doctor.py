@@ -7,17 +7,17 @@ JSON line (their ``error`` type). Messages from the cluster are quoted as eviden
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from modelpvc.core.errors import ModelpvcError
+from modelpvc.core.errors import ModelpvcError, error_types
 from modelpvc.core.secretkeys import EXPECTED, find_pair
 from modelpvc.core.units import human_bytes
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.deploy import missing_runtime, runtime_fix
 from modelpvc.kube.placement import explain_unschedulable
+from modelpvc.kube.podlog import pod_of, read_pod
 from modelpvc.kube.podstate import (
     IMAGE_PULL,
     PREDICTOR_LABEL,
@@ -43,22 +43,76 @@ class Diagnosis:
         return {"code": self.code, "title": self.title, "evidence": self.evidence, "fix": self.fix}
 
 
-# What a Job's error record (its type) means for the runbook's failure modes.
+# What a Job's error record means, by the error's stable code (core/errors.py): (diagnosis, title, fix).
+# Every error class has its own line; a code missing here (a newer image) takes its nearest parent's.
 JOB_ERRORS: dict[str, tuple[str, str, str]] = {
-    "SourceNotFound": ("source-missing", "the source model is not in the bucket",
+    "error": ("job-failed", "failed", "read its log (oc logs job/NAME); re-run populate to resume"),
+    "usage": ("job-arguments", "refused its arguments",
+              "the message names the argument: fix the command (or re-render the Job) and re-run"),
+    "source": ("source-error", "could not read the source", "the message says why; check --source and the secret"),
+    "source-missing": ("source-missing", "the source model is not in the bucket",
                        "check the prefix (the log lists the nearest existing ones) or import the model first"),
-    "ModelsBelow": ("source-too-high", "the source prefix holds model directories, not a model",
-                    "point --source at the model's own directory (the message lists them)"),
-    "AccessDenied": ("access-denied", "the S3 credentials were refused",
-                     "fix the key pair in the secret; modelpvc never prints it"),
-    "SourceUnreachable": ("source-unreachable", "the S3 endpoint did not answer from the pod",
-                          "check the endpoint (AWS_S3_ENDPOINT / --endpoint-url) and network policies"),
-    "DestinationFull": ("pvc-too-small", "the volume is too small",
-                        "grow the PVC (modelpvc plan recommends a size) and re-run populate"),
-    "DestinationNotWritable": ("permission-denied", "the Job could not write the volume", ""),
-    "IntegrityError": ("integrity", "the bytes did not match the source",
-                       "check the object in the bucket; re-run populate (it fetches failed files again)"),
+    "source-too-high": ("source-too-high", "the source prefix holds model directories, not a model",
+                        "point --source at the model's own directory (the message lists them)"),
+    "access-denied": ("access-denied", "the S3 credentials were refused",
+                      "fix the key pair in the secret; modelpvc never prints it"),
+    "source-gated": ("source-gated", "the Hub repository is gated or private",
+                     "accept its terms on the Hub with the token's account, or put a token that may read it in "
+                     "the --hub-secret Secret (key HF_TOKEN)"),
+    "source-unreachable": ("source-unreachable", "the S3 endpoint did not answer from the pod",
+                           "check the endpoint (AWS_S3_ENDPOINT / --endpoint-url) and network policies"),
+    "unsafe-key": ("unsafe-key", "the bucket holds a key that would land outside the volume",
+                   "rename or remove the object the message names; nothing was written for it"),
+    "transient": ("source-flaky", "the S3 endpoint kept failing (errors, throttling, resets) after every retry",
+                  "check the endpoint's health, then re-run populate: it resumes"),
+    "no-answer": ("source-slow", "the S3 endpoint took requests and did not answer in time",
+                  "a busy server: retry later, or give the Job's mirror a longer --read-timeout; it resumes"),
+    "source-changed": ("source-changed", "the model changed in the bucket during the copy",
+                       "wait until the upload into the prefix has finished (modelpvc import writes source.json "
+                       "last), then re-run populate"),
+    "upload-gone": ("upload-gone", "a multipart upload was removed during the import",
+                    "a lifecycle rule or another client aborted it; re-run the import: it starts that file over"),
+    "destination": ("volume-error", "could not write the volume", "the message says why; oc describe pvc"),
+    "destination-full": ("pvc-too-small", "the volume is too small",
+                         "grow the PVC (modelpvc plan recommends a size) and re-run populate"),
+    "destination-not-writable": ("permission-denied", "the Job could not write the volume", ""),
+    "destination-locked": ("volume-locked", "another copy is writing the same directory",
+                           "wait for that Job or process to finish (the message has its pid); a killed one "
+                           "releases the lock"),
+    "destination-missing": ("bucket-missing", "the destination bucket does not exist",
+                            "create it (mc mb / aws s3 mb) or fix the bucket name, then re-run the import"),
+    "destination-denied": ("bucket-denied", "the credentials may not write to the bucket",
+                           "grant the secret's key s3:PutObject and the multipart-upload permissions on it"),
+    "checksum-refused": ("checksum-refused", "the bucket refused the upload's checksums",
+                         "an older S3 server; modelpvc retried without them: upgrade the server if it persists"),
+    "integrity": ("integrity", "the bytes did not match the source, or the copy is not a whole model",
+                  "check the object in the bucket (the message names it); re-run populate: it fetches failed "
+                  "files again"),
+    "interrupted": ("job-interrupted", "was stopped (evicted or deleted)", "re-run populate: it resumes"),
+    "cluster": ("cluster-error", "hit a Kubernetes API error", "the message names the request; check the API"),
+    "field-conflict": ("field-conflict", "found a field another tool owns",
+                       "change it where that tool manages it (Git, for Argo CD)"),
+    "pod-blocked": ("pod-blocked", "could not start a pod", "the message names the reason; fix it and re-run"),
+    "not-found": ("not-found", "needs an object that does not exist", "create it (the message names it)"),
+    "kind-not-served": ("kind-not-served", "needs a kind this cluster does not serve",
+                        "install its operator (KServe, for InferenceServices)"),
+    "forbidden": ("forbidden", "was refused by RBAC",
+                  "grant the verb the message names, or ask the platform admin"),
 }
+
+
+def job_error_advice(record: dict[str, Any]) -> tuple[str, str, str]:
+    """(diagnosis, title, fix) for a Job's error record: its code's own advice, else the nearest parent's."""
+    code = str(record.get("code") or "")
+    if code in JOB_ERRORS:
+        return JOB_ERRORS[code]
+    types = error_types()
+    cls = types.get(code) or {t.__name__: t for t in types.values()}.get(str(record.get("error")))
+    for klass in (cls.__mro__ if cls is not None else ()):
+        parent = getattr(klass, "code", None)
+        if parent in JOB_ERRORS:
+            return JOB_ERRORS[str(parent)]
+    return JOB_ERRORS["error"]
 
 
 def diagnose(cluster: Cluster, namespace: str, isvc: str | None = None, pvc: str | None = None,
@@ -214,23 +268,13 @@ def _pod(cluster: Cluster, pod: o.Obj, ns_obj: o.Obj) -> list[Diagnosis]:
 
 def _last_record(cluster: Cluster, ns: str, job: str, event: str) -> tuple[dict[str, Any] | None, o.Obj | None]:
     """The last ``event`` record (error, summary) the Job's newest pod logged, and that pod."""
-    pods = cluster.list("Pod", ns, labels={"job-name": job})
-    pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
-    for p in reversed(pods):
-        try:
-            lines = list(cluster.log(p["metadata"]["name"], ns))
-        except ModelpvcError:
-            continue
-        for line in reversed(lines):
-            if line.startswith("{"):
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and rec.get("event") == event:
-                    return rec, p
-        return None, p
-    return None, None
+    pod = pod_of(cluster, ns, job)
+    if pod is None:
+        return None, None
+    try:
+        return read_pod(cluster, job, pod).last(event), pod
+    except ModelpvcError:
+        return None, pod
 
 
 def _last_error(cluster: Cluster, ns: str, job: str) -> tuple[dict[str, Any] | None, o.Obj | None]:
@@ -261,8 +305,7 @@ def _job(cluster: Cluster, ns: str, job: o.Obj, ns_obj: o.Obj) -> list[Diagnosis
                               "events, re-run populate to resume")]
         return [Diagnosis("job-failed", f"Job {name} failed", f"{cond.get('reason')}: {cond.get('message')}",
                           "read its log; re-run populate to resume"), *_scc_risk(pod, ns_obj)]
-    code, title, fix = JOB_ERRORS.get(str(record.get("error")), ("job-failed", "failed", "read its log; re-run "
-                                                                                        "populate to resume"))
+    code, title, fix = job_error_advice(record)
     evidence = f"{record.get('error')}: {record.get('message')}"
     if code == "permission-denied":
         fix = _fs_group_fix(pod, ns_obj)

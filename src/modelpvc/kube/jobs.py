@@ -1,44 +1,20 @@
-"""Run a Job of ours and follow it: live progress from its pod's JSON lines, its failure as our error.
-
-A failure crosses the pod boundary as data: the pod's last JSON line is ``{"event": "error", "error":
-<type>, ...}`` (cli/errors.py), and the type name becomes the same exception class here (one table,
-core.errors.error_types). A pod a real cluster would leave Pending (config error, image, unschedulable,
-Multi-Attach) fails the command in seconds with the reason and the fix (podstate.py).
+"""Run a Job of ours and follow it: live progress from its pod's records (podlog.py), its failure as our
+error. A pod a real cluster would leave Pending (config error, image, unschedulable, Multi-Attach) fails the
+command in seconds with the reason and the fix (podstate.py).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
-from modelpvc.core.errors import ClusterError, IntegrityError, ModelpvcError, PodBlocked, from_record
-from modelpvc.core.events import Event, NullSink, ProgressSink
+from modelpvc.core.errors import ClusterError, PodBlocked
+from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
+from modelpvc.kube.podlog import JobResult, failure, pod_of, read_line, read_pod
 from modelpvc.kube.podstate import Watch
 
 PENDING_GRACE = 120.0  # seconds a pod may stay unschedulable or unattachable before we call it stuck
-
-
-@dataclass
-class JobResult:
-    name: str
-    pod: str | None = None
-    exit_code: int | None = None
-    records: list[dict[str, Any]] = field(default_factory=list)  # JSON lines from the pod
-    log: list[str] = field(default_factory=list)  # everything else
-
-    def last(self, event: str) -> dict[str, Any] | None:
-        return next((r for r in reversed(self.records) if r.get("event") == event), None)
-
-
-def pod_of(cluster: Cluster, ns: str, job: str) -> o.Obj | None:
-    """The Job's newest pod."""
-    pods = cluster.list("Pod", ns, labels={"job-name": job})
-    pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
-    return pods[-1] if pods else None
 
 
 _OUTPUT_FLAGS = ("--progress", "--progress-interval")  # how a Job reports, not what it does
@@ -137,7 +113,7 @@ def run_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: float,
                 for line in cluster.log(pname, ns, follow=True):
                     count += 1
                     if count > seen.get(pname, 0):  # followed again after a cut: its earlier lines were read
-                        _line(line, result, sink)
+                        read_line(line, result, sink)
                 seen[pname] = max(seen.get(pname, 0), count)
                 latest = cluster.get("Pod", pname, ns) or {}
                 if (latest.get("status") or {}).get("phase") != "Running":
@@ -198,49 +174,3 @@ def run_indexed_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: f
         bad = next((r for r in results if r.exit_code not in (0, None)), results[-1] if results else JobResult(name))
         raise failure(name, ns, bad, o.conditions(current).get("Failed", {}))
     return [r for r in results if r.exit_code == 0]
-
-
-def read_pod(cluster: Cluster, job: str, pod: o.Obj) -> JobResult:
-    """A finished pod of Job ``job``: its exit code and what its log says (records and lines)."""
-    r = JobResult(job, pod["metadata"]["name"], o.terminated_exit_code(pod))
-    for line in cluster.log(r.pod or "", pod["metadata"]["namespace"]):
-        _line(line, r, NullSink())
-    return r
-
-
-def _line(line: str, result: JobResult, sink: ProgressSink) -> None:
-    text = line.rstrip("\n")
-    if text.startswith("{"):
-        try:
-            rec = json.loads(text)
-        except ValueError:
-            rec = None
-        if isinstance(rec, dict):
-            result.records.append(rec)
-            kind = str(rec.pop("event", "log"))
-            if kind == "progress":
-                # The pod's own rate and ETA: this side only knows when the lines arrived.
-                sink.emit(Event("tick", {"bytes_done": rec["bytes_done"], "bytes_total": rec["bytes_total"],
-                                         "mb_per_s": rec.get("mb_per_s"), "eta_s": rec.get("eta_s")}))
-            elif kind in ("file_done", "retry", "warning", "summary", "verify"):
-                sink.emit(Event(kind, rec))
-            rec["event"] = kind
-            return
-    result.log.append(text)
-    if text.strip():
-        sink.emit(Event("log", {"line": text}))
-
-
-def failure(name: str, ns: str, result: JobResult, cond: dict[str, Any]) -> ModelpvcError:
-    """The Job's failure as the error its pod reported (by type), else as the Job controller's reason."""
-    record = result.last("error")
-    verdict = result.last("verify")
-    where = f"Job {name} failed (pod {result.pod}, exit {result.exit_code})"
-    if record is not None:
-        return from_record(record, where)
-    if verdict is not None:
-        problems = [f"{f['path']}: {f['message']}" for f in verdict.get("findings", []) if f.get("severity") == "error"]
-        return IntegrityError(f"{where}: " + ("; ".join(problems[:5]) or "verification failed"))
-    tail = "\n    ".join(result.log[-5:]) or "(no log)"
-    return ClusterError(f"{where}: {cond.get('reason', 'Failed')}: {cond.get('message', '')}",
-                        hint=f"last log lines:\n    {tail}")

@@ -90,12 +90,6 @@ def holder_node(pods: list[Obj], claim: str) -> str | None:
     return nodes.pop() if len(nodes) == 1 else None
 
 
-def pin_to_node(job: Obj, node: str | None) -> Obj:
-    if node:
-        job["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
-    return job
-
-
 def is_bare(pod: Obj) -> bool:
     """A pod no controller owns (`oc run`, the runbook's inspector): nothing recreates it once deleted."""
     return not any(r.get("controller") for r in (pod.get("metadata") or {}).get("ownerReferences") or [])

@@ -11,7 +11,8 @@ from modelpvc.core.units import human_bytes
 from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.jobs import PENDING_GRACE, JobResult, run_indexed_job, run_job
+from modelpvc.kube.jobs import PENDING_GRACE, run_indexed_job, run_job
+from modelpvc.kube.podlog import JobResult
 from modelpvc.kube.preflight import Preflight, check, measure_source, run_preflight
 from modelpvc.kube.spec import MOUNT, ModelSpec
 

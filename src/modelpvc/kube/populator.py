@@ -33,7 +33,7 @@ from modelpvc.kube import manifests
 from modelpvc.kube import modelsource as ms
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import ALL_NAMESPACES, Cluster
-from modelpvc.kube.jobs import failure, pod_of, read_pod
+from modelpvc.kube.podlog import failure, pod_of, read_pod
 from modelpvc.kube.spec import ModelSpec, Placement
 
 log = logging.getLogger(__name__)

@@ -301,11 +301,10 @@ def _probe_source(cluster: Cluster, pf: Preflight, sink: ProgressSink, pending_g
         raise
     finally:
         cluster.delete("Job", job["metadata"]["name"], pf.spec.namespace)
-    text = "\n".join(result.log)
-    try:
-        plan = json.loads(text[text.index("{"):])
-    except ValueError as e:
-        raise SourceError(f"the in-cluster probe of {pf.spec.source} gave no plan") from e
+    plan = result.last("plan")
+    if plan is None:
+        raise SourceError(f"the in-cluster probe of {pf.spec.source} gave no plan",
+                          hint="its log: " + " | ".join(result.log[-3:]) if result.log else None)
     pf.source_bytes = int(plan["bytes"])
     pf.source_files = len(plan["files"])
     pf.listing = [(str(f["path"]), int(f["size"]), str(f.get("etag", ""))) for f in plan["files"]]

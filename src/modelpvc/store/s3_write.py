@@ -42,9 +42,13 @@ PART_WAIT = 300.0
 class UploadGone(TransientError):
     """The multipart upload no longer exists (aborted or expired by a lifecycle rule): start the file over."""
 
+    code = "upload-gone"
+
 
 class ChecksumRefused(DestinationError):
     """The server refused the x-amz-checksum-* headers (older MinIO/Ceph, Swift): upload without them."""
+
+    code = "checksum-refused"
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,10 @@ class ObjectHead:
     metadata: dict[str, str]  # x-amz-meta-* headers, names lower case
 
 
-def write_error(status: int, body: bytes, what: str, bucket: str) -> ModelpvcError:
+def write_error(status: int, body: bytes, what: str, bucket: str, sent_checksum: bool = False) -> ModelpvcError:
+    """The server's refusal as our error. ``sent_checksum``: the request carried x-amz-checksum headers, so a
+    400 that says the request or an argument is invalid is read as a server that does not take them (the
+    caller retries once without; a second refusal is then the real error)."""
     code, detail = error_detail(status, body)
     if code == "NoSuchUpload":
         return UploadGone(f"{what}: the multipart upload is gone ({detail})")
@@ -88,8 +95,8 @@ def write_error(status: int, body: bytes, what: str, bucket: str) -> ModelpvcErr
             hint="the credentials need s3:PutObject, s3:AbortMultipartUpload, s3:ListMultipartUploadParts and "
                  "s3:ListBucketMultipartUploads on this bucket",
         )
-    if status == 501 or (status == 400 and code in ("InvalidRequest", "InvalidArgument", "NotImplemented")
-                         and "checksum" in detail.lower()):
+    if status == 501 or (status == 400 and sent_checksum
+                         and code in ("InvalidRequest", "InvalidArgument", "NotImplemented")):
         return ChecksumRefused(f"{what}: the server does not take this checksum ({detail})")
     return DestinationError(f"{what}: unexpected answer {detail}")
 
@@ -121,7 +128,8 @@ class S3Writer:
             self.http.drop_connection()
             raise TransientError(f"{what}: connection broke while reading the answer") from e
         if resp.status not in ok:
-            raise write_error(resp.status, data, what, self.bucket)
+            sent = any(k.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum-")) for k in headers or {})
+            raise write_error(resp.status, data, what, self.bucket, sent_checksum=sent)
         return resp, data
 
     def _get(self, key: str, what: str, query: dict[str, str]) -> bytes:
