@@ -58,4 +58,5 @@ def test_a_server_refusing_checksums_is_told_from_its_code_and_the_request_not_i
     worded = b"<Error><Code>InvalidArgument</Code><Message>Invalid checksum type</Message></Error>"
     plain = write_error(400, worded, "PUT s3://b/k", "b", sent_checksum=False)
     assert not isinstance(plain, ChecksumRefused) and isinstance(plain, errors.DestinationError)
-    assert isinstance(write_error(501, b"", "PUT s3://b/k", "b"), ChecksumRefused)
+    assert isinstance(write_error(501, b"", "PUT s3://b/k", "b", sent_checksum=True), ChecksumRefused)
+    assert isinstance(write_error(501, b"", "PUT s3://b/k", "b"), errors.TransientError)

@@ -77,14 +77,17 @@ class ObjectHead:
 
 def write_error(status: int, body: bytes, what: str, bucket: str, sent_checksum: bool = False) -> ModelpvcError:
     """The server's refusal as our error. ``sent_checksum``: the request carried x-amz-checksum headers, so a
-    400 that says the request or an argument is invalid is read as a server that does not take them (the
-    caller retries once without; a second refusal is then the real error)."""
+    501 (a header not implemented) or a 400 that says the request or an argument is invalid is read as a
+    server that does not take them (the caller retries once without; a second refusal is the real error)."""
     code, detail = error_detail(status, body)
     if code == "NoSuchUpload":
         return UploadGone(f"{what}: the multipart upload is gone ({detail})")
     if code == "NoSuchBucket":
         return DestinationMissing(f"bucket {bucket!r} does not exist ({detail})",
                                   hint="create it first (mc mb / aws s3 mb) or check the bucket name")
+    if sent_checksum and (status == 501 or (status == 400 and code in ("InvalidRequest", "InvalidArgument",
+                                                                       "NotImplemented"))):
+        return ChecksumRefused(f"{what}: the server does not take this checksum ({detail})")
     if code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "RequestTimeout") \
             or is_transient(status, code):
         # A checksum the server computed differently means bytes changed in flight: send them again.
@@ -95,9 +98,6 @@ def write_error(status: int, body: bytes, what: str, bucket: str, sent_checksum:
             hint="the credentials need s3:PutObject, s3:AbortMultipartUpload, s3:ListMultipartUploadParts and "
                  "s3:ListBucketMultipartUploads on this bucket",
         )
-    if status == 501 or (status == 400 and sent_checksum
-                         and code in ("InvalidRequest", "InvalidArgument", "NotImplemented")):
-        return ChecksumRefused(f"{what}: the server does not take this checksum ({detail})")
     return DestinationError(f"{what}: unexpected answer {detail}")
 
 
