@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelpvc.core.errors import ConfigError, ExitCode
@@ -149,64 +151,77 @@ def _hub_env(spec: ModelSpec) -> list[Obj]:
     return env
 
 
-def _job(spec: ModelSpec, name: str, component: str, wave: str, args: list[str], read_only: bool,
-         claim: bool = True, fetches: bool = True, hook: str = "Sync") -> Obj:
-    """A Job running our CLI. ``claim``: it mounts the model's PVC (read-only when ``read_only``);
-    ``fetches``: it reads the bucket (the S3 keys, a deadline sized by the model, retries); ``hook``: its Argo
-    CD hook phase under GitOps."""
-    env = _credentials_env(spec) if fetches else [{"name": "HOME", "value": POD_TMP}]
+@dataclass(frozen=True)
+class Purpose:
+    """What one of our Jobs is for, and so what it carries: nothing it does not need (a gc Job has no S3 keys)."""
+
+    component: str  # the container's name and the component label: populate, import, verify, gc, probe
+    claim: str | None  # "rw" or "ro": it mounts the model's claim; None: no volume
+    fetches: bool  # it reads the bucket: the S3 keys, a deadline sized by the model, retries
+    hub: bool = False  # it reads the Hugging Face Hub: the token, memory for the part buffers
+    hook: str = "Sync"  # its Argo CD hook phase under GitOps
+    name: str | None = None  # default: <InferenceService>-<component>
+    wave: str | None = None  # default: the component's wave
+    deadline: int | None = None  # seconds; default: by the model's size when it fetches, else 15 min
+    retries: int | None = None  # the Job's backoffLimit; default: 3 when it fetches, else 0
+    labels: Mapping[str, str] = field(default_factory=dict)  # beside ours, on the Job and its pods
+    owner: Mapping[str, str] | None = None  # an owner reference: the Job goes when its owner does
+    indexed: int | None = None  # an Indexed Job of this many pods, all at once
+
+
+def tool_job(spec: ModelSpec, purpose: Purpose, args: list[str]) -> Obj:
+    """A Job running our CLI in the product image, restricted, for ``purpose``."""
+    env = _credentials_env(spec) if purpose.fetches else [{"name": "HOME", "value": POD_TMP}]
     mounts: list[Obj] = [{"name": "tmp", "mountPath": POD_TMP}]
     volumes: list[Obj] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     # The copy is I/O-bound and its memory is bounded (workers x 1 MiB + 128 MiB of write-behind rings),
     # whatever the model size.
     resources = {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
-    if fetches and spec.secret_files:
+    if purpose.fetches and spec.secret_files:
         mounts.append({"name": "s3-credentials", "mountPath": SECRET_DIR, "readOnly": True})
         volumes.append({"name": "s3-credentials", "secret": {"secretName": spec.secret}})
-    if claim:
-        mounts.insert(0, {"name": "model-storage", "mountPath": MOUNT, "readOnly": read_only})
-        volumes.insert(0, {"name": "model-storage", "persistentVolumeClaim": {"claimName": spec.pvc,
-                                                                              "readOnly": read_only}})
-    else:
+    if purpose.claim is not None:
+        ro = purpose.claim == "ro"
+        mounts.insert(0, {"name": "model-storage", "mountPath": MOUNT, "readOnly": ro})
+        volumes.insert(0, {"name": "model-storage", "persistentVolumeClaim": {"claimName": spec.pvc, "readOnly": ro}})
+    if purpose.hub:
         env += _hub_env(spec)
         # Part buffers (--memory) plus the interpreter; no volume: the bytes stream from the Hub to the bucket.
         resources = {"requests": {"cpu": "1", "memory": f"{IMPORT_MEMORY_MIB + 256}Mi"},
                      "limits": {"cpu": "2", "memory": f"{IMPORT_MEMORY_MIB + 768}Mi"}}
-    container: Obj = {
-        "name": component,
-        "image": spec.image,
-        "args": args,
-        "env": env,
-        "volumeMounts": mounts,
-        "resources": resources,
-        "securityContext": restricted_container_security(),
-    }
-    meta = _meta(spec, name, component, wave)
-    pod: Obj = {
-        "restartPolicy": "Never",
-        "securityContext": _pod_security(spec),
-        "containers": [container],
-        "volumes": volumes,
-    }
-    if claim:
+    container: Obj = {"name": purpose.component, "image": spec.image, "args": args, "env": env,
+                      "volumeMounts": mounts, "resources": resources,
+                      "securityContext": restricted_container_security()}
+    meta = _meta(spec, purpose.name or f"{spec.name}-{purpose.component}"[:63], purpose.component,
+                 purpose.wave or WAVES.get(f"{purpose.component}-job", WAVES["job"]))
+    meta["labels"].update(purpose.labels)
+    if purpose.owner is not None:
+        meta["ownerReferences"] = [dict(purpose.owner)]
+    pod: Obj = {"restartPolicy": "Never", "securityContext": _pod_security(spec), "containers": [container],
+                "volumes": volumes}
+    if purpose.claim is not None:
         place(pod, spec.placement, "serving.kserve.io/inferenceservice")
+    deadline = purpose.deadline or (deadline_seconds(spec.model_bytes) if purpose.fetches else 900)
     job_spec: Obj = {
-        "backoffLimit": 3 if fetches else 0,  # a failed verification or removal will not pass on a retry
-        "activeDeadlineSeconds": deadline_seconds(spec.model_bytes) if fetches else 900,
+        # A failed verification or removal will not pass on a retry; a copy resumes where it stopped.
+        "backoffLimit": purpose.retries if purpose.retries is not None else (3 if purpose.fetches else 0),
+        "activeDeadlineSeconds": deadline,
         # Exits that say "this will never succeed" (usage, source missing or denied, integrity) fail the
         # Job at once; a node drain does not count against the retries.
         "podFailurePolicy": {"rules": [
-            {"action": "FailJob", "onExitCodes": {"containerName": component, "operator": "In",
+            {"action": "FailJob", "onExitCodes": {"containerName": purpose.component, "operator": "In",
                                                   "values": list(NEVER_RETRIED)}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]},
         "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod},
     }
+    if purpose.indexed:
+        job_spec.update(completionMode="Indexed", completions=purpose.indexed, parallelism=purpose.indexed)
     if spec.gitops == "argocd":
-        # A Sync-phase hook: Argo CD deletes and recreates it on every sync (BeforeHookCreation) and waits
-        # for it between the PVC and the InferenceService. Re-running is harmless: on a populated volume
-        # the Job is a no-op that exits 0 in seconds. No TTL: the hook policy does the cleanup. The
-        # deadline bounds a sync whose Job cannot start (a Multi-Attach it could not avoid).
-        meta["annotations"]["argocd.argoproj.io/hook"] = hook
+        # A hook: Argo CD deletes and recreates it on every sync (BeforeHookCreation) and waits for it
+        # between the PVC and the InferenceService. Re-running is harmless: on a populated volume the Job is
+        # a no-op that exits 0 in seconds. No TTL: the hook policy does the cleanup. The deadline bounds a
+        # sync whose Job cannot start (a Multi-Attach it could not avoid).
+        meta["annotations"]["argocd.argoproj.io/hook"] = purpose.hook
         meta["annotations"]["argocd.argoproj.io/hook-delete-policy"] = "BeforeHookCreation"
     else:
         job_spec["ttlSecondsAfterFinished"] = 86400
@@ -225,15 +240,20 @@ def _progress(followed: bool) -> list[str]:
     return ["--progress", "json" if followed else "log"]
 
 
-def populate_job(spec: ModelSpec, followed: bool = False) -> Obj:
+def populate_args(spec: ModelSpec, followed: bool = False) -> list[str]:
+    """`mirror` as a populate Job runs it."""
     loader = ["--for", spec.loader] if spec.loader != "vllm" else []
     # After an import Job, wait for its source.json (written last): with plain `kubectl apply` nothing
     # orders two Jobs, and under Argo CD the import hook's wave already has.
     wait = ["--wait-for-import", str(deadline_seconds(spec.model_bytes))] if spec.import_from else []
     creds = ["--credentials-dir", SECRET_DIR] if spec.secret_files else []
-    args = ["mirror", spec.source, spec.model_dir, *_progress(followed), *loader, *wait, *_served(spec), *creds,
+    return ["mirror", spec.source, spec.model_dir, *_progress(followed), *loader, *wait, *_served(spec), *creds,
             *spec.mirror_args]
-    return _job(spec, spec.job_name, "populate", WAVES["job"], args, read_only=False)
+
+
+def populate_job(spec: ModelSpec, followed: bool = False) -> Obj:
+    return tool_job(spec, Purpose("populate", claim="rw", fetches=True, name=spec.job_name),
+                    populate_args(spec, followed))
 
 
 def import_job(spec: ModelSpec, followed: bool = False) -> Obj:
@@ -244,28 +264,33 @@ def import_job(spec: ModelSpec, followed: bool = False) -> Obj:
     loader = ["--for", spec.loader] if spec.loader != "vllm" else []
     args = ["import", spec.import_from, spec.source, *_progress(followed), "--memory", str(IMPORT_MEMORY_MIB),
             *loader]
-    return _job(spec, spec.import_job_name, "import", WAVES["import-job"], args, read_only=False, claim=False)
+    return tool_job(spec, Purpose("import", claim=None, fetches=True, hub=True, name=spec.import_job_name), args)
 
 
 def parallel_populate_job(spec: ModelSpec) -> Obj:
     """An Indexed Job: pod i copies share i of N (Kubernetes schedules, retries and counts them; we add no
     scheduler). The Job controller sets JOB_COMPLETION_INDEX in each pod; args expand it. populate follows
     it."""
-    job = populate_job(spec, followed=True)
-    job["metadata"]["name"] = f"{spec.job_name[:54]}-parallel"
-    job["spec"].update(completionMode="Indexed", completions=spec.parallel, parallelism=spec.parallel)
-    c = job["spec"]["template"]["spec"]["containers"][0]
     # A share's selection leaves out the other shares' files: never delete what it leaves out. The shares
     # write the directory the populate Job names; only the final run chooses a revision.
-    c["args"] = [*(a for a in c["args"] if a != "--delete-excluded" and a not in _served(spec)), "--shard",
-                 f"$(JOB_COMPLETION_INDEX)/{spec.parallel}"]
-    return job
+    args = [a for a in populate_args(spec, followed=True) if a != "--delete-excluded" and a not in _served(spec)]
+    purpose = Purpose("populate", claim="rw", fetches=True, name=f"{spec.job_name[:54]}-parallel",
+                      indexed=spec.parallel)
+    return tool_job(spec, purpose, [*args, "--shard", f"$(JOB_COMPLETION_INDEX)/{spec.parallel}"])
 
 
 def verify_job(spec: ModelSpec) -> Obj:
     """Replaces the runbook's inspector pod: the claim read-only, one JSON verdict in the log."""
     args = ["verify", spec.model_dir, "--json", "--require-manifest", *_served(spec)]
-    return _job(spec, spec.verify_job_name, "verify", WAVES["verify-job"], args, read_only=True, fetches=False)
+    return tool_job(spec, Purpose("verify", claim="ro", fetches=False, name=spec.verify_job_name), args)
+
+
+def probe_job(spec: ModelSpec) -> Obj:
+    """Lists the source from inside the cluster (an endpoint only pods resolve): `plan --json`, one record. No
+    claim (no Multi-Attach), no retry, five minutes."""
+    loader = ["--for", spec.loader] if spec.loader != "vllm" else []
+    purpose = Purpose("probe", claim=None, fetches=True, name=f"{spec.job_name[:56]}-probe", deadline=300, retries=0)
+    return tool_job(spec, purpose, ["plan", spec.source, "--json", *loader])
 
 
 def gc_job(spec: ModelSpec, args: list[str] | None = None) -> Obj:
@@ -277,8 +302,7 @@ def gc_job(spec: ModelSpec, args: list[str] | None = None) -> Obj:
             raise ConfigError("the gc Job is a GitOps hook (--gitops argocd); outside Argo CD, `modelpvc update` "
                               "removes the old revision once the new one serves")
         args = ["gc", MOUNT, f"--keep={spec.model_dir}", "--yes"]
-    return _job(spec, spec.gc_job_name, "gc", WAVES["gc-job"], args, read_only=False, fetches=False,
-                hook="PostSync")
+    return tool_job(spec, Purpose("gc", claim="rw", fetches=False, hook="PostSync", name=spec.gc_job_name), args)
 
 
 def inference_service(spec: ModelSpec) -> Obj:

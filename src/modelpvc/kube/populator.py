@@ -156,12 +156,10 @@ class Populator:
                          secret=source.secret, endpoint_url=source.endpoint, region=source.region,
                          image=self.image, loader=source.loader, mirror_args=source.mirror_args(),
                          placement=Placement(node_name=node), secret_files=True)
-        job = manifests.populate_job(spec)
         owned = self._owned(pvc, job_name(pvc))
-        job["metadata"].update(name=owned["name"], ownerReferences=owned["ownerReferences"])
-        job["metadata"]["labels"].update(owned["labels"])
-        job["spec"]["template"]["metadata"]["labels"].update(owned["labels"])
-        return job
+        purpose = manifests.Purpose("populate", claim="rw", fetches=True, name=owned["name"], labels=owned["labels"],
+                                    owner=owned["ownerReferences"][0])
+        return manifests.tool_job(spec, purpose, manifests.populate_args(spec))
 
     def _failed(self, pvc: o.Obj, prime: o.Obj, obj: o.Obj, job: o.Obj) -> float:
         ns = pvc["metadata"]["namespace"]

@@ -285,15 +285,7 @@ def _probe_source(cluster: Cluster, pf: Preflight, sink: ProgressSink, pending_g
     from modelpvc.kube import manifests
     from modelpvc.kube.jobs import run_job
 
-    job = manifests.populate_job(replace(pf.spec, placement=Placement()))
-    job["metadata"]["name"] = f"{pf.spec.job_name[:56]}-probe"
-    pod = job["spec"]["template"]["spec"]
-    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "model-storage"]  # no claim: no Multi-Attach
-    c = pod["containers"][0]
-    c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != "model-storage"]
-    c["args"] = ["plan", pf.spec.source, "--json", *(["--for", pf.spec.loader] if pf.spec.loader != "vllm" else [])]
-    job["spec"]["backoffLimit"] = 0
-    job["spec"]["activeDeadlineSeconds"] = 300
+    job = manifests.probe_job(pf.spec)
     try:
         result = run_job(cluster, job, NullSink(), timeout=300, pending_grace=pending_grace)
     except SourceError as e:
