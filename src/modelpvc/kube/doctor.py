@@ -14,8 +14,8 @@ from modelpvc.core.errors import ModelpvcError, error_types
 from modelpvc.core.secretkeys import EXPECTED, find_pair
 from modelpvc.core.units import human_bytes
 from modelpvc.kube import objects as o
+from modelpvc.kube.claimrecord import annotation_key
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.deploy import missing_runtime, runtime_fix
 from modelpvc.kube.placement import explain_unschedulable
 from modelpvc.kube.podlog import pod_of, read_pod
 from modelpvc.kube.podstate import (
@@ -26,7 +26,7 @@ from modelpvc.kube.podstate import (
     missing_secret_keys,
     waiting_reason,
 )
-from modelpvc.kube.populate import annotation_key
+from modelpvc.kube.serving import missing_runtime, runtime_fix
 from modelpvc.model.sizing import parse_size
 
 EPHEMERAL_WARN = 10 * 2**30  # a PVC-backed predictor asking more ephemeral storage than this is suspicious

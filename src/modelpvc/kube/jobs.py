@@ -12,10 +12,7 @@ from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.podlog import JobResult, failure, pod_of, read_line, read_pod
-from modelpvc.kube.podstate import Watch
-
-PENDING_GRACE = 120.0  # seconds a pod may stay unschedulable or unattachable before we call it stuck
-
+from modelpvc.kube.podstate import PENDING_GRACE, Watch
 
 _OUTPUT_FLAGS = ("--progress", "--progress-interval")  # how a Job reports, not what it does
 

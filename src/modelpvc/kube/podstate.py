@@ -20,6 +20,9 @@ PREDICTOR_LABEL = "serving.kserve.io/inferenceservice"
 MODEL_MOUNT = "/mnt/models"
 
 
+PENDING_GRACE = 120.0  # seconds a pod may stay unschedulable or unattachable before we call it stuck
+
+
 @dataclass(frozen=True)
 class Blocked:
     reason: str  # "config", "image", "unschedulable", "multi-attach", "crash"

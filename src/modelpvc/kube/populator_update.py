@@ -18,7 +18,7 @@ from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import manifests
 from modelpvc.kube import modelsource as ms
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.deploy import wait_serving
+from modelpvc.kube.serving import wait_serving
 from modelpvc.kube.spec import ModelSpec
 
 SWITCH_MANAGER = "modelpvc-update"

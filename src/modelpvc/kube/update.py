@@ -23,15 +23,16 @@ from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.manifest import revision_id
 from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
+from modelpvc.kube.claimrecord import SECRET_ANNOTATION, SOURCE_ANNOTATION
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.deploy import wait_serving
 from modelpvc.kube.gitops import Served, argo_managed, refuse_argo, storage_uri, write_served
-from modelpvc.kube.jobs import PENDING_GRACE, run_job
+from modelpvc.kube.jobs import run_job
 from modelpvc.kube.placement import room_for_second_predictor
-from modelpvc.kube.podstate import PREDICTOR_LABEL
-from modelpvc.kube.populate import SECRET_ANNOTATION, SOURCE_ANNOTATION, populate
+from modelpvc.kube.podstate import PENDING_GRACE, PREDICTOR_LABEL
+from modelpvc.kube.populate import populate
 from modelpvc.kube.populator_update import update_by_populator
 from modelpvc.kube.preflight import measure_source
+from modelpvc.kube.serving import wait_serving
 from modelpvc.kube.spec import ModelSpec, Placement, Serving
 from modelpvc.model.select import loader_from_args
 
