@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
 from modelpvc.core.errors import Interrupted
-
-
-class StopFlag(threading.Event):
-    def __init__(self) -> None:
-        super().__init__()
-        self.signum = 0
-        self.polled = False  # True while a loop polls the flag; otherwise a signal raises at once
+from modelpvc.core.stop import StopToken
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[StopFlag]:
-    flag = StopFlag()
+def stop_on_signals() -> Iterator[StopToken]:
+    flag = StopToken()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         flag.signum = signum

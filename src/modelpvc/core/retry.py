@@ -6,12 +6,22 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from modelpvc.core.errors import TransientError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a transient failure is retried."""
+
+    attempts: int
+    base: float  # seconds, the first backoff's bound
+    cap: float  # seconds, the largest backoff's bound
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

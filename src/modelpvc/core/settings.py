@@ -6,6 +6,8 @@ import enum
 import math
 from dataclasses import dataclass, field
 
+from modelpvc.core.retry import RetryPolicy
+
 
 def positive_seconds(value: float) -> bool:
     """A usable timeout: finite and above zero (``float`` also parses "nan" and "inf", which sockets refuse
@@ -48,6 +50,10 @@ class S3Settings:
     # An endpoint that never answers must fail within ~30 s (two attempts of read_timeout plus
     # backoff) rather than after max_attempts * read_timeout.
     metadata_deadline: float = 25.0
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.backoff_base, self.backoff_cap)
 
 
 class VerifyLevel(enum.Enum):

@@ -23,8 +23,9 @@ from pathlib import Path
 from modelpvc.core.errors import Interrupted, SourceError, TransientError
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.models import FileRecord
-from modelpvc.core.retry import backoff_delay
-from modelpvc.core.settings import S3Settings, TransferSettings
+from modelpvc.core.retry import RetryPolicy, call_with_retries
+from modelpvc.core.settings import TransferSettings
+from modelpvc.core.stop import StopToken
 from modelpvc.store import direct_io
 from modelpvc.store.base import Buffers, ObjectSource, OneBuffer
 from modelpvc.store.destination import Destination
@@ -131,17 +132,17 @@ class Executor:
         dest: Destination,
         jobs: list[FileJob],
         journal: Journal,
-        s3: S3Settings,
+        retry: RetryPolicy,
         settings: TransferSettings,
         sink: ProgressSink,
-        stop: threading.Event,
+        stop: StopToken,
         journal_step: int,
     ) -> None:
         self.source = source
         self.dest = dest
         self.jobs = jobs
         self.journal = journal
-        self.s3 = s3
+        self.retry = retry
         self.settings = settings
         self.sink = sink
         self.stop = stop
@@ -283,36 +284,37 @@ class Executor:
                     logged = on_file
             busy[wid] += time.monotonic() - t
 
-        attempt = 0
-        while True:
+        def once() -> None:
             t0 = time.monotonic()
             b0 = busy[wid]
             r0 = behind.waited if behind is not None else 0.0
-            try:
-                ask = job.answered if job.exp.from_answer else None  # heard only on a whole read
-                self.source.read(obj, pos, end, bufs, on_data, ask)
-                # Waiting for a ring buffer happens inside the read but is the disk's time, not the source's.
-                ring = behind.waited - r0 if behind is not None else 0.0
-                busy[wid] += ring
-                self._wait[wid] += time.monotonic() - t0 - (busy[wid] - b0)
-                break
-            except TransientError as e:
-                attempt += 1
-                if attempt >= self.s3.max_attempts:
-                    raise SourceError(f"{e} (gave up after {attempt} attempts)",
-                                      hint="the endpoint keeps failing; re-run later to resume") from e
-                with self._lock:
-                    self.stats.retries += 1
-                self.sink.emit(Event("retry", {"path": obj.rel, "attempt": attempt, "error": str(e)}))
-                deadline = time.monotonic() + backoff_delay(attempt, self.s3.backoff_base, self.s3.backoff_cap)
-                while time.monotonic() < deadline:
-                    if cancel.is_set():
-                        raise _Cancelled from None
-                    time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-                if pos > start:
-                    if behind is not None:
-                        behind.drain()  # the digest re-reads what was written
-                    job.range_restart(start, pos)
+            ask = job.answered if job.exp.from_answer else None  # heard only on a whole read
+            self.source.read(obj, pos, end, bufs, on_data, ask)
+            # Waiting for a ring buffer happens inside the read but is the disk's time, not the source's.
+            ring = behind.waited - r0 if behind is not None else 0.0
+            busy[wid] += ring
+            self._wait[wid] += time.monotonic() - t0 - (busy[wid] - b0)
+
+        def again(attempt: int, e: TransientError) -> None:
+            with self._lock:
+                self.stats.retries += 1
+            self.sink.emit(Event("retry", {"path": obj.rel, "attempt": attempt, "error": str(e)}))
+            if pos > start:
+                if behind is not None:
+                    behind.drain()  # the digest re-reads what was written
+                job.range_restart(start, pos)
+
+        def pause(seconds: float) -> None:
+            if cancel.wait(seconds):
+                raise _Cancelled
+
+        policy = self.retry
+        try:
+            call_with_retries(once, attempts=policy.attempts, base=policy.base, cap=policy.cap, on_retry=again,
+                              sleep=pause)
+        except TransientError as e:
+            raise SourceError(f"{e} (gave up after {policy.attempts} attempts)",
+                              hint="the endpoint keeps failing; re-run later to resume") from e
 
     def _range_landed(self, job: FileJob, start: int, end: int, publish: bool = True) -> None:
         """Every byte of [start, end) is on the file: journal it; the file's last range publishes it."""
@@ -414,8 +416,7 @@ class Executor:
                    for i in range(n)]
         for t in threads:
             t.start()
-        if hasattr(self.stop, "polled"):
-            self.stop.polled = True  # signals now just set the flag; this loop turns them into a clean stop
+        self.stop.polled = True  # signals now just set the token; this loop turns them into a clean stop
         last_sync = time.monotonic()
         while not self._finished.wait(0.1):
             if self.stop.is_set():
@@ -445,6 +446,5 @@ class Executor:
         self.sched.close()
         self._finished.wait(1.0)
         self._sync()
-        signum = getattr(self.stop, "signum", 15)
-        raise Interrupted(int(signum))
+        raise Interrupted(self.stop.signum)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from modelpvc.core.manifest import Manifest
 from modelpvc.core.models import Action, FileRecord, ObjectInfo, Plan, Selection
 from modelpvc.core.provenance import split_record
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
+from modelpvc.core.stop import StopToken
 from modelpvc.core.units import human_bytes
 from modelpvc.store.base import ObjectSource
 from modelpvc.store.destination import Destination
@@ -152,7 +152,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def mirror(req: MirrorRequest, sink: ProgressSink | None = None, stop: threading.Event | None = None) -> MirrorResult:
+def mirror(req: MirrorRequest, sink: ProgressSink | None = None, stop: StopToken | None = None) -> MirrorResult:
     """Make ``req.dest`` an exact, verified copy of the source's selected objects.
 
     ``req.shard=(i, n)``: copy only this pod's share of a parallel populate; lock, journal and a partial
@@ -160,7 +160,7 @@ def mirror(req: MirrorRequest, sink: ProgressSink | None = None, stop: threading
     published (nothing is fetched again), checks the whole model and writes the one manifest.
     """
     sink = sink or NullSink()
-    stop = stop or threading.Event()
+    stop = stop or StopToken()
     run = _prepare(req)
     if req.settings.dry_run:
         run.jstate = run.dest.journal().load()
@@ -249,7 +249,7 @@ def journal_step(bytes_to_fetch: int, workers: int) -> int:
     return int(min(64 * MiB, max(1 * MiB, 0.01 * bytes_to_fetch / max(1, workers))))
 
 
-def _fetch(run: _Run, sink: ProgressSink, stop: threading.Event) -> None:
+def _fetch(run: _Run, sink: ProgressSink, stop: StopToken) -> None:
     # The fetching machinery is imported when there is something to fetch: a no-op re-run's budget is
     # 0.3 s, most of it start-up (decisions §14).
     from modelpvc.store import direct_io
@@ -277,7 +277,7 @@ def _fetch(run: _Run, sink: ProgressSink, stop: threading.Event) -> None:
             adopt = run.dest.final(op.rel) if op.local == "final" else run.dest.partial(op.rel)
         jobs.append(FileJob(run.dest, op.obj, exp, max(0, settings.part_size), done, adopt, direct=direct))
     total = run.plan.bytes_to_fetch
-    execu = Executor(run.req.source, run.dest, jobs, run.journal, run.req.s3, settings, sink, stop,
+    execu = Executor(run.req.source, run.dest, jobs, run.journal, run.req.s3.retry, settings, sink, stop,
                      journal_step(total, settings.workers))
     t_fetch = time.monotonic()
 

@@ -9,12 +9,12 @@ hook and for ``update --gitops`` to serve it.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.manifest import revision_id
+from modelpvc.core.stop import StopToken
 from modelpvc.store.destination import Destination
 from modelpvc.store.revisions import revision_dir, write_latest
 from modelpvc.transfer.mirror import MirrorRequest, MirrorResult, mirror
@@ -39,7 +39,7 @@ def plan_target(req: MirrorRequest, root: Path) -> ServedTarget:
     return ServedTarget(replace(req, dest=revision_dir(root, revision), link_dest=req.dest), revision, beside=True)
 
 
-def mirror_served(req: MirrorRequest, root: Path, sink: ProgressSink, stop: threading.Event | None = None
+def mirror_served(req: MirrorRequest, root: Path, sink: ProgressSink, stop: StopToken | None = None
                   ) -> tuple[MirrorResult, ServedTarget]:
     """``mirror`` that never rewrites a complete revision in DEST; ``root`` is the claim's mount."""
     target = plan_target(req, root)
