@@ -64,7 +64,7 @@ def md5_from_page_cache(files: list[Path]) -> tuple[float, float]:
 
 def disk_alone(files: list[Path], dest: Path) -> tuple[float, float]:
     """(wall s, CPU s) of writing len(file) bytes per file into ``dest``, one thread per file, then fsync."""
-    from modelpvc.store.direct_io import CHUNK, aligned_buffer
+    from modelpvc.store.volume.direct_io import CHUNK, aligned_buffer
 
     dest.mkdir(parents=True, exist_ok=True)
 

@@ -122,7 +122,7 @@ def test_empty_objects_and_a_model_whose_names_need_encoding(s3, env, tmp_path):
 def test_the_hub_client_names_a_refused_certificate(tls_server):
     # Any HTTPS server will do: the handshake fails before a request is sent.
     from modelpvc.core.errors import ModelpvcError, SourceUnreachable
-    from modelpvc.store.hub_http import HubEndpoint, HubReader
+    from modelpvc.store.http.hub_http import HubEndpoint, HubReader
 
     srv, ca, _model = tls_server
     url = f"https://127.0.0.1:{srv.port}"

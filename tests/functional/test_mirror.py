@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelpvc.model.synthetic import ModelSpec, same_tree
-from modelpvc.store import direct_io
+from modelpvc.store.volume import direct_io
 from tests.conftest import run_cli
 from tests.support.faultproxy import FaultProxy, Faults
 

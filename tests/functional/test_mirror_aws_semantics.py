@@ -90,8 +90,8 @@ def test_object_replaced_during_copy_fails_the_if_match_precondition(s3client, m
     from modelpvc.core.errors import SourceChanged
     from modelpvc.core.models import ObjectInfo
     from modelpvc.core.settings import Credentials, S3Settings
-    from modelpvc.store.base import OneBuffer, parse_source
-    from modelpvc.store.s3 import S3Source
+    from modelpvc.store.sources.base import OneBuffer, parse_source
+    from modelpvc.store.sources.s3 import S3Source
 
     b = _bucket(s3client, "changed")
     s3client.put_object(Bucket=b, Key="m/a.bin", Body=b"x" * 1000)

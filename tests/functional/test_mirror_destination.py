@@ -81,10 +81,10 @@ def test_arbitrary_uid_with_unwritable_home_succeeds_on_a_group_writable_volume(
 
 
 def test_large_files_are_written_around_the_page_cache_and_land_byte_exact(make_model, env, tmp_path):
-    """Direct writes (store/direct_io.py, written behind the download) on a block filesystem by default,
+    """Direct writes (store/volume/direct_io.py, written behind the download) on a block filesystem by default,
     buffered when asked. Several workers share each file (1 MiB ranges), so ranges ahead of the MD5 cursor
     take the buffered path."""
-    from modelpvc.store.direct_io import direct_io_suits
+    from modelpvc.store.volume.direct_io import direct_io_suits
 
     src = make_model(ModelSpec(total_bytes=48 * 1024 * 1024, shards=2))
     for extra, dest in (([], tmp_path / "direct"), (["--buffered-io"], tmp_path / "buffered")):

@@ -10,8 +10,8 @@ import pytest
 
 from modelpvc.core.digests import Expectation
 from modelpvc.core.models import ObjectInfo
-from modelpvc.store import direct_io
-from modelpvc.store.destination import Destination
+from modelpvc.store.volume import direct_io
+from modelpvc.store.volume.destination import Destination
 from modelpvc.transfer.filejob import FileJob
 
 # The shape of /proc/self/mountinfo (proc(5)): fields, " - ", fs type, source, options. A PVC's mount on a

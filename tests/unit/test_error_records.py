@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import modelpvc.kube.cluster
-import modelpvc.store.s3_write  # noqa: F401  (their error classes join the table)
+import modelpvc.store.bucket.s3_write  # noqa: F401  (their error classes join the table)
 from modelpvc.cli.errors import error_record
 from modelpvc.core import errors
 from modelpvc.kube.doctor import JOB_ERRORS, job_error_advice
@@ -51,7 +51,7 @@ def test_a_class_without_its_own_code_is_refused_when_it_is_defined():
 
 
 def test_a_server_refusing_checksums_is_told_from_its_code_and_the_request_not_its_wording():
-    from modelpvc.store.s3_write import ChecksumRefused, write_error
+    from modelpvc.store.bucket.s3_write import ChecksumRefused, write_error
 
     body = b"<Error><Code>InvalidArgument</Code><Message>x-amz-sdk-checksum-algorithm unsupported</Message></Error>"
     assert isinstance(write_error(400, body, "PUT s3://b/k", "b", sent_checksum=True), ChecksumRefused)

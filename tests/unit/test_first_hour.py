@@ -52,7 +52,7 @@ def test_helps_speak_to_users_not_to_developers():
 def test_a_read_only_volume_is_named_as_such_not_as_a_missing_fs_group():
     import errno
 
-    from modelpvc.store.localfs import destination_error
+    from modelpvc.store.volume.fs import destination_error
 
     e = destination_error(OSError(errno.EROFS, "Read-only file system"), "/mnt/models/config.json", "writing")
     assert "mounted read-only" in e.message and "readOnly" in (e.hint or "")
@@ -70,7 +70,7 @@ def test_verify_during_a_live_mirror_says_a_copy_is_in_progress(tmp_path):
     # Another process holds the destination's lock, as a running `mirror` does.
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from modelpvc.store.localfs import DestinationLock; "
+         "from modelpvc.store.volume.fs import DestinationLock; "
          "lock = DestinationLock(Path(sys.argv[1])).__enter__(); print('held', flush=True); time.sleep(60)",
          str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:

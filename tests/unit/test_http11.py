@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from modelpvc.store.http11 import Connection, HTTPError, IncompleteBody, RemoteDisconnected, Response
+from modelpvc.store.http.http11 import Connection, HTTPError, IncompleteBody, RemoteDisconnected, Response
 
 
 class _Sock:

@@ -11,8 +11,8 @@ from modelpvc.cli.credentials import s3_settings
 from modelpvc.core import digests
 from modelpvc.core.errors import ConfigError, UnsafeKey
 from modelpvc.core.models import Action, FileRecord, LocalFile, ObjectInfo, Selection
-from modelpvc.store import journal as journal_mod
-from modelpvc.store.journal import Journal
+from modelpvc.store.volume import journal as journal_mod
+from modelpvc.store.volume.journal import Journal
 from modelpvc.transfer import ranges
 from modelpvc.transfer.digest import SequentialDigest
 from modelpvc.transfer.keys import check_keys, unsafe_reason

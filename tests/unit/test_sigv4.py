@@ -9,7 +9,7 @@ import botocore.awsrequest
 import botocore.credentials
 import pytest
 
-from modelpvc.store.sigv4 import EMPTY_SHA256, SigV4Signer
+from modelpvc.store.http.sigv4 import EMPTY_SHA256, SigV4Signer
 
 AK, SK = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 WHEN = datetime(2013, 5, 24, tzinfo=UTC)

@@ -26,6 +26,6 @@ def test_the_mirror_command_starts_without_what_a_no_op_does_not_use() -> None:
             "print(json.dumps(sorted(sys.modules)))")
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                            check=True).stdout))
-    assert "modelpvc.store.http11" in loaded  # the probe imports what the command imports
+    assert "modelpvc.store.http.http11" in loaded  # the probe imports what the command imports
     found = {m: why for m, why in NOT_AT_START.items() if m in loaded}
     assert not found, f"imported at start-up: {found}"

@@ -11,8 +11,8 @@ from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.progress import count
 from modelpvc.core.errors import ConfigError
 from modelpvc.core.units import human_bytes
-from modelpvc.store.destination import Destination
-from modelpvc.store.revisions import collect, collectable
+from modelpvc.store.volume.destination import Destination
+from modelpvc.store.volume.revisions import collect, collectable
 
 DESCRIPTION = """Remove a model revision that modelpvc wrote in DIR: exactly the files its manifest
 (.modelpvc/manifest.json) lists, its .modelpvc/ state, then DIR itself if nothing else is left. Files

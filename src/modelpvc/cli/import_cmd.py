@@ -26,11 +26,11 @@ from modelpvc.core.units import human_bytes
 from modelpvc.ingest.importer import ImportRequest, ImportResult, run_import
 from modelpvc.ingest.plan import ImportPlan, Step
 from modelpvc.model.select import make_selector
-from modelpvc.store.base import parse_source
-from modelpvc.store.hub import HubOrigin, parse_hub_uri
-from modelpvc.store.hub_http import HubEndpoint
-from modelpvc.store.local_tree import DirectoryOrigin
-from modelpvc.store.origin import Origin
+from modelpvc.store.http.hub_http import HubEndpoint
+from modelpvc.store.origins.hub import HubOrigin, parse_hub_uri
+from modelpvc.store.origins.local_dir import DirectoryOrigin
+from modelpvc.store.origins.origin import Origin
+from modelpvc.store.sources.base import parse_source
 
 DESCRIPTION = """Put a model into an S3 bucket, streamed and verified, with a provenance record.
 

@@ -27,8 +27,8 @@ from modelpvc.core.errors import ConfigError, SourceNotFound
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings
 from modelpvc.model.select import make_selector
-from modelpvc.store.base import SourceURI
-from modelpvc.store.s3 import S3Source
+from modelpvc.store.sources.base import SourceURI
+from modelpvc.store.sources.s3 import S3Source
 from modelpvc.transfer.mirror import MirrorRequest, mirror
 
 EPHEMERAL_LIMIT_ENV = "MODELPVC_EPHEMERAL_LIMIT"  # bytes; the render sets it from the downward API

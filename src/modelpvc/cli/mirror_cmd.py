@@ -24,9 +24,9 @@ from modelpvc.core.models import Action, Plan
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
 from modelpvc.core.units import human_bytes
 from modelpvc.model.select import make_selector
-from modelpvc.store.base import ObjectSource, parse_source
-from modelpvc.store.local import LocalSource
-from modelpvc.store.s3 import S3Source
+from modelpvc.store.sources.base import ObjectSource, parse_source
+from modelpvc.store.sources.local_dir import LocalSource
+from modelpvc.store.sources.s3 import S3Source
 from modelpvc.transfer.mirror import MirrorRequest, MirrorResult, StructureCheck, mirror
 from modelpvc.transfer.provenance import wait_for_record
 from modelpvc.transfer.served import mirror_served

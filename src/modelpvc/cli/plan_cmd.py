@@ -20,7 +20,7 @@ from modelpvc.model import safetensors
 from modelpvc.model.layout import detect_layouts
 from modelpvc.model.select import make_selector
 from modelpvc.model.sizing import HEADROOM, REVISIONS, SizingInput, claim_size_gi, parse_bandwidth, pattern, seconds_at
-from modelpvc.store.base import ObjectSource, parse_source, read_bytes
+from modelpvc.store.sources.base import ObjectSource, parse_source, read_bytes
 from modelpvc.transfer.planner import LocalState, plan_mirror
 
 DESCRIPTION = """What a mirror of SRC would copy: selected and skipped files with bytes, the formats found,

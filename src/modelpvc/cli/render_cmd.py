@@ -208,7 +208,7 @@ def _hub_bytes(args: argparse.Namespace, loader: str) -> int:
     """--size auto with --import-from: what the import will put in the bucket (the Hub's listing, selected)."""
     from modelpvc.cli.import_cmd import make_origin
     from modelpvc.model.select import make_selector
-    from modelpvc.store.hub import HubOrigin
+    from modelpvc.store.origins.hub import HubOrigin
 
     origin = make_origin(args.import_from, hub_endpoint=args.hub_endpoint)
     assert isinstance(origin, HubOrigin)

@@ -18,7 +18,7 @@ from modelpvc.core.models import FileRecord, ObjectInfo
 from modelpvc.core.provenance import split_record
 from modelpvc.core.units import human_bytes
 from modelpvc.model.findings import Finding
-from modelpvc.store.revisions import read_latest
+from modelpvc.store.volume.revisions import read_latest
 from modelpvc.verify.checks import verify_directory
 from modelpvc.verify.report import VerifyReport
 

@@ -11,7 +11,7 @@ from modelpvc.core.models import FileRecord
 MANIFEST_FORMAT = 1
 STATE_DIR = ".modelpvc"
 MANIFEST_NAME = "manifest.json"
-# Newer revisions of a model, beside the one a claim serves: never part of the model (store/revisions.py).
+# Newer revisions of a model, beside the one a claim serves: never part of the model (store/volume/revisions.py).
 REVISIONS_DIR = "revisions"
 
 

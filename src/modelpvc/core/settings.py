@@ -89,7 +89,7 @@ class TransferSettings:
     space_limit: tuple[int, str] | None = None
     space_hint: str = ""
     journal_interval: float = 1.0  # seconds between making written bytes durable (fdatasync + a journal marker)
-    direct_io: bool = True  # large files bypass the page cache on ext4/xfs/btrfs (store/direct_io.py)
+    direct_io: bool = True  # large files bypass the page cache on ext4/xfs/btrfs (store/volume/direct_io.py)
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,10 @@ from modelpvc.core.settings import ImportSettings, S3Settings
 from modelpvc.ingest.plan import ImportPlan, Step, plan_import
 from modelpvc.ingest.pool import PoolStats, UploadPool
 from modelpvc.ingest.upload import Checksums
-from modelpvc.store.base import SourceURI, read_bytes
-from modelpvc.store.origin import Origin, OriginFile
-from modelpvc.store.s3 import S3Source
-from modelpvc.store.s3_write import ObjectHead, PendingUpload, S3Writer
+from modelpvc.store.bucket.s3_write import ObjectHead, PendingUpload, S3Writer
+from modelpvc.store.origins.origin import Origin, OriginFile
+from modelpvc.store.sources.base import SourceURI, read_bytes
+from modelpvc.store.sources.s3 import S3Source
 
 log = logging.getLogger(__name__)
 Selector = Callable[[list[ObjectInfo]], Selection]

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.provenance import FileProvenance, SourceRecord
-from modelpvc.store.origin import OriginFile
-from modelpvc.store.s3_write import META_SHA256, ObjectHead, PendingUpload
+from modelpvc.store.bucket.s3_write import META_SHA256, ObjectHead, PendingUpload
+from modelpvc.store.origins.origin import OriginFile
 
 
 class Step(enum.Enum):

@@ -22,8 +22,8 @@ from modelpvc.core.retry import call_with_retries
 from modelpvc.core.settings import ImportSettings, S3Settings
 from modelpvc.ingest.plan import Op
 from modelpvc.ingest.upload import Abandoned, Checksums, FileUpload
-from modelpvc.store.origin import Origin
-from modelpvc.store.s3_write import S3Writer
+from modelpvc.store.bucket.s3_write import S3Writer
+from modelpvc.store.origins.origin import Origin
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,14 @@ from modelpvc.core.errors import IntegrityError, TransientError
 from modelpvc.core.provenance import FileProvenance
 from modelpvc.ingest import parts
 from modelpvc.ingest.plan import Op, Step
-from modelpvc.store.origin import Origin
-from modelpvc.store.s3_write import (
+from modelpvc.store.bucket.s3_write import (
     META_SHA256,
     ChecksumRefused,
     S3Writer,
     UploadedPart,
     UploadGone,
 )
+from modelpvc.store.origins.origin import Origin
 
 Retry = Callable[[Callable[[], object], str], object]
 

@@ -230,7 +230,7 @@ def tool_job(spec: ModelSpec, purpose: Purpose, args: list[str]) -> Obj:
 
 def _served(spec: ModelSpec) -> list[str]:
     """GitOps hooks re-run at every sync on a claim that may be serving: a source change goes beside the
-    served directory (store/revisions.py). One token, so `update --gitops` can tell it from the served path."""
+    served directory (store/volume/revisions.py). One token, so `update --gitops` can tell it from the served path."""
     return [f"--revision-root={MOUNT}"] if spec.gitops == "argocd" else []
 
 

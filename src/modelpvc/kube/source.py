@@ -8,8 +8,8 @@ from modelpvc.core.secretkeys import ENDPOINT_KEYS
 from modelpvc.core.settings import Credentials, S3Settings
 from modelpvc.kube.spec import ModelSpec
 from modelpvc.model.select import make_selector
-from modelpvc.store.base import parse_source
-from modelpvc.store.s3 import S3Source
+from modelpvc.store.sources.base import parse_source
+from modelpvc.store.sources.s3 import S3Source
 
 
 def list_selected(spec: ModelSpec, values: dict[str, str], pair: tuple[str, str]) -> tuple[list[ObjectInfo], int]:

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from modelpvc.core import digests
 from modelpvc.core.digests import Expectation, Hasher
-from modelpvc.store.hashing import pread_into, range_digest
+from modelpvc.store.volume.hashing import pread_into, range_digest
 from modelpvc.transfer import ranges
 
 

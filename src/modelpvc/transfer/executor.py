@@ -26,11 +26,11 @@ from modelpvc.core.models import FileRecord
 from modelpvc.core.retry import RetryPolicy, call_with_retries
 from modelpvc.core.settings import TransferSettings
 from modelpvc.core.stop import StopToken
-from modelpvc.store import direct_io
-from modelpvc.store.base import Buffers, ObjectSource, OneBuffer
-from modelpvc.store.destination import Destination
-from modelpvc.store.journal import Journal
-from modelpvc.store.localfs import fsync_dir
+from modelpvc.store.sources.base import Buffers, ObjectSource, OneBuffer
+from modelpvc.store.volume import direct_io
+from modelpvc.store.volume.destination import Destination
+from modelpvc.store.volume.fs import fsync_dir
+from modelpvc.store.volume.journal import Journal
 from modelpvc.transfer.expectations import settle
 from modelpvc.transfer.filejob import FileJob
 from modelpvc.transfer.stats import RunStats

@@ -25,7 +25,7 @@ from modelpvc.core.digests import SIZE_ONLY, Expectation
 from modelpvc.core.errors import IntegrityError
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.settings import VerifyLevel
-from modelpvc.store.base import ObjectSource
+from modelpvc.store.sources.base import ObjectSource
 from modelpvc.transfer import ranges
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from modelpvc.core.digests import Expectation
 from modelpvc.core.errors import IntegrityError
 from modelpvc.core.models import FileRecord, ObjectInfo
-from modelpvc.store import direct_io
-from modelpvc.store.destination import Destination
-from modelpvc.store.hashing import fd_digest
-from modelpvc.store.localfs import destination_error
+from modelpvc.store.volume import direct_io
+from modelpvc.store.volume.destination import Destination
+from modelpvc.store.volume.fs import destination_error
+from modelpvc.store.volume.hashing import fd_digest
 from modelpvc.transfer import digest, ranges
 
 SMALL_FILE = 8 * 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 from modelpvc.core.errors import UnsafeKey
 from modelpvc.core.manifest import STATE_DIR
 from modelpvc.core.models import ObjectInfo
-from modelpvc.store.destination import PARTIAL_SUFFIX
+from modelpvc.store.volume.destination import PARTIAL_SUFFIX
 
 
 def unsafe_reason(rel: str) -> str | None:

@@ -26,9 +26,9 @@ from modelpvc.core.provenance import split_record
 from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
 from modelpvc.core.stop import StopToken
 from modelpvc.core.units import human_bytes
-from modelpvc.store.base import ObjectSource
-from modelpvc.store.destination import Destination
-from modelpvc.store.journal import Journal, JournalState
+from modelpvc.store.sources.base import ObjectSource
+from modelpvc.store.volume.destination import Destination
+from modelpvc.store.volume.journal import Journal, JournalState
 from modelpvc.transfer.keys import check_keys
 from modelpvc.transfer.planner import LocalState, Selector, plan_mirror
 from modelpvc.transfer.provenance import Provenance, load_record
@@ -252,7 +252,7 @@ def journal_step(bytes_to_fetch: int, workers: int) -> int:
 def _fetch(run: _Run, sink: ProgressSink, stop: StopToken) -> None:
     # The fetching machinery is imported when there is something to fetch: a no-op re-run's budget is
     # 0.3 s, most of it start-up (decisions §14).
-    from modelpvc.store import direct_io
+    from modelpvc.store.volume import direct_io
     from modelpvc.transfer.executor import Executor
     from modelpvc.transfer.expectations import expectations
     from modelpvc.transfer.filejob import FileJob

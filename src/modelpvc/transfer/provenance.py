@@ -17,7 +17,7 @@ from modelpvc.core.errors import IntegrityError, SourceNotFound
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.provenance import SOURCE_KEY, SourceRecord, sha256_b64
-from modelpvc.store.base import ObjectSource, read_bytes
+from modelpvc.store.sources.base import ObjectSource, read_bytes
 
 KIND = "source-sha256"  # what the manifest records as ``verified``
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.manifest import revision_id
 from modelpvc.core.stop import StopToken
-from modelpvc.store.destination import Destination
-from modelpvc.store.revisions import revision_dir, write_latest
+from modelpvc.store.volume.destination import Destination
+from modelpvc.store.volume.revisions import revision_dir, write_latest
 from modelpvc.transfer.mirror import MirrorRequest, MirrorResult, mirror
 
 

@@ -11,8 +11,8 @@ from modelpvc.core.manifest import Manifest
 from modelpvc.core.models import FileRecord, ObjectInfo
 from modelpvc.model.findings import Finding
 from modelpvc.model.layout import check_directory
-from modelpvc.store.destination import Destination
-from modelpvc.store.hashing import file_digest
+from modelpvc.store.volume.destination import Destination
+from modelpvc.store.volume.hashing import file_digest
 from modelpvc.verify.report import VerifyReport
 
 

@@ -19,8 +19,8 @@ from typing import Any
 from modelpvc.core.errors import DestinationError
 from modelpvc.core.manifest import MANIFEST_NAME, REVISIONS_DIR, STATE_DIR, Manifest
 from modelpvc.core.models import LocalFile
-from modelpvc.store.journal import Journal
-from modelpvc.store.localfs import DestinationLock, destination_error, fsync_dir, syncfs, write_atomic
+from modelpvc.store.volume.fs import DestinationLock, destination_error, fsync_dir, syncfs, write_atomic
+from modelpvc.store.volume.journal import Journal
 
 PARTIAL_SUFFIX = ".partial"
 

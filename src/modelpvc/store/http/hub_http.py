@@ -24,8 +24,8 @@ from modelpvc.core.errors import (
     SourceUnreachable,
     TransientError,
 )
-from modelpvc.store.http11 import Connection, HTTPError, Response
-from modelpvc.store.s3_http import certificate_rejection, describe_network_error
+from modelpvc.store.http.http11 import Connection, HTTPError, Response
+from modelpvc.store.http.s3_http import certificate_rejection, describe_network_error
 
 REDIRECTS = (301, 302, 303, 307, 308)
 LOCATION_TTL = 300.0  # seconds a CDN URL is reused; the Hub signs them for longer

@@ -24,8 +24,8 @@ from modelpvc.core.errors import (
 )
 from modelpvc.core.retry import call_with_retries
 from modelpvc.core.settings import S3Settings
-from modelpvc.store.s3_http import Response, S3Http, error_detail, is_denied, is_transient
-from modelpvc.store.s3_xml import find, findall
+from modelpvc.store.http.s3_http import Response, S3Http, error_detail, is_denied, is_transient
+from modelpvc.store.http.s3_xml import find, findall
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -30,8 +30,8 @@ from modelpvc.core.errors import (
     TransientError,
 )
 from modelpvc.core.settings import S3Settings
-from modelpvc.store import http11
-from modelpvc.store.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
+from modelpvc.store.http import http11
+from modelpvc.store.http.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
 
 if TYPE_CHECKING:
     import ssl

@@ -19,7 +19,7 @@ from typing import Any
 
 from modelpvc.core.errors import SourceError, SourceNotFound, TransientError
 from modelpvc.core.provenance import Published
-from modelpvc.store.origin import OriginFile
+from modelpvc.store.origins.origin import OriginFile
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -23,8 +23,8 @@ from modelpvc.core.errors import (
     TransientError,
 )
 from modelpvc.core.provenance import Published
-from modelpvc.store.hub_http import HubEndpoint, HubReader
-from modelpvc.store.origin import OriginFile
+from modelpvc.store.http.hub_http import HubEndpoint, HubReader
+from modelpvc.store.origins.origin import OriginFile
 
 _REPO = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 

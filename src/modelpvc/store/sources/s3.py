@@ -18,11 +18,11 @@ from modelpvc.core.errors import (
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.retry import call_with_retries
 from modelpvc.core.settings import S3Settings
-from modelpvc.store.base import Buffers, ChecksumCallback, DataCallback, SourceURI
-from modelpvc.store.http11 import HTTPError
-from modelpvc.store.s3_http import Response, S3Http, s3_error
-from modelpvc.store.s3_xml import find as _find
-from modelpvc.store.s3_xml import findall as _findall
+from modelpvc.store.http.http11 import HTTPError
+from modelpvc.store.http.s3_http import Response, S3Http, s3_error
+from modelpvc.store.http.s3_xml import find as _find
+from modelpvc.store.http.s3_xml import findall as _findall
+from modelpvc.store.sources.base import Buffers, ChecksumCallback, DataCallback, SourceURI
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from modelpvc.core.errors import SourceError, SourceNotFound
 from modelpvc.core.models import ObjectInfo
-from modelpvc.store.base import Buffers, ChecksumCallback, DataCallback, SourceURI
+from modelpvc.store.sources.base import Buffers, ChecksumCallback, DataCallback, SourceURI
 
 
 class LocalSource:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from modelpvc.core.models import FileRecord
-from modelpvc.store.localfs import destination_error, syncfs, write_atomic
+from modelpvc.store.volume.fs import destination_error, syncfs, write_atomic
 
 JOURNAL_NAME = "journal.jsonl"
 RangeKey = tuple[str, str, int]  # (path, etag, size): a range only counts for the same object version

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from modelpvc.core.errors import DestinationError
 from modelpvc.core.manifest import REVISIONS_DIR
-from modelpvc.store.destination import Destination
-from modelpvc.store.localfs import destination_error, write_atomic
+from modelpvc.store.volume.destination import Destination
+from modelpvc.store.volume.fs import destination_error, write_atomic
 
 LATEST = "latest.json"
 

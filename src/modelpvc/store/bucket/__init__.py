@@ -1,0 +1,1 @@
+"""Writing into an S3 bucket: `import`'s destination."""

@@ -1,0 +1,1 @@
+"""Where `mirror` reads objects from: the ObjectSource protocol, S3, a local directory."""
