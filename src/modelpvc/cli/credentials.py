@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from modelpvc.core.errors import ConfigError
-from modelpvc.core.secretkeys import find_pair
+from modelpvc.core.secretkeys import ENV_ENDPOINT_KEYS, endpoint_in, find_pair
 from modelpvc.core.settings import Credentials, S3Settings, positive_seconds
 
 CHAIN_VARS = ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -73,9 +73,7 @@ def _profile_region() -> str | None:
 def s3_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S3Settings:
     env = os.environ if env is None else env
     secret: dict[str, str] = _read_dir(args.credentials_dir) if args.credentials_dir else {}
-    endpoint = (args.endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-                or env.get("AWS_S3_ENDPOINT") or secret.get("AWS_S3_ENDPOINT")
-                or secret.get("AWS_ENDPOINT_URL") or None)
+    endpoint = args.endpoint_url or endpoint_in(env, ENV_ENDPOINT_KEYS) or endpoint_in(secret)
     if endpoint and "://" not in endpoint:
         if args.endpoint_url:
             raise ConfigError(f"--endpoint-url {endpoint}: say the scheme",

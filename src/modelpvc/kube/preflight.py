@@ -15,7 +15,7 @@ from modelpvc.core.errors import (
     SourceUnreachable,
 )
 from modelpvc.core.events import Event, NullSink, ProgressSink
-from modelpvc.core.secretkeys import ENDPOINT_KEYS, EXPECTED, find_pair
+from modelpvc.core.secretkeys import EXPECTED, endpoint_in, find_pair
 from modelpvc.core.units import human_bytes
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster, Forbidden
@@ -101,7 +101,7 @@ def _secret(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> dict[str, st
                               hint=f"expected {EXPECTED}, or name yours with --secret-keys ACCESS,SECRET")
         wanted = pair
     ann = (secret.get("metadata") or {}).get("annotations") or {}
-    endpoint = spec.endpoint_url or next((values[k] for k in ENDPOINT_KEYS if values.get(k)), None)
+    endpoint = spec.endpoint_url or endpoint_in(values)
     if not endpoint and ann.get("serving.kserve.io/s3-endpoint"):
         # A secret set up for KServe's own credential path names the endpoint in annotations (s3_secret.go).
         scheme = "http" if ann.get("serving.kserve.io/s3-usehttps") == "0" else "https"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.provenance import split_record
-from modelpvc.core.secretkeys import ENDPOINT_KEYS
+from modelpvc.core.secretkeys import endpoint_in
 from modelpvc.core.settings import Credentials, S3Settings
 from modelpvc.kube.spec import ModelSpec
 from modelpvc.model.select import make_selector
@@ -18,7 +18,7 @@ def list_selected(spec: ModelSpec, values: dict[str, str], pair: tuple[str, str]
     Short timeouts: from an operator's laptop an in-cluster endpoint is often unreachable, and the caller
     then asks the cluster instead (SourceUnreachable).
     """
-    endpoint = spec.endpoint_url or next((values[k] for k in ENDPOINT_KEYS if values.get(k)), None)
+    endpoint = spec.endpoint_url or endpoint_in(values)
     region = spec.region or values.get("AWS_DEFAULT_REGION") or "us-east-1"
     settings = S3Settings(endpoint_url=endpoint, region=region, read_timeout=5.0, max_attempts=2,
                           metadata_deadline=10.0,
