@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelpvc.devtools.s3server import RcloneS3, find_binary
-from modelpvc.model.synthetic import ModelSpec, generate_model, generate_small_files, same_tree, tree_bytes
+from modelpvc.model.synthetic import SyntheticModel, generate_model, generate_small_files, same_tree, tree_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import checksums
@@ -347,7 +347,7 @@ def main() -> int:
             old.unlink()
         shutil.rmtree(model_dir, ignore_errors=True)
         print(f"generating a {args.size_gb} GB model ...", file=sys.stderr)
-        generate_model(model_dir, ModelSpec(total_bytes=want, shards=args.shards))
+        generate_model(model_dir, SyntheticModel(total_bytes=want, shards=args.shards))
         marker.touch()
     small_marker = args.workdir / f"small-{args.small_count}-{args.small_kib}.ok"
     if args.small_count and not small_marker.exists():
@@ -409,7 +409,7 @@ def main() -> int:
             hub_marker = args.workdir / f"hub-{args.import_gb}.ok"
             if not hub_marker.exists():
                 shutil.rmtree(hub_dir, ignore_errors=True)
-                generate_model(hub_dir, ModelSpec(total_bytes=int(args.import_gb * 1e9), shards=2, seed=5))
+                generate_model(hub_dir, SyntheticModel(total_bytes=int(args.import_gb * 1e9), shards=2, seed=5))
                 hub_marker.touch()
             print("imports ...", file=sys.stderr)
             import_rows = imports.local_upload(srv, env, model_dir, root, run_measured, args.repeat)
@@ -424,7 +424,7 @@ def main() -> int:
         ck_marker = args.workdir / f"cksum-{args.checksum_gb}.ok"
         if not ck_marker.exists():
             shutil.rmtree(ck_dir, ignore_errors=True)
-            generate_model(ck_dir, ModelSpec(total_bytes=int(args.checksum_gb * 1e9), shards=2))
+            generate_model(ck_dir, SyntheticModel(total_bytes=int(args.checksum_gb * 1e9), shards=2))
             ck_marker.touch()
         work.mkdir(parents=True, exist_ok=True)
         # CPU differs by tenths of a second between runs here: five rounds for a steadier median.

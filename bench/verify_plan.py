@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from modelpvc.devtools.s3server import RcloneS3, find_binary
-from modelpvc.model.synthetic import ModelSpec, generate_model, tree_bytes
+from modelpvc.model.synthetic import SyntheticModel, generate_model, tree_bytes
 
 BIN = Path(sys.executable).parent
 
@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 def sparse_model(d: Path, shards: int = 100, shard_bytes: int = 10**9) -> None:
     """A 100 GB HF layout whose shards are sparse: real headers, holes for the tensor data."""
     shutil.rmtree(d, ignore_errors=True)
-    generate_model(d, ModelSpec(total_bytes=shards * 1024 * 1024, shards=shards, tensors_per_shard=2))
+    generate_model(d, SyntheticModel(total_bytes=shards * 1024 * 1024, shards=shards, tensors_per_shard=2))
     weight_map: dict[str, str] = {}
     total = 0
     rows = shard_bytes // 2 // 4096 // 2

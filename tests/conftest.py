@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from modelpvc.devtools.s3server import RcloneS3, find_binary, free_port, wait_for_port
-from modelpvc.model.synthetic import ModelSpec, generate_model
+from modelpvc.model.synthetic import SyntheticModel, generate_model
 from tests.support.faultproxy import FaultProxy
 
 _names = itertools.count()
@@ -76,10 +76,10 @@ class Source:
 def make_model(s3root: Path):  # type: ignore[no-untyped-def]
     """Create a synthetic model under the ``models`` bucket; returns its s3:// URI and directory."""
 
-    def make(spec: ModelSpec | None = None) -> Source:
+    def make(spec: SyntheticModel | None = None) -> Source:
         name = f"m{next(_names)}"
         d = s3root / "models" / name
-        generate_model(d, spec or ModelSpec(total_bytes=24 * 1024 * 1024, shards=3))
+        generate_model(d, spec or SyntheticModel(total_bytes=24 * 1024 * 1024, shards=3))
         return Source(f"s3://models/{name}/", d)
 
     return make

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from modelpvc.model.synthetic import ModelSpec, generate_model
+from modelpvc.model.synthetic import SyntheticModel, generate_model
 from tests.conftest import Source, server_env
 from tests.support.faultproxy import FaultProxy
 from tests.support.s3servers import KINDS, S3UnderTest, start
@@ -44,9 +44,9 @@ def make_model(s3: S3UnderTest):  # type: ignore[no-untyped-def]
     """Create a synthetic model under the ``models`` bucket; returns its s3:// URI and local directory.
     After editing ``src.dir``, a test calls ``src.publish()`` to make the server hold the edit."""
 
-    def make(spec: ModelSpec | None = None) -> Source:
+    def make(spec: SyntheticModel | None = None) -> Source:
         name = f"m{next(_names)}"
-        generate_model(s3.root / "models" / name, spec or ModelSpec(total_bytes=24 * 1024 * 1024, shards=3))
+        generate_model(s3.root / "models" / name, spec or SyntheticModel(total_bytes=24 * 1024 * 1024, shards=3))
         s3.publish(f"models/{name}")
         return Source(f"s3://models/{name}/", s3.root / "models" / name, lambda: s3.publish(f"models/{name}"))
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from modelpvc.devtools.s3server import RcloneS3
-from modelpvc.model.synthetic import ModelSpec, generate_model, same_tree
+from modelpvc.model.synthetic import SyntheticModel, generate_model, same_tree
 from tests.conftest import run_cli
 
 
@@ -49,7 +49,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[RcloneS3, Path, Path]]:
     ca, cert, key = _cert(tmp_path)
     root = tmp_path / "s3"
     model = root / "models" / "tls"
-    generate_model(model, ModelSpec(total_bytes=4 * 1024 * 1024, shards=2))
+    generate_model(model, SyntheticModel(total_bytes=4 * 1024 * 1024, shards=2))
     srv = RcloneS3(root, extra=["--cert", str(cert), "--key", str(key)]).start()
     yield srv, ca, model
     srv.stop()
@@ -109,7 +109,7 @@ def test_aws_profile_with_a_shared_credentials_file(make_model, env, s3, tmp_pat
 
 def test_empty_objects_and_a_model_whose_names_need_encoding(s3, env, tmp_path):
     d = s3.root / "models" / "odd names"
-    generate_model(d, ModelSpec(total_bytes=2 * 1024 * 1024, shards=2))
+    generate_model(d, SyntheticModel(total_bytes=2 * 1024 * 1024, shards=2))
     (d / "empty.txt").write_bytes(b"")
     (d / "notes #1 + 50% = ok.md").write_text("é")
     s3.publish("models/odd names")

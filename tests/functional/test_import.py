@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from modelpvc.model.synthetic import ModelSpec, generate_model, same_tree
+from modelpvc.model.synthetic import SyntheticModel, generate_model, same_tree
 from tests.conftest import run_cli
 from tests.support.fakehub import FakeHub, FakeRepo
 from tests.support.s3servers import KINDS, S3UnderTest, start
@@ -32,7 +32,7 @@ TOKEN = "hf_testtoken_never_printed_0123456789"
 def _model_files(tmp: Path, total: int = 12_000_000, shards: int = 2, seed: int = 0) -> dict[str, bytes]:
     d = tmp / f"gen-{seed}-{total}"
     if not d.exists():
-        generate_model(d, ModelSpec(total_bytes=total, shards=shards, seed=seed))
+        generate_model(d, SyntheticModel(total_bytes=total, shards=shards, seed=seed))
     files = {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
     files[".gitattributes"] = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
     files["README.md"] = b"---\nlicense: apache-2.0\n---\n# tiny\n"
@@ -283,7 +283,7 @@ def _files(d: Path) -> dict[str, bytes]:
 
 def test_local_directory_import_then_noop_then_changed_file(env, s3, tmp_path):
     src = tmp_path / "model"
-    generate_model(src, ModelSpec(total_bytes=20_000_000, shards=2))
+    generate_model(src, SyntheticModel(total_bytes=20_000_000, shards=2))
     s3.bucket("localimp")
     r = run_cli(["import", str(src), "s3://localimp/m/", "--part-size", "5", "--progress", "json"], env)
     assert r.returncode == 0, r.stderr
@@ -320,7 +320,7 @@ def test_huggingface_cache_snapshot_is_checked_against_its_blob_names(env, s3, t
     snap.mkdir(parents=True)
     blobs.mkdir()
     gen = tmp_path / "gen"
-    generate_model(gen, ModelSpec(total_bytes=8_000_000, shards=1))
+    generate_model(gen, SyntheticModel(total_bytes=8_000_000, shards=1))
     for p in gen.iterdir():
         data = p.read_bytes()
         name = hashlib.sha256(data).hexdigest() if p.suffix == ".safetensors" else \
@@ -384,7 +384,7 @@ def test_mirror_refuses_a_prefix_that_no_longer_matches_its_source_json(hub, env
 def test_mirror_waits_for_an_import_to_finish_before_copying(env, s3, tmp_path):
     """What a populate Job rendered beside an import Job does under plain kubectl apply."""
     src = tmp_path / "model"
-    generate_model(src, ModelSpec(total_bytes=4_000_000, shards=1))
+    generate_model(src, SyntheticModel(total_bytes=4_000_000, shards=1))
     s3.bucket("waiting")
     pvc = tmp_path / "pvc"
     waiter = subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", "s3://waiting/m/", str(pvc),
@@ -411,7 +411,7 @@ def test_every_command_treats_the_provenance_record_as_describing_the_files_not_
     """`verify --source` counted .modelpvc/source.json as a missing file (exit 5) on every imported prefix;
     `plan` listed and counted it. One rule now (core.provenance.split_record), as mirror always had."""
     src = tmp_path / "model"
-    generate_model(src, ModelSpec(total_bytes=4_000_000, shards=1))
+    generate_model(src, SyntheticModel(total_bytes=4_000_000, shards=1))
     s3.bucket("prov")
     assert run_cli(["import", str(src), "s3://prov/m/"], env).returncode == 0
     s3.settle()

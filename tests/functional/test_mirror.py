@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from modelpvc.model.synthetic import ModelSpec, same_tree
+from modelpvc.model.synthetic import SyntheticModel, same_tree
 from modelpvc.store.volume import direct_io
 from tests.conftest import run_cli
 from tests.support.faultproxy import FaultProxy, Faults
@@ -183,7 +183,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(make_model, env, tmp_path):
 def test_retries_through_slowdown_resets_and_truncation(make_model, env, proxy, tmp_path):
     # Shards under 8 MiB: single-part on both servers, so --part-size 2 cuts them (a multipart object's
     # parts set its ranges), and every fault lands in a body longer than where it strikes.
-    src = make_model(ModelSpec(total_bytes=18 * 1024 * 1024, shards=3))
+    src = make_model(SyntheticModel(total_bytes=18 * 1024 * 1024, shards=3))
     proxy.reset(Faults(match="model-0000", slowdown_first=3, reset_after=100_000, reset_count=2,
                        truncate_after=50_000, truncate_count=2))
     e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
@@ -260,9 +260,9 @@ def _killable(s3, make_model):  # type: ignore[no-untyped-def]
     part, so the 8 MiB parts are the ranges: a larger model keeps the bound meaningful."""
     ranges_held = KILL_WORKERS * (1 + direct_io.WRITERS + 1)
     if s3.kind == "minio":
-        return (make_model(ModelSpec(total_bytes=160 * 1024 * 1024, shards=2)),
+        return (make_model(SyntheticModel(total_bytes=160 * 1024 * 1024, shards=2)),
                 ranges_held * 8 * 1024 * 1024 + 512 * 1024)
-    return make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2)), ranges_held * 1024 * 1024 + 512 * 1024
+    return make_model(SyntheticModel(total_bytes=24 * 1024 * 1024, shards=2)), ranges_held * 1024 * 1024 + 512 * 1024
 
 
 def test_sigkill_at_half_then_rerun_fetches_only_what_is_missing(make_model, env, proxy, s3, tmp_path):
@@ -281,7 +281,7 @@ def test_sigkill_in_the_first_moments_costs_no_finished_byte(make_model, env, pr
 
 def test_object_deleted_between_listing_and_get_exits_3_naming_it_and_a_rerun_converges(
         make_model, env, proxy, tmp_path):
-    src = make_model(ModelSpec(total_bytes=8 * 1024 * 1024, shards=2))
+    src = make_model(SyntheticModel(total_bytes=8 * 1024 * 1024, shards=2))
     dest = tmp_path / "pvc"
     victim = src.dir / "tokenizer_config.json"  # listed last: fetched after the shards
     saved = victim.read_bytes()
@@ -308,7 +308,7 @@ def test_object_deleted_between_listing_and_get_exits_3_naming_it_and_a_rerun_co
 
 
 def test_sigterm_stops_within_two_seconds_with_143_and_resumes(make_model, env, proxy, tmp_path):
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    src = make_model(SyntheticModel(total_bytes=24 * 1024 * 1024, shards=2))
     dest = tmp_path / "pvc"
     proc = _start_throttled(src.uri, dest, env, proxy, rate=8e6)
     _wait_fraction(proc, 0.3)
@@ -329,7 +329,7 @@ def test_sigterm_stops_within_two_seconds_with_143_and_resumes(make_model, env, 
 
 
 def test_second_concurrent_run_is_refused_with_locked_message(make_model, env, proxy, tmp_path):
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    src = make_model(SyntheticModel(total_bytes=24 * 1024 * 1024, shards=2))
     dest = tmp_path / "pvc"
     proc = _start_throttled(src.uri, dest, env, proxy, rate=8e6)
     _wait_fraction(proc, 0.1)
@@ -342,7 +342,7 @@ def test_second_concurrent_run_is_refused_with_locked_message(make_model, env, p
 
 
 def test_shards_copy_disjoint_shares_concurrently_and_a_final_run_adopts_them(make_model, env, proxy, tmp_path):
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=4))
+    src = make_model(SyntheticModel(total_bytes=24 * 1024 * 1024, shards=4))
     dest = tmp_path / "pvc"
     e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
     procs = [subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", src.uri, str(dest), "--shard", f"{i}/3",
@@ -391,7 +391,7 @@ def test_summary_names_a_slow_disk_as_the_bottleneck(make_model, env, tmp_path):
     """Written behind (direct I/O), a worker waits for the disk inside its S3 read, when the ring has no
     free buffer: that time is the disk's. It was counted as waiting for the source, and a mirror onto a slow
     volume told its user to look at the network."""
-    src = make_model(ModelSpec(total_bytes=128 * 1024 * 1024, shards=2))
+    src = make_model(SyntheticModel(total_bytes=128 * 1024 * 1024, shards=2))
     dest = tmp_path / "pvc"
     # One GET per shard: each worker streams 64 MiB through its ring of three 8 MiB buffers and waits for
     # five of them (a worker's wait for its last writes, after its last range, is nobody's time).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modelpvc.model.synthetic import ModelSpec, same_tree
+from modelpvc.model.synthetic import SyntheticModel, same_tree
 from tests.conftest import run_cli
 
 
@@ -37,7 +37,7 @@ def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_not_enough_space_is_refused_before_the_first_byte(make_model, env, small_fs):
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    src = make_model(SyntheticModel(total_bytes=24 * 1024 * 1024, shards=2))
     dest = small_fs / "pvc"
     r = run_cli(["mirror", src.uri, str(dest)], env)
     assert r.returncode == 4, r.stderr
@@ -46,7 +46,7 @@ def test_not_enough_space_is_refused_before_the_first_byte(make_model, env, smal
 
 
 def test_disk_filling_up_mid_copy_is_a_destination_error(make_model, env, small_fs):
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=2))
+    src = make_model(SyntheticModel(total_bytes=24 * 1024 * 1024, shards=2))
     dest = small_fs / "pvc"
     r = run_cli(["mirror", src.uri, str(dest), "--no-space-check"], env)
     assert r.returncode == 4, r.stderr
@@ -86,7 +86,7 @@ def test_large_files_are_written_around_the_page_cache_and_land_byte_exact(make_
     take the buffered path."""
     from modelpvc.store.volume.direct_io import direct_io_suits
 
-    src = make_model(ModelSpec(total_bytes=48 * 1024 * 1024, shards=2))
+    src = make_model(SyntheticModel(total_bytes=48 * 1024 * 1024, shards=2))
     for extra, dest in (([], tmp_path / "direct"), (["--buffered-io"], tmp_path / "buffered")):
         r = run_cli(["mirror", src.uri, str(dest), "--part-size", "1", "--workers", "6", "--progress", "json",
                      "-v", *extra], env)
@@ -104,7 +104,7 @@ def test_with_a_file_per_worker_every_byte_is_hashed_as_it_arrives(make_model, e
     """Written behind, a worker takes its next range while the last one's bytes still go to the disk. It must
     stay on its own file: counted as still busy there, the next free worker would join that file, ranges
     would arrive out of order and be hashed a second time from the file (the summary's bytes_hashed_again)."""
-    src = make_model(ModelSpec(total_bytes=512 * 1024 * 1024, shards=4))
+    src = make_model(SyntheticModel(total_bytes=512 * 1024 * 1024, shards=4))
     dest = tmp_path / "pvc"
     r = run_cli(["mirror", src.uri, str(dest), "--part-size", "8", "--workers", "4", "--progress", "json"], env)
     assert r.returncode == 0, r.stderr

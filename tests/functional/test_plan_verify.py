@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 
-from modelpvc.model.synthetic import ModelSpec
+from modelpvc.model.synthetic import SyntheticModel
 from tests.conftest import run_cli
 
 
 def test_plan_of_mixed_mistral_and_hf_repository(make_model, env):
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=3, mistral_duplicate=True))
+    src = make_model(SyntheticModel(total_bytes=24 * 1024 * 1024, shards=3, mistral_duplicate=True))
     r = run_cli(["plan", src.uri, "--json"], env)
     assert r.returncode == 0, r.stderr
     p = json.loads(r.stdout)
@@ -31,7 +31,7 @@ def test_plan_of_mixed_mistral_and_hf_repository(make_model, env):
 
 
 def test_mirror_auto_selection_skips_duplicates_and_records_them(make_model, env, tmp_path):
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=3, mistral_duplicate=True))
+    src = make_model(SyntheticModel(total_bytes=24 * 1024 * 1024, shards=3, mistral_duplicate=True))
     dest = tmp_path / "pvc"
     r = run_cli(["mirror", src.uri, str(dest), "-v"], env)
     assert r.returncode == 0, r.stderr
@@ -119,7 +119,7 @@ def test_a_prefix_one_level_too_high_is_refused_before_the_first_byte_naming_the
 
     s3.bucket("llm-models")
     top = s3.root / "llm-models" / "Mistral-Small-24B-Instruct"
-    generate_model(top / "full-fp16", ModelSpec(total_bytes=4 * 1024 * 1024, shards=2))
+    generate_model(top / "full-fp16", SyntheticModel(total_bytes=4 * 1024 * 1024, shards=2))
     (top / "README.md").write_text("# weights\n")
     s3.publish("llm-models/Mistral-Small-24B-Instruct")
     parent = "s3://llm-models/Mistral-Small-24B-Instruct/"
@@ -142,7 +142,7 @@ def test_a_runbook_filled_volume_is_adopted_and_its_left_out_duplicate_named_the
     fetch) and says the duplicate is still there; --delete-excluded removes it."""
     import shutil
 
-    src = make_model(ModelSpec(total_bytes=24 * 1024 * 1024, shards=3, mistral_duplicate=True))
+    src = make_model(SyntheticModel(total_bytes=24 * 1024 * 1024, shards=3, mistral_duplicate=True))
     dest = tmp_path / "pvc"
     shutil.copytree(src.dir, dest)  # what `mc mirror` left
     r = run_cli(["mirror", src.uri, str(dest)], env)

@@ -12,7 +12,7 @@ import boto3
 import pytest
 import yaml
 
-from modelpvc.model.synthetic import ModelSpec, generate_model
+from modelpvc.model.synthetic import SyntheticModel, generate_model
 from tests.cluster.api import Api, Obj
 from tests.cluster.local import MINIO_SERVICE, LocalCluster
 from tests.cluster.storage import wait_for
@@ -74,10 +74,10 @@ class Project:
                 s3.upload_file(str(p), bucket, key + p.relative_to(local).as_posix())
         return f"s3://{bucket}/{key}"
 
-    def model(self, tmp_path: Path, name: str = "full-fp16", spec: ModelSpec | None = None) -> Model:
+    def model(self, tmp_path: Path, name: str = "full-fp16", spec: SyntheticModel | None = None) -> Model:
         """A synthetic model published under this project's prefix of the ``models`` bucket."""
         d = tmp_path / name
-        generate_model(d, spec or ModelSpec(total_bytes=12 * 1024 * 1024, shards=2))
+        generate_model(d, spec or SyntheticModel(total_bytes=12 * 1024 * 1024, shards=2))
         return Model(self.upload(d, name), d, lambda: self.upload(d, name))
 
     def populate(self, uri: str, *extra: str, pvc: str = PVC, size: str = "1Gi",  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelpvc.model.synthetic import ModelSpec, same_tree
+from modelpvc.model.synthetic import SyntheticModel, same_tree
 from tests.cluster.storage import wait_for
 from tests.conftest import run_cli
 from tests.kube.conftest import PVC, SECRET, SEED, Project
@@ -50,7 +50,7 @@ def test_populate_checks_before_it_copies_and_records_the_source_on_the_claim(pr
 def test_populate_create_pvc_sizes_the_claim_as_render_does(project: Project, tmp_path: Path):
     """--size auto: room for two revisions (update populates the next beside the served one), the same rule
     as render's. Before: populate made 1 x 1.2, render 2 x 1.1 for the same model."""
-    m = project.model(tmp_path, spec=ModelSpec(total_bytes=600 * 1024 * 1024, shards=2))
+    m = project.model(tmp_path, spec=SyntheticModel(total_bytes=600 * 1024 * 1024, shards=2))
     r = project.cli("populate", "--pvc", "new-pvc", "--create-pvc", "--source", m.uri, "--secret", SECRET,
                     "--storage-class", "gp3-csi", "--zone", "us-east-2a", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -123,7 +123,7 @@ def test_a_running_populate_job_can_be_left_and_followed_again(project: Project,
     import sys
 
     # Large enough that the Job still runs when the next command arrives (a few seconds here).
-    m = project.model(tmp_path, spec=ModelSpec(total_bytes=1024 * 1024 * 1024, shards=8))
+    m = project.model(tmp_path, spec=SyntheticModel(total_bytes=1024 * 1024 * 1024, shards=8))
     r = project.populate(m.uri, "--no-wait", size="3Gi")
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"oc logs -f job/{PVC}-populate" in r.stdout and "re-run populate: it follows the running Job" in r.stdout
@@ -157,7 +157,7 @@ def test_a_running_populate_job_can_be_left_and_followed_again(project: Project,
 
 
 def test_populate_parallel_splits_files_across_an_indexed_job_on_rwx(project: Project, tmp_path: Path):
-    m = project.model(tmp_path, spec=ModelSpec(total_bytes=24 * 1024 * 1024, shards=4))
+    m = project.model(tmp_path, spec=SyntheticModel(total_bytes=24 * 1024 * 1024, shards=4))
     _claim(project, "rwx", mode="ReadWriteMany")
     r = project.cli("populate", "--pvc", "rwx", "--source", m.uri, "--secret", SECRET, "--parallel", "3",
                     "--zone", "us-east-2b", timeout=300)
@@ -294,7 +294,7 @@ def test_populate_import_from_the_hub_runs_an_import_job_first(project: Project,
     from tests.support.fakehub import FakeHub, FakeRepo
 
     gen = tmp_path / "gen"
-    generate_model(gen, ModelSpec(total_bytes=6_000_000, shards=2))
+    generate_model(gen, SyntheticModel(total_bytes=6_000_000, shards=2))
     files = {p.name: p.read_bytes() for p in gen.iterdir()}
     project.bucket("imported")
     source = f"s3://imported/{project.ns}/acme/gated/"
@@ -344,7 +344,7 @@ def test_a_log_stream_cut_mid_copy_is_followed_again_and_the_result_is_read_whol
         cfg = _json.loads(kubeconfig.read_text())
         cfg["clusters"][0]["cluster"]["server"] = proxy.url
         kubeconfig.write_text(_json.dumps(cfg))
-        m = project.model(tmp_path, spec=ModelSpec(total_bytes=768 * 1024 * 1024, shards=8))
+        m = project.model(tmp_path, spec=SyntheticModel(total_bytes=768 * 1024 * 1024, shards=8))
 
         def cut_when_copying() -> None:
             pod = wait_for("the populate pod running", lambda: next(

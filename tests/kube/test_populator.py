@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelpvc.model.synthetic import ModelSpec, same_tree
+from modelpvc.model.synthetic import SyntheticModel, same_tree
 from tests.cluster.api import Api
 from tests.cluster.local import LocalCluster
 from tests.cluster.plane import PROJECT_ADMIN
@@ -76,7 +76,7 @@ def _events(project: Project, claim: str = PVC) -> list[str]:
 
 def test_one_apply_a_claim_born_complete_and_the_predictor_ready_on_it(project: Project, populator: PopulatorProcess,
                                                                          tmp_path: Path):
-    m = project.model(tmp_path, spec=ModelSpec(total_bytes=256 * 1024 * 1024, shards=4))
+    m = project.model(tmp_path, spec=SyntheticModel(total_bytes=256 * 1024 * 1024, shards=4))
     project.serving_prerequisites()
     t0 = time.monotonic()
     _declare(project, m.uri, tmp_path)
@@ -128,7 +128,7 @@ def test_the_populator_killed_mid_copy_resumes_without_fetching_a_complete_file_
         project: Project, populator: PopulatorProcess, tmp_path: Path):
     """The populator keeps no state: killed while its Job copies, restarted, it carries on from the API, and
     the Job (which never stopped) completes the claim."""
-    m = project.model(tmp_path, spec=ModelSpec(total_bytes=512 * 1024 * 1024, shards=4))
+    m = project.model(tmp_path, spec=SyntheticModel(total_bytes=512 * 1024 * 1024, shards=4))
     project.serving_prerequisites()
     _declare(project, m.uri, tmp_path)
     wait_for("the populate Job", lambda: project.api.list("Job", project.ns), timeout=120)

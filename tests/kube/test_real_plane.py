@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelpvc.model.synthetic import ModelSpec, same_tree
+from modelpvc.model.synthetic import SyntheticModel, same_tree
 from tests.cluster.api import ApiError
 from tests.cluster.storage import wait_for
 from tests.kube.conftest import PVC, REFERENCE, SECRET, SEED, Model, Project, kept, ready
@@ -169,7 +169,7 @@ def test_populate_on_a_terminal_shows_the_pods_rate_and_eta(project: Project, tm
     import subprocess
     import sys
 
-    uri = project.model(tmp_path, spec=ModelSpec(total_bytes=48 * 1024 * 1024, shards=2)).uri
+    uri = project.model(tmp_path, spec=SyntheticModel(total_bytes=48 * 1024 * 1024, shards=2)).uri
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "modelpvc", "populate", "-n", project.ns, "--pvc", PVC,
                              "--create-pvc", "--size", "1Gi", "--source", uri, "--secret", SECRET, "--zone",

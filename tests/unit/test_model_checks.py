@@ -10,7 +10,7 @@ import pytest
 
 from modelpvc.cli.main import main
 from modelpvc.model.layout import check_directory
-from modelpvc.model.synthetic import ModelSpec, generate_model, write_safetensors
+from modelpvc.model.synthetic import SyntheticModel, generate_model, write_safetensors
 
 SHARD1 = "model-00001-of-00002.safetensors"
 SHARD2 = "model-00002-of-00002.safetensors"
@@ -19,7 +19,7 @@ SHARD2 = "model-00002-of-00002.safetensors"
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
     d = tmp_path / "m"
-    generate_model(d, ModelSpec(total_bytes=2 * 1024 * 1024, shards=2, tensors_per_shard=3))
+    generate_model(d, SyntheticModel(total_bytes=2 * 1024 * 1024, shards=2, tensors_per_shard=3))
     return d
 
 
@@ -79,7 +79,7 @@ def test_header_length_beyond_the_file(model: Path):
 
 def test_hostile_header_length_is_not_read(tmp_path: Path):
     d = tmp_path / "h"
-    generate_model(d, ModelSpec(total_bytes=1024 * 1024, shards=1))
+    generate_model(d, SyntheticModel(total_bytes=1024 * 1024, shards=1))
     p = d / "model-00001-of-00001.safetensors"
     p.write_bytes(struct.pack("<Q", 2**62) + b"{}")
     assert ("model-00001-of-00001.safetensors", "header-too-large") in codes(d)
@@ -87,7 +87,7 @@ def test_hostile_header_length_is_not_read(tmp_path: Path):
 
 def test_deeply_nested_json_header_does_not_blow_up(tmp_path: Path):
     d = tmp_path / "n"
-    generate_model(d, ModelSpec(total_bytes=1024 * 1024, shards=1))
+    generate_model(d, SyntheticModel(total_bytes=1024 * 1024, shards=1))
     body = b"[" * 200_000 + b"]" * 200_000
     (d / "model-00001-of-00001.safetensors").write_bytes(struct.pack("<Q", len(body)) + body)
     assert ("model-00001-of-00001.safetensors", "bad-header") in codes(d)

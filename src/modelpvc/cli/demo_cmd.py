@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelpvc.model.synthetic import ModelSpec, generate_model, tree_bytes
+from modelpvc.model.synthetic import SyntheticModel, generate_model, tree_bytes
 
 
 def register(sub: Any) -> None:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     pvc = work / "pvc"
     _step(f"synthetic model: {args.size_mb} MB of safetensors shards + index, config, tokenizer")
     if not (model_dir / "config.json").exists():
-        generate_model(model_dir, ModelSpec(total_bytes=args.size_mb * 1024 * 1024, shards=4))
+        generate_model(model_dir, SyntheticModel(total_bytes=args.size_mb * 1024 * 1024, shards=4))
     for p in sorted(model_dir.iterdir()):
         print(f"  {p.name:40} {p.stat().st_size:>12,} bytes")
     shutil.rmtree(pvc, ignore_errors=True)

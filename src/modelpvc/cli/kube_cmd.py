@@ -249,7 +249,7 @@ def run_update(args: argparse.Namespace) -> int:
     result = update(_cluster(args), spec, display, UpdateOptions(
         stop_the_world=args.stop_the_world, timeout=args.timeout, pending_grace=args.pending_timeout,
         gitops_file=args.gitops, populator=args.populator, revision=args.revision))
-    print(f"update took the {result.path} path ({result.why}); serving {result.storage_uri} "
+    print(f"update took the {result.strategy} path ({result.why}); serving {result.storage_uri} "
           f"revision {result.revision}")
     return 0
 

@@ -41,7 +41,7 @@ UPDATE_MANAGER = "modelpvc-update"
 
 @dataclass
 class UpdateResult:
-    path: str  # "zero-downtime", "stop-the-world", "gitops", "populator" or "none"
+    strategy: str  # "zero-downtime", "stop-the-world", "gitops", "populator" or "none"
     why: str
     revision: str | None
     storage_uri: str

@@ -16,7 +16,7 @@ _BLOCK = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class SyntheticModel:
     total_bytes: int = 64 * 1024 * 1024  # weights bytes across all shards
     shards: int = 2
     tensors_per_shard: int = 4
@@ -71,7 +71,7 @@ def _shard_tensors(shard: int, nbytes: int, count: int) -> list[tuple[str, str, 
     return out
 
 
-def generate_model(dest: Path, spec: ModelSpec = ModelSpec()) -> list[Path]:
+def generate_model(dest: Path, spec: SyntheticModel = SyntheticModel()) -> list[Path]:
     """Write the model into ``dest``; returns the files written."""
     dest.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -149,5 +149,5 @@ def _same_bytes(a: Path, b: Path) -> bool:
                 return True
 
 
-__all__ = ["ModelSpec", "generate_model", "generate_small_files", "same_tree", "tree_bytes",
+__all__ = ["SyntheticModel", "generate_model", "generate_small_files", "same_tree", "tree_bytes",
            "write_safetensors"]
