@@ -178,14 +178,15 @@ def _spec(args: argparse.Namespace, name: str) -> ModelSpec:
 
 
 def run_populate(args: argparse.Namespace) -> int:
-    from modelpvc.kube.populate import populate
+    from modelpvc.kube.populate import PopulateOptions, populate
 
     spec = _spec(args, args.name or args.pvc).validate()
     display = KubeDisplay(summaries=False)
     print(f"populate {spec.storage_uri} in {spec.namespace} from {spec.source}")
     try:
-        result = populate(_cluster(args), spec, display, create_pvc=args.create_pvc, source_check=args.source_check,
-                          timeout=args.timeout, wait=not args.no_wait, pending_grace=args.pending_timeout)
+        result = populate(_cluster(args), spec, display, PopulateOptions(
+            create_pvc=args.create_pvc, source_check=args.source_check, timeout=args.timeout, wait=not args.no_wait,
+            pending_grace=args.pending_timeout))
     except KeyboardInterrupt:
         follow = f"oc logs -f job/{spec.name}-populate -n {spec.namespace}"
         raise Interrupted(signal.SIGINT, message=(

@@ -125,8 +125,9 @@ def _verify_one(directory: Path, args: argparse.Namespace, objects: list[ObjectI
                              f"{count(done[0], 'file')}, {human_bytes(done[1])} so far\n")
 
     report = verify_directory(directory, deep=args.deep, require_manifest=args.require_manifest,
-                              strict=args.strict, loader=args.loader, source_objects=objects,
-                              source_uri=args.source, workers=args.workers, on_hashed=progress)
+                              strict=args.strict, loader=args.loader,
+                              source=(args.source, objects) if objects is not None else None,
+                              workers=args.workers, on_hashed=progress)
     report.structure.findings = [_no_model(f, args.plain_files) if f.code == NOT_A_MODEL else f
                                  for f in report.structure.findings]
     if args.json:

@@ -26,9 +26,20 @@ class PopulateResult:
     summary: dict[str, Any]
 
 
-def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
-             source_check: str = "auto", timeout: float = 6 * 3600, link_dest: str | None = None,
-             wait: bool = True, pending_grace: float = PENDING_GRACE) -> PopulateResult:
+@dataclass(frozen=True)
+class PopulateOptions:
+    create_pvc: bool = False
+    source_check: str = "auto"  # "auto" (from here, else a probe Job in the cluster), "local", "cluster", "skip"
+    timeout: float = 6 * 3600
+    link_dest: str | None = None  # another revision on the claim: unchanged files are hard-linked from it
+    wait: bool = True  # False: create the Job and return (a later populate follows it)
+    pending_grace: float = PENDING_GRACE
+
+
+def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, options: PopulateOptions = PopulateOptions()
+             ) -> PopulateResult:
+    create_pvc, source_check, timeout = options.create_pvc, options.source_check, options.timeout
+    link_dest, wait, pending_grace = options.link_dest, options.wait, options.pending_grace
     if spec.import_from:
         import_first(cluster, spec, sink, timeout, pending_grace)
     pf = run_preflight(cluster, spec, sink, create_pvc=create_pvc, source_check=source_check,

@@ -29,7 +29,7 @@ from modelpvc.kube.gitops import Served, argo_managed, refuse_argo, storage_uri,
 from modelpvc.kube.jobs import run_job
 from modelpvc.kube.placement import room_for_second_predictor
 from modelpvc.kube.podstate import PENDING_GRACE, PREDICTOR_LABEL
-from modelpvc.kube.populate import populate
+from modelpvc.kube.populate import PopulateOptions, populate
 from modelpvc.kube.populator_update import update_by_populator
 from modelpvc.kube.preflight import measure_source
 from modelpvc.kube.serving import wait_serving
@@ -138,8 +138,8 @@ def _zero_downtime(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, rev: str, sin
     sink.emit(Event("step", {"message": f"zero-downtime: populating {new.storage_uri} beside {spec.storage_uri} "
                                         "(unchanged files hard-linked)"}))
     try:
-        result = populate(cluster, new, sink, timeout=options.timeout, link_dest=spec.path,
-                          pending_grace=options.pending_grace)
+        result = populate(cluster, new, sink, PopulateOptions(timeout=options.timeout, link_dest=spec.path,
+                                                              pending_grace=options.pending_grace))
     except DestinationFull as e:
         _run_gc(cluster, new, ["--abandoned"], sink)  # mirror refused before its first byte: remove its state
         if not options.stop_the_world:
@@ -229,7 +229,8 @@ def _stop_the_world(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, sink: Progre
         "Pod", spec.namespace, labels={PREDICTOR_LABEL: spec.name}), timeout=600, interval=0.3)
     sink.emit(Event("step", {"message": f"InferenceService {spec.name} deleted; its pods are gone"}))
     try:
-        result = populate(cluster, spec, sink, timeout=options.timeout, pending_grace=options.pending_grace)
+        result = populate(cluster, spec, sink, PopulateOptions(timeout=options.timeout,
+                                                               pending_grace=options.pending_grace))
     except ModelpvcError as e:
         # The claim may hold part of the new revision: serving it could load a mix of two models.
         e.hint = (f"{e.hint + '; ' if e.hint else ''}the InferenceService was not recreated; once the claim holds a "

@@ -24,7 +24,7 @@ from modelpvc.core.errors import Interrupted, SourceError, TransientError
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.models import FileRecord
 from modelpvc.core.retry import RetryPolicy, call_with_retries
-from modelpvc.core.settings import TransferSettings
+from modelpvc.core.settings import MiB, TransferSettings
 from modelpvc.core.stop import StopToken
 from modelpvc.store.sources.base import Buffers, ObjectSource, OneBuffer
 from modelpvc.store.volume import direct_io
@@ -125,6 +125,12 @@ class _Scheduler:
             self.cond.notify_all()
 
 
+def journal_step(bytes_to_fetch: int, workers: int) -> int:
+    """Bytes a worker writes before journalling them: a kill costs at most ~1 % of the model again
+    (workers x step), within [1, 64] MiB."""
+    return int(min(64 * MiB, max(1 * MiB, 0.01 * bytes_to_fetch / max(1, workers))))
+
+
 class Executor:
     def __init__(
         self,
@@ -136,7 +142,6 @@ class Executor:
         settings: TransferSettings,
         sink: ProgressSink,
         stop: StopToken,
-        journal_step: int,
     ) -> None:
         self.source = source
         self.dest = dest
@@ -148,7 +153,7 @@ class Executor:
         self.stop = stop
         # Bytes a worker writes into a range before it journals them: a kill re-fetches at most
         # workers x journal_step bytes of partly written ranges.
-        self.journal_step = max(1, journal_step)
+        self.journal_step = journal_step(sum(j.obj.size for j in jobs), settings.workers)
         self.cancel = threading.Event()
         self.failure: BaseException | None = None
         self.stats = RunStats()

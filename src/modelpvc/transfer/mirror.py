@@ -23,7 +23,7 @@ from modelpvc.core.events import Event, NullSink, ProgressSink
 from modelpvc.core.manifest import Manifest
 from modelpvc.core.models import Action, FileRecord, ObjectInfo, Plan, Selection
 from modelpvc.core.provenance import split_record
-from modelpvc.core.settings import MiB, S3Settings, TransferSettings, VerifyLevel
+from modelpvc.core.settings import S3Settings, TransferSettings, VerifyLevel
 from modelpvc.core.stop import StopToken
 from modelpvc.core.units import human_bytes
 from modelpvc.store.sources.base import ObjectSource
@@ -243,12 +243,6 @@ def _apply_local_changes(run: _Run) -> None:
                                         mtime_ns=mtime)
 
 
-def journal_step(bytes_to_fetch: int, workers: int) -> int:
-    """Bytes a worker writes before journalling them: a kill costs at most ~1 % of the model again
-    (workers x step), within [1, 64] MiB."""
-    return int(min(64 * MiB, max(1 * MiB, 0.01 * bytes_to_fetch / max(1, workers))))
-
-
 def _fetch(run: _Run, sink: ProgressSink, stop: StopToken) -> None:
     # The fetching machinery is imported when there is something to fetch: a no-op re-run's budget is
     # 0.3 s, most of it start-up (decisions §14).
@@ -277,8 +271,7 @@ def _fetch(run: _Run, sink: ProgressSink, stop: StopToken) -> None:
             adopt = run.dest.final(op.rel) if op.local == "final" else run.dest.partial(op.rel)
         jobs.append(FileJob(run.dest, op.obj, exp, max(0, settings.part_size), done, adopt, direct=direct))
     total = run.plan.bytes_to_fetch
-    execu = Executor(run.req.source, run.dest, jobs, run.journal, run.req.s3.retry, settings, sink, stop,
-                     journal_step(total, settings.workers))
+    execu = Executor(run.req.source, run.dest, jobs, run.journal, run.req.s3.retry, settings, sink, stop)
     t_fetch = time.monotonic()
 
     def tick(done: int) -> None:

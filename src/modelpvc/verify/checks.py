@@ -17,8 +17,7 @@ from modelpvc.verify.report import VerifyReport
 
 
 def verify_directory(root: Path, *, deep: bool = False, require_manifest: bool = False, strict: bool = False,
-                     loader: str = "vllm", source_objects: list[ObjectInfo] | None = None,
-                     source_uri: str | None = None, workers: int = 4,
+                     loader: str = "vllm", source: tuple[str, list[ObjectInfo]] | None = None, workers: int = 4,
                      on_hashed: Callable[[FileRecord, bool], None] | None = None) -> VerifyReport:
     """Structure, manifest, optionally every digest (``on_hashed`` is told as each file finishes) and the
     source. A deep check of 100 GB takes minutes; the callback lets a caller show progress."""
@@ -27,7 +26,7 @@ def verify_directory(root: Path, *, deep: bool = False, require_manifest: bool =
     names = sorted(scan.files)
     manifest = dest.read_manifest()
     report = VerifyReport(directory=str(root), structure=check_directory(root, names, loader), deep=deep,
-                          source=source_uri, strict=strict)
+                          source=source[0] if source else None, strict=strict)
     writer = dest.lock().holder() if scan.partials else None
     for p in sorted(scan.partials):
         why = (f"a copy is in progress (modelpvc pid {writer} is writing this directory): verify when it ends"
@@ -45,8 +44,8 @@ def verify_directory(root: Path, *, deep: bool = False, require_manifest: bool =
         _against_manifest(root, manifest, set(names), report)
         if deep:
             _deep(root, manifest, report, workers, on_hashed)
-    if source_objects is not None:
-        _against_source(manifest, names, source_objects, report)
+    if source is not None:
+        _against_source(manifest, names, source[1], report)
     return report
 
 
