@@ -68,6 +68,13 @@ def _command(sub: Any, name: str, summary: str, description: str, source_require
 
 
 def register(sub: Any) -> None:
+    _register_populate(sub)
+    _register_deploy(sub)
+    _register_update(sub)
+    _register_doctor(sub)
+
+
+def _register_populate(sub: Any) -> None:
     p = _command(sub, "populate", "fill a PVC from S3 with a Job: preflight, live progress, verified", (
         "Preflight (namespace, secret and its key names, source and its size, storage class, PVC bound and big "
         "enough, pods holding an RWO claim, fsGroup), then create the populate Job where it can mount the claim "
@@ -104,6 +111,8 @@ def register(sub: Any) -> None:
     add_serving_arguments(p)
     p.set_defaults(run=run_populate)
 
+
+def _register_deploy(sub: Any) -> None:
     p = _command(sub, "deploy", "create the InferenceService on a verified claim; wait until it serves it", (
         "Refuses a claim that does not verify (the revision populate recorded on the PVC, else a verify Job "
         "with the claim read-only), applies the InferenceService with server-side apply (from --isvc-base or "
@@ -120,6 +129,8 @@ def register(sub: Any) -> None:
                    help="storage-initializer: the ephemeral-storage request and limit (auto: the model x 1.1)")
     p.set_defaults(run=run_deploy)
 
+
+def _register_update(sub: Any) -> None:
     p = _command(sub, "update", "refresh the served weights; zero-downtime where the cluster allows", (
         "Zero-downtime: populate revisions/<id>/ beside the served revision (unchanged files hard-linked), "
         "switch only storageUri (server-side apply: every other field stays as its owner set it), wait until "
@@ -142,6 +153,8 @@ def register(sub: Any) -> None:
                    help="with --populator: the new ModelSource's and claim's suffix (default: the time, UTC)")
     p.set_defaults(run=run_update)
 
+
+def _register_doctor(sub: Any) -> None:
     p = sub.add_parser("doctor", help="diagnose the runbook's failure modes and say what to do",
                        formatter_class=ParagraphFormatter,
                        description="Exit 0 when nothing is wrong, 1 when it found problems.")

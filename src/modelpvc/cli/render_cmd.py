@@ -62,24 +62,12 @@ def register(sub: Any) -> None:
                    help="pvc (default): the model on a claim, filled by a Job; storage-initializer: KServe copies "
                         "the s3:// model into an EmptyDir at every pod start with modelpvc as its storage "
                         "initializer (a ClusterStorageContainer; for models under ~20 GB: `modelpvc plan` says)")
-    p.add_argument("--pvc", help="PersistentVolumeClaim name (the pvc pattern)")
+    _storage_arguments(p)
     p.add_argument("--initializer-buckets", default="", metavar="B1,B2",
                    help="storage-initializer: only these buckets use modelpvc's initializer (default: every s3://)")
     p.add_argument("--ephemeral", type=units.quantity, default="auto",
                    help="storage-initializer: the predictor's ephemeral-storage request and limit (auto: the "
                         "model x --headroom)")
-    p.add_argument("--path", default="", help="directory inside the claim (default: its root)")
-    p.add_argument("--size", type=units.quantity, default="auto",
-                   help="PVC size (e.g. 120Gi), or auto: from --model-bytes, else from the source (plan)")
-    p.add_argument("--revisions", type=int, choices=[1, 2], default=REVISIONS,
-                   help="--size auto makes room for this many revisions (default 2: `update` then populates "
-                        "the new one beside the served one, without downtime)")
-    p.add_argument("--model-bytes", type=units.size_bytes,
-                   help="model size for --size auto and the Job deadline (e.g. 45GB or 42Gi)")
-    p.add_argument("--headroom", type=float, default=HEADROOM,
-                   help=f"--size auto multiplies by this (default {HEADROOM})")
-    p.add_argument("--storage-class")
-    p.add_argument("--access-mode", default="ReadWriteOnce")
     p.add_argument("--zone", action="append", default=[], metavar="ZONE",
                    help="the serving nodes' zone(s): the populate Job lands there, so a WaitForFirstConsumer "
                         "volume binds where the server can mount it")
@@ -91,7 +79,33 @@ def register(sub: Any) -> None:
     p.add_argument("--hub-endpoint", metavar="URL", help="HF_ENDPOINT for the import Job (a Hub mirror)")
     add_image_argument(p)
     p.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
-    p.add_argument("--gitops", choices=["none", "argocd"], default="none")
+    p.add_argument("--gitops", choices=["none", "argocd"], default="none",
+                   help="argocd: the Jobs are Argo CD hooks in sync waves (see above)")
+    _populator_arguments(p)
+    _output_arguments(p)
+    add_serving_arguments(p)
+    add_s3_arguments(p)
+    p.set_defaults(run=run)
+
+
+def _storage_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pvc", help="PersistentVolumeClaim name (the pvc pattern)")
+    p.add_argument("--path", default="", help="directory inside the claim (default: its root)")
+    p.add_argument("--size", type=units.quantity, default="auto",
+                   help="PVC size (e.g. 120Gi), or auto: from --model-bytes, else from the source (plan)")
+    p.add_argument("--revisions", type=int, choices=[1, 2], default=REVISIONS,
+                   help="--size auto makes room for this many revisions (default 2: `update` then populates "
+                        "the new one beside the served one, without downtime)")
+    p.add_argument("--model-bytes", type=units.size_bytes,
+                   help="model size for --size auto and the Job deadline (e.g. 45GB or 42Gi)")
+    p.add_argument("--headroom", type=float, default=HEADROOM,
+                   help=f"--size auto multiplies by this (default {HEADROOM})")
+    p.add_argument("--storage-class", help="the PVC's StorageClass (default: the cluster's default class)")
+    p.add_argument("--access-mode", default="ReadWriteOnce",
+                   choices=["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"], help="the PVC's access mode")
+
+
+def _populator_arguments(p: argparse.ArgumentParser) -> None:
     pop = p.add_argument_group("volume populator")
     pop.add_argument("--populator", action="store_true",
                      help="the claim is filled by `modelpvc populator` from a ModelSource before it binds: write the "
@@ -105,6 +119,9 @@ def register(sub: Any) -> None:
                      help="where the populator runs (default modelpvc-system; create it first)")
     pop.add_argument("--populator-watch-namespace", metavar="NS",
                      help="a per-project populator: it fills only this namespace's claims, with a Role there")
+
+
+def _output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kinds", help=f"objects to write, from {','.join(KINDS)} (default: pvc,job,isvc; "
                    "pvc,job,verify-job,isvc,gc-job with --gitops argocd; csc,sa,isvc for --pattern "
                    "storage-initializer)")
@@ -115,9 +132,6 @@ def register(sub: Any) -> None:
     p.add_argument("--crd", action="append", type=Path, default=[],
                    help="your cluster's CRD YAML (oc get crd inferenceservices.serving.kserve.io -o yaml): "
                         "validates against it instead of the bundled one")
-    add_serving_arguments(p)
-    add_s3_arguments(p)
-    p.set_defaults(run=run)
 
 
 def spec_from_args(args: argparse.Namespace) -> ModelSpec:
