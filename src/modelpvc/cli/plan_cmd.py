@@ -126,25 +126,30 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, separators=(",", ":")))
         return 0
+    _print_plan(out, args.headroom)
+    return 0
+
+
+def _print_plan(out: dict[str, Any], headroom: float) -> None:
+    nbytes = out["bytes"]
     print(f"{out['source']}: {count(len(out['files']), 'file')}, {human_bytes(nbytes)} selected")
     for f in out["files"]:
         print(f"  copy  {f['path']:48} {human_bytes(f['size']):>10}")
     for f in out["skipped"]:
         print(f"  skip  {f['path']:48} {human_bytes(f['size']):>10}  {f['reason']}")
-    if skipped:
-        print(f"  {count(len(skipped), 'file')} ({human_bytes(out['skipped_bytes'])}) skipped as duplicates or "
+    if out["skipped"]:
+        print(f"  {count(len(out['skipped']), 'file')} ({human_bytes(out['skipped_bytes'])}) skipped as duplicates or "
               "excluded")
     print(f"formats: {', '.join(out['formats']) or 'unknown'}")
-    for note in plan.notes:
+    for note in out["notes"]:
         print(f"  {note}")
-    if params:
-        by_dtype = ", ".join(f"{k} {v / 1e9:.2f} billion" for k, v in dtypes.items())
-        print(f"parameters: {params / 1e9:.2f} billion ({by_dtype})")
-    print(f"recommended PVC size: {out['pvc_size']} ({human_bytes(nbytes)} x {REVISIONS} revisions x {args.headroom}: "
+    if out["parameters"]:
+        by_dtype = ", ".join(f"{k} {v / 1e9:.2f} billion" for k, v in out["dtypes"].items())
+        print(f"parameters: {out['parameters'] / 1e9:.2f} billion ({by_dtype})")
+    print(f"recommended PVC size: {out['pvc_size']} ({human_bytes(nbytes)} x {REVISIONS} revisions x {headroom}: "
           "room for `update` to populate the next beside the served one)")
-    print(f"pattern: {pat} — {why}")
+    print(f"pattern: {out['pattern']} — {out['pattern_reason']}")
     print(f"  next: {out['command']}")
-    for e in estimates:
+    for e in out["estimates"]:
         print(f"at {e['bandwidth']}: copy {human_seconds(e['copy_s'])} (a server start reads as much from the "
               "volume)")
-    return 0
