@@ -309,8 +309,12 @@ class Executor:
                     behind.drain()  # the digest re-reads what was written
                 job.range_restart(start, pos)
 
+        self._retrying(once, again)
+
+    def _retrying(self, once: Callable[[], None], again: Callable[[int, TransientError], None]) -> None:
+        """``once`` until it succeeds, ``again`` before each retry; a backoff ends at once when stopping."""
         def pause(seconds: float) -> None:
-            if cancel.wait(seconds):
+            if self.cancel.wait(seconds):
                 raise _Cancelled
 
         policy = self.retry

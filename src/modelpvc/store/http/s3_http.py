@@ -223,19 +223,7 @@ class S3Http:
             f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted((query or {}).items())
         )
         target = path + (f"?{qs}" if qs else "")
-        hdrs = dict(headers or {})
-        payload = EMPTY_SHA256
-        if body is not None:
-            payload = hashlib.sha256(body).hexdigest() if len(body) <= 1 << 20 else UNSIGNED_PAYLOAD
-        if self._static is not None:
-            # Only host and x-amz-* must be signed; leaving Range/If-Match out keeps requests valid through
-            # proxies that rewrite them (and signing them protects nothing: the body is not signed).
-            amz = {k: v for k, v in hdrs.items() if k.lower().startswith("x-amz-")}
-            hdrs.update(self._static.sign(method, host_for_signing(host, self.scheme), path, qs, amz,
-                                          payload_hash=payload))
-        elif self._signer is not None:
-            hdrs = self._sign(method, f"{self.scheme}://{host}{target}", hdrs, body)
-        hdrs["Host"] = host_for_signing(host, self.scheme)
+        hdrs = self._signed(method, host, path, qs, dict(headers or {}), body)
         conn = self._conn(host)
         what = what or f"s3://{bucket}/{key}"
         answer_within = wait or self.settings.read_timeout
@@ -266,6 +254,24 @@ class S3Http:
                                f"{answer_within:g} s (timed out)") from e
             raise TransientError(f"{what}: connection to {self.endpoint} failed ({describe_network_error(e)})") from e
         return Response(raw, self)
+
+    def _signed(self, method: str, host: str, path: str, qs: str, hdrs: dict[str, str],
+                body: bytes | memoryview | None) -> dict[str, str]:
+        """The request's headers with its signature and Host."""
+        payload = EMPTY_SHA256
+        if body is not None:
+            payload = hashlib.sha256(body).hexdigest() if len(body) <= 1 << 20 else UNSIGNED_PAYLOAD
+        if self._static is not None:
+            # Only host and x-amz-* must be signed; leaving Range/If-Match out keeps requests valid through
+            # proxies that rewrite them (and signing them protects nothing: the body is not signed).
+            amz = {k: v for k, v in hdrs.items() if k.lower().startswith("x-amz-")}
+            hdrs.update(self._static.sign(method, host_for_signing(host, self.scheme), path, qs, amz,
+                                          payload_hash=payload))
+        elif self._signer is not None:
+            target = path + (f"?{qs}" if qs else "")
+            hdrs = self._sign(method, f"{self.scheme}://{host}{target}", hdrs, body)
+        hdrs["Host"] = host_for_signing(host, self.scheme)
+        return hdrs
 
     def _sign(self, method: str, url: str, headers: dict[str, str],
               body: bytes | memoryview | None = None) -> dict[str, str]:
