@@ -6,8 +6,8 @@
 
 Runs as root (the process kubelet mounts volumes in private mount namespaces). The project `private-ai-demo`
 has the seed's data connection `s3-credentials-kserve` (MinIO as minio.model-storage.svc:9000 in pods) and
-the seed's ServingRuntime `vllm-cuda-runtime`. The volume populator is installed and running (its log:
-DIR/populator.log), so claims naming a ModelSource are filled.
+the seed's ServingRuntime `vllm-cuda-runtime` and service account `ai-workload-sa`. The volume populator is
+installed and running (its log: DIR/populator.log), so claims naming a ModelSource are filled.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ def up(root: Path) -> None:
         rt = yaml.safe_load((REPO / "tests" / "fixtures" / "seed" / "servingruntime-vllm-cuda.yaml").read_text())
         rt["metadata"]["namespace"] = PROJECT
         c.api.ensure(rt)
+        # The service account the seed's InferenceService names (its project set it up beside the runtime).
+        c.api.ensure({"apiVersion": "v1", "kind": "ServiceAccount",
+                      "metadata": {"name": "ai-workload-sa", "namespace": PROJECT}})
         c.kubeconfig(root / "kubeconfig", admin=True, namespace=PROJECT)
         c.kubeconfig(root / "kubeconfig-project-admin", namespace=PROJECT)
         import boto3
