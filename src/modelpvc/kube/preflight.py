@@ -120,12 +120,15 @@ def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool
     """The claim (created if asked), checked for capacity; and whether it waits for its first consumer."""
     spec = pf.spec
     pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
+    checked = False  # the class, looked at once: before creating a claim that names it, else after
+    sc = None
     if pvc is None:
         if not create_pvc:
             check(sink, False, f"PVC {spec.pvc} not found")
             raise ConfigError(f"PVC {spec.pvc!r} not found in {spec.namespace!r}",
                               hint="create it, or pass --create-pvc (--size auto sizes it from the source)")
-        _storage_class(cluster, spec.storage_class, sink)
+        if spec.storage_class:  # a class that does not exist would leave the new claim Pending forever
+            sc, checked = _storage_class(cluster, spec.storage_class, sink), True
         size = spec.size
         if size == "auto":
             if pf.source_bytes is None:
@@ -137,7 +140,8 @@ def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool
         cluster.create(manifests.pvc(spec))
         check(sink, True, f"PVC {spec.pvc} created ({size}, {spec.access_mode})")
         pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace) or {}
-    sc = _storage_class(cluster, (pvc.get("spec") or {}).get("storageClassName"), sink)
+    if not checked:
+        sc = _storage_class(cluster, (pvc.get("spec") or {}).get("storageClassName"), sink)
     phase = (pvc.get("status") or {}).get("phase")
     if sc is not None:
         wffc = sc.get("volumeBindingMode") == "WaitForFirstConsumer"
