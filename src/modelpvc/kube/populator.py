@@ -140,13 +140,15 @@ class Populator:
         if wait > 0:
             return wait
         job = self.job(pvc, source, node)
-        self.cluster.create(job)
         attempt = int(ann.get(ATTEMPTS, 0)) + 1
         where = f" on node {node}" if node else ""
+        # Said before the Job exists: a populator killed in between says it again (the event's count), never
+        # leaves a Job nobody announced.
         self.event(pvc, "Normal", "Populating", f"populating from {source.uri} with Job {job['metadata']['name']}"
                    f"{where} (attempt {attempt}): oc logs -f job/{job['metadata']['name']} -n "
                    f"{pvc['metadata']['namespace']}")
         self.status(obj, "Populating", message=f"Job {job['metadata']['name']} copies {source.uri}")
+        self.cluster.create(job)
         return self.progress_every
 
     def job(self, pvc: o.Obj, source: ms.Source, node: str | None) -> o.Obj:
@@ -159,7 +161,8 @@ class Populator:
         owned = self._owned(pvc, job_name(pvc))
         purpose = manifests.Purpose("populate", claim="rw", fetches=True, name=owned["name"], labels=owned["labels"],
                                     owner=owned["ownerReferences"][0])
-        return manifests.tool_job(spec, purpose, manifests.populate_args(spec))
+        # Followed by the populator (its records feed the ModelSource's status); people read the events.
+        return manifests.tool_job(spec, purpose, manifests.populate_args(spec, followed=True))
 
     def _failed(self, pvc: o.Obj, prime: o.Obj, obj: o.Obj, job: o.Obj) -> float:
         ns = pvc["metadata"]["namespace"]
@@ -210,18 +213,18 @@ class Populator:
 
     def _progress(self, obj: o.Obj, job: o.Obj) -> None:
         """The running copy's last progress record, into the ModelSource's status."""
-        pod = pod_of(self.cluster, job["metadata"]["namespace"], job["metadata"]["name"])
+        name = job["metadata"]["name"]
+        pod = pod_of(self.cluster, job["metadata"]["namespace"], name)
         if pod is None or (pod.get("status") or {}).get("phase") != "Running":
             return
-        last = None
         try:
-            for line in self.cluster.log(pod["metadata"]["name"], pod["metadata"]["namespace"]):
-                if " of " in line and " at " in line and "%" in line:
-                    last = line.strip()
+            tick = read_pod(self.cluster, name, pod).last("progress")
         except ClusterError:
             return
-        if last:
-            self.status(obj, "Populating", message=last)
+        if tick:
+            done, total = int(tick["bytes_done"]), int(tick["bytes_total"])
+            self.status(obj, "Populating", bytesDone=done, bytesTotal=total,
+                        message=f"{human_bytes(done)} of {human_bytes(total)} copied")
 
     def _cleanup(self, pvc: o.Obj, prime: o.Obj | None, job: o.Obj | None) -> None:
         ns = pvc["metadata"]["namespace"]
