@@ -145,15 +145,20 @@ class MinioS3:
         return self
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
-        # The port opens before the drive is formatted; /minio/health/ready answers 200 once requests work.
+        # The port opens before the drive is formatted, and /minio/health/ready answers 200 before the object
+        # layer is up (a CreateBucket then gets 503 XMinioServerNotInitialized under load): ready is when an
+        # S3 request is answered by the object layer, here an anonymous GET refused with 403, not a 503.
+        import urllib.error
         import urllib.request
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2) as r:  # noqa: S310
-                    if r.status == 200:
-                        return
+                with urllib.request.urlopen(f"{self.endpoint}/modelpvc-readiness-probe/", timeout=2):  # noqa: S310
+                    return
+            except urllib.error.HTTPError as e:
+                if e.code != 503:
+                    return
             except OSError:
                 pass
             time.sleep(0.1)
