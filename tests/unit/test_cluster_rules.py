@@ -9,8 +9,7 @@ from modelpvc.kube.doctor import crash_cause
 from modelpvc.kube.placement import _selected, _tolerated, like_predictor
 from modelpvc.kube.podlog import JobResult, failure, read_line
 from modelpvc.kube.podstate import downloads, foreign_initializer, init_failure, serves, waiting_reason
-from modelpvc.kube.spec import ModelSpec
-from modelpvc.kube.update import spec_from_isvc
+from modelpvc.kube.spec import ModelSpec, spec_from_isvc
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
 

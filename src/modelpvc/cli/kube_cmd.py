@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,17 @@ from modelpvc.cli.errors import EXIT_CODES_HELP
 from modelpvc.cli.help_format import ParagraphFormatter
 from modelpvc.cli.kube_display import KubeDisplay
 from modelpvc.cli.progress import count
-from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
+from modelpvc.cli.serving_args import add_serving_arguments
+from modelpvc.cli.spec_args import (
+    add_claim_arguments,
+    add_hub_arguments,
+    add_model_arguments,
+    add_pattern_arguments,
+    spec_from_args,
+)
 from modelpvc.core.errors import ConfigError, Interrupted
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.spec import DEFAULT_IMAGE, IMAGE_ENV, ModelSpec, Placement
-from modelpvc.model.select import loader_from_args
+from modelpvc.kube.spec import Facts, ModelSpec
 
 
 def _cluster_args(p: argparse.ArgumentParser, waits: bool = True) -> None:
@@ -36,34 +41,12 @@ def _cluster_args(p: argparse.ArgumentParser, waits: bool = True) -> None:
                         "fails with the reason (default 120; config errors and image pulls fail at once)")
 
 
-def add_image_argument(g: Any) -> None:
-    """--image for every command that makes a pod (populate, update, render): the modelpvc image the
-    cluster pulls, ours by default; a disconnected cluster mirrors it and says so once in MODELPVC_IMAGE."""
-    g.add_argument("--image", default=os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE,
-                   help=f"the modelpvc image the Jobs run (default: ${IMAGE_ENV}, else {DEFAULT_IMAGE}); build it "
-                        "from the Containerfile and push it where the cluster pulls from (README: Install in "
-                        "your cluster)")
-
-
-def _model_args(p: argparse.ArgumentParser, source_required: bool) -> None:
-    g = p.add_argument_group("model and storage")
-    g.add_argument("--source", required=source_required, default="", metavar="s3://BUCKET/PREFIX/")
-    g.add_argument("--secret", default="", help="Secret with the S3 keys (key names are detected)")
-    g.add_argument("--secret-keys", metavar="ACCESS,SECRET", help="force these key names")
-    g.add_argument("--endpoint-url", help="S3 endpoint (default: the secret's AWS_S3_ENDPOINT)")
-    g.add_argument("--region", help="S3 region (default: the secret's AWS_DEFAULT_REGION, else us-east-1)")
-    g.add_argument("--pvc", default="", help="PersistentVolumeClaim")
-    g.add_argument("--path", default="", help="directory inside the claim")
-    add_image_argument(g)
-    g.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
-
-
 def _command(sub: Any, name: str, summary: str, description: str, source_required: bool) -> argparse.ArgumentParser:
     """A cluster command that acts on a model: the cluster and model/storage flags they all take."""
     p: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description, epilog=EXIT_CODES_HELP,
                                                 formatter_class=ParagraphFormatter)
     _cluster_args(p)
-    _model_args(p, source_required=source_required)
+    add_model_arguments(p, source_required=source_required)
     return p
 
 
@@ -84,28 +67,15 @@ def _register_populate(sub: Any) -> None:
         "nothing copied."), source_required=True)
     p.add_argument("--name", default="", help="name for the Job (default: the PVC's)")
     p.add_argument("--create-pvc", action="store_true", help="create the PVC when missing")
-    p.add_argument("--size", type=units.quantity, default="auto",
-                   help="size for --create-pvc: a quantity (120Gi, 130GB) or auto (as render sizes it: room for "
-                        "two revisions of the source's selected bytes, x 1.1)")
-    p.add_argument("--storage-class",
-                   help="StorageClass for --create-pvc (default: the cluster's default class)")
-    p.add_argument("--access-mode", default="ReadWriteOnce",
-                   choices=["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"],
-                   help="access mode for --create-pvc (ReadWriteMany lets --parallel pods write at once)")
-    p.add_argument("--zone", action="append", default=[], metavar="ZONE",
-                   help="the serving nodes' zone: a WaitForFirstConsumer volume binds where the Job lands "
-                        "(default: found from --isvc-base/--node-selector or the InferenceService on the claim)")
+    add_claim_arguments(p, "size for --create-pvc: a quantity (120Gi, 130GB) or auto (as render sizes it: room for "
+                           "two revisions of the source's selected bytes, x 1.1)")
     p.add_argument("--source-check", choices=["auto", "local", "cluster", "skip"], default="auto",
                    help="auto: list the source from here, else with a probe Job in the cluster (default)")
     p.add_argument("--no-wait", action="store_true", help="create the Job and return")
     p.add_argument("--delete-excluded", action="store_true",
                    help="remove files on the claim the selection leaves out: a claim the runbook's mc mirror "
                         "filled keeps its duplicate consolidated.safetensors otherwise")
-    p.add_argument("--import-from", metavar="hf://ORG/NAME[@REV]",
-                   help="first run an import Job that streams this Hugging Face model into --source (no volume; "
-                        "for models the operator's machine should not download)")
-    p.add_argument("--hub-secret", metavar="SECRET", help="Secret with key HF_TOKEN for gated/private repositories")
-    p.add_argument("--hub-endpoint", metavar="URL", help="HF_ENDPOINT for the import Job (a Hub mirror)")
+    add_hub_arguments(p)
     p.add_argument("--parallel", type=int, default=1, metavar="N",
                    help="N pods split the files (an Indexed Job; ReadWriteMany claims, very large models)")
     add_serving_arguments(p)
@@ -122,11 +92,7 @@ def _register_deploy(sub: Any) -> None:
     add_serving_arguments(p)
     p.add_argument("--name", help="InferenceService name (default: the --isvc-base's)")
     p.add_argument("--skip-verify", action="store_true", help="deploy without checking the claim (not advised)")
-    p.add_argument("--pattern", choices=["pvc", "storage-initializer"], default="pvc",
-                   help="storage-initializer: serve --source (s3://) through KServe's storage initializer (modelpvc's "
-                        "ClusterStorageContainer) into an EmptyDir, with the keys of --secret")
-    p.add_argument("--ephemeral", type=units.quantity, default="auto",
-                   help="storage-initializer: the ephemeral-storage request and limit (auto: the model x 1.1)")
+    add_pattern_arguments(p)
     p.set_defaults(run=run_deploy)
 
 
@@ -142,7 +108,7 @@ def _register_update(sub: Any) -> None:
     p.add_argument("--name", required=True, help="InferenceService name")
     p.add_argument("--stop-the-world", action="store_true",
                    help="accept downtime when a zero-downtime update is impossible (or always, when given)")
-    p.add_argument("--gitops", type=Path, metavar="PATH",
+    p.add_argument("--gitops", type=Path, metavar="PATH", dest="gitops_file",
                    help="your Git checkout's manifest of the InferenceService, or a directory of manifests (what "
                         "render -o wrote): point its storageUri and modelpvc's hooks for it at the new revision "
                         "(for an Argo CD-managed InferenceService) instead of changing the cluster")
@@ -171,29 +137,10 @@ def _cluster(args: argparse.Namespace) -> Cluster:
     return Cluster(args.kubeconfig, args.context, args.namespace)
 
 
-def _spec(args: argparse.Namespace, name: str) -> ModelSpec:
-    keys = tuple(args.secret_keys.split(",")) if args.secret_keys else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    if len(keys) != 2:
-        raise ConfigError(f"--secret-keys {args.secret_keys!r}: give two names, ACCESS,SECRET")
-    serving = serving_from_args(args) if hasattr(args, "isvc_base") else None
-    kw: dict[str, Any] = {"serving": serving} if serving is not None else {}
-    return ModelSpec(
-        name=name, namespace=args.namespace, source=args.source, pvc=args.pvc, secret=args.secret,
-        endpoint_url=args.endpoint_url, secret_keys=(keys[0], keys[1]), detect_keys=not args.secret_keys,
-        path=args.path.strip("/"),
-        size=getattr(args, "size", "100Gi"), storage_class=getattr(args, "storage_class", None),
-        access_mode=getattr(args, "access_mode", "ReadWriteOnce"), region=args.region,
-        placement=Placement(zones=tuple(getattr(args, "zone", []))), image=args.image, fs_group=args.fs_group,
-        parallel=getattr(args, "parallel", 1), import_from=getattr(args, "import_from", None),
-        hub_secret=getattr(args, "hub_secret", None), hub_endpoint=getattr(args, "hub_endpoint", None),
-        loader=loader_from_args(serving.effective_args) if serving is not None else "vllm",
-        mirror_args=("--delete-excluded",) if getattr(args, "delete_excluded", False) else (), **kw)
-
-
 def run_populate(args: argparse.Namespace) -> int:
     from modelpvc.kube.populate import PopulateOptions, populate
 
-    spec = _spec(args, args.name or args.pvc).validate()
+    spec = spec_from_args(args, default_name=args.pvc).validate()
     display = KubeDisplay(summaries=False)
     print(f"populate {spec.storage_uri} in {spec.namespace} from {spec.source}")
     try:
@@ -219,13 +166,9 @@ def run_populate(args: argparse.Namespace) -> int:
 def run_deploy(args: argparse.Namespace) -> int:
     from modelpvc.kube.deploy import deploy
 
-    base_name = (((serving_from_args(args).base or {}).get("metadata") or {}).get("name"))
-    name = args.name or base_name
-    if not name:
-        raise ConfigError("deploy needs --name (or an --isvc-base that has one)")
-    spec = _spec(args, name)
+    spec = spec_from_args(args)
     display = KubeDisplay()
-    if args.pattern == "storage-initializer":
+    if spec.pattern == "storage-initializer":
         spec = _initializer_spec(args, spec, display)
     else:
         spec = spec.validate(needs_source=False)
@@ -236,33 +179,34 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def _initializer_spec(args: argparse.Namespace, spec: ModelSpec, display: KubeDisplay) -> ModelSpec:
-    from dataclasses import replace
-
-    from modelpvc.kube.preflight import measure_source
+    """The ephemeral storage sized from the source as the cluster's Secret lets it be listed."""
+    from modelpvc.kube.populate import resolve_source
     from modelpvc.model.sizing import pvc_size_gi
 
-    spec = replace(spec, pattern="storage-initializer", pvc="").validate()
-    ephemeral = args.ephemeral
-    if ephemeral == "auto":
-        pf = measure_source(_cluster(args), spec, display, pending_grace=args.pending_timeout)
-        if not pf.source_bytes:
-            raise ConfigError("cannot size the ephemeral storage: the source's size is unknown",
-                              hint="pass --ephemeral, e.g. 20Gi")
-        ephemeral = f"{pvc_size_gi(pf.source_bytes)}Gi"
-    return replace(spec, ephemeral=ephemeral)
+    spec = spec.validate()
+    if args.ephemeral != "auto":
+        return spec.resolved(Facts(ephemeral=args.ephemeral))
+    spec, listing = resolve_source(_cluster(args), spec, display, pending_grace=args.pending_timeout)
+    if listing is None or not listing.bytes:
+        raise ConfigError("cannot size the ephemeral storage: the source's size is unknown",
+                          hint="pass --ephemeral, e.g. 20Gi")
+    return spec.resolved(Facts(ephemeral=f"{pvc_size_gi(listing.bytes)}Gi"))
 
 
 def run_update(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from modelpvc.kube.update import UpdateOptions, UpdateResult, update
 
-    from modelpvc.kube.update import UpdateOptions, update
-
-    spec = _spec(args, args.name)
-    spec = replace(spec, pvc=spec.pvc or "placeholder")
+    asked = spec_from_args(args)
     display = KubeDisplay()
-    result = update(_cluster(args), spec, display, UpdateOptions(
-        stop_the_world=args.stop_the_world, timeout=args.timeout, pending_grace=args.pending_timeout,
-        gitops_file=args.gitops, populator=args.populator, revision=args.revision))
+    if args.populator:
+        from modelpvc.kube.populator_update import update_by_populator
+
+        new = update_by_populator(_cluster(args), asked, display, args.revision, args.timeout, args.pending_timeout)
+        result = UpdateResult("populator", "a new claim, filled by the volume populator", new.pvc, new.storage_uri)
+    else:
+        result = update(_cluster(args), asked, display, UpdateOptions(
+            stop_the_world=args.stop_the_world, timeout=args.timeout, pending_grace=args.pending_timeout,
+            gitops_file=args.gitops_file))
     print(f"update took the {result.strategy} path ({result.why}); serving {result.storage_uri} "
           f"revision {result.revision}")
     return 0

@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 from modelpvc.cli.help_format import ParagraphFormatter
-from modelpvc.cli.kube_cmd import add_image_argument
+from modelpvc.cli.spec_args import add_image_argument
 
 DESCRIPTION = """Fill every PersistentVolumeClaim whose spec.dataSourceRef names a ModelSource (modelpvc.io/v1alpha1)
 before it binds: the claim is born complete and verified, and the InferenceService that mounts it simply waits

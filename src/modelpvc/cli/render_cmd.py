@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,17 @@ import yaml
 from modelpvc.cli import units
 from modelpvc.cli.credentials import add_s3_arguments, s3_settings
 from modelpvc.cli.help_format import ParagraphFormatter
-from modelpvc.cli.kube_cmd import add_image_argument
-from modelpvc.cli.serving_args import add_serving_arguments, serving_from_args
+from modelpvc.cli.serving_args import add_serving_arguments
+from modelpvc.cli.spec_args import (
+    add_claim_arguments,
+    add_hub_arguments,
+    add_model_arguments,
+    add_pattern_arguments,
+    spec_from_args,
+)
 from modelpvc.core.errors import ConfigError, IntegrityError, ModelpvcError
 from modelpvc.kube import manifests
-from modelpvc.kube.spec import DEFAULT_IMAGE, ModelSpec, Placement
-from modelpvc.model.select import loader_from_args
+from modelpvc.kube.spec import DEFAULT_IMAGE, Facts, ModelSpec
 from modelpvc.model.sizing import HEADROOM, REVISIONS, claim_size_gi, pvc_size_gi
 
 DESCRIPTION = f"""Write the PVC, the populate Job (runs `modelpvc mirror` from {DEFAULT_IMAGE}), a verify Job
@@ -54,45 +60,11 @@ def register(sub: Any) -> None:
                        description=DESCRIPTION, formatter_class=ParagraphFormatter)
     p.add_argument("--name", help="InferenceService name (default: the --isvc-base's); other objects derive theirs")
     p.add_argument("--namespace", "-n", help="default: the --isvc-base's")
-    p.add_argument("--source", required=True, metavar="s3://BUCKET/PREFIX/")
-    p.add_argument("--secret", required=True, help="Secret holding the S3 keys")
-    p.add_argument("--secret-keys", default="AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY", metavar="ACCESS,SECRET",
-                   help="the key names the Secret really has, e.g. accesskey,secretkey")
-    p.add_argument("--pattern", choices=["pvc", "storage-initializer"], default="pvc",
-                   help="pvc (default): the model on a claim, filled by a Job; storage-initializer: KServe copies "
-                        "the s3:// model into an EmptyDir at every pod start with modelpvc as its storage "
-                        "initializer (a ClusterStorageContainer; for models under ~20 GB: `modelpvc plan` says)")
-    _storage_arguments(p)
+    add_model_arguments(p, source_required=True, secret_required=True, endpoint=False)
+    add_pattern_arguments(p)
     p.add_argument("--initializer-buckets", default="", metavar="B1,B2",
                    help="storage-initializer: only these buckets use modelpvc's initializer (default: every s3://)")
-    p.add_argument("--ephemeral", type=units.quantity, default="auto",
-                   help="storage-initializer: the predictor's ephemeral-storage request and limit (auto: the "
-                        "model x --headroom)")
-    p.add_argument("--zone", action="append", default=[], metavar="ZONE",
-                   help="the serving nodes' zone(s): the populate Job lands there, so a WaitForFirstConsumer "
-                        "volume binds where the server can mount it")
-    p.add_argument("--import-from", metavar="hf://ORG/NAME[@REV]",
-                   help="add an import Job (wave 0) that streams this Hugging Face model into --source first; "
-                        "the populate Job waits for the import's source.json")
-    p.add_argument("--hub-secret", metavar="SECRET",
-                   help="Secret with key HF_TOKEN for gated or private repositories (never in the YAML)")
-    p.add_argument("--hub-endpoint", metavar="URL", help="HF_ENDPOINT for the import Job (a Hub mirror)")
-    add_image_argument(p)
-    p.add_argument("--fs-group", type=int, help="pod fsGroup (leave unset on OpenShift)")
-    p.add_argument("--gitops", choices=["none", "argocd"], default="none",
-                   help="argocd: the Jobs are Argo CD hooks in sync waves (see above)")
-    _populator_arguments(p)
-    _output_arguments(p)
-    add_serving_arguments(p)
-    add_s3_arguments(p)
-    p.set_defaults(run=run)
-
-
-def _storage_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pvc", help="PersistentVolumeClaim name (the pvc pattern)")
-    p.add_argument("--path", default="", help="directory inside the claim (default: its root)")
-    p.add_argument("--size", type=units.quantity, default="auto",
-                   help="PVC size (e.g. 120Gi), or auto: from --model-bytes, else from the source (plan)")
+    add_claim_arguments(p, "PVC size (e.g. 120Gi), or auto: from --model-bytes, else from the source (plan)")
     p.add_argument("--revisions", type=int, choices=[1, 2], default=REVISIONS,
                    help="--size auto makes room for this many revisions (default 2: `update` then populates "
                         "the new one beside the served one, without downtime)")
@@ -100,9 +72,14 @@ def _storage_arguments(p: argparse.ArgumentParser) -> None:
                    help="model size for --size auto and the Job deadline (e.g. 45GB or 42Gi)")
     p.add_argument("--headroom", type=float, default=HEADROOM,
                    help=f"--size auto multiplies by this (default {HEADROOM})")
-    p.add_argument("--storage-class", help="the PVC's StorageClass (default: the cluster's default class)")
-    p.add_argument("--access-mode", default="ReadWriteOnce",
-                   choices=["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"], help="the PVC's access mode")
+    add_hub_arguments(p)
+    p.add_argument("--gitops", choices=["none", "argocd"], default="none",
+                   help="argocd: the Jobs are Argo CD hooks in sync waves (see above)")
+    _populator_arguments(p)
+    _output_arguments(p)
+    add_serving_arguments(p)
+    add_s3_arguments(p)
+    p.set_defaults(run=run)
 
 
 def _populator_arguments(p: argparse.ArgumentParser) -> None:
@@ -134,43 +111,35 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
                         "validates against it instead of the bundled one")
 
 
-def spec_from_args(args: argparse.Namespace) -> ModelSpec:
-    keys = tuple(k.strip() for k in args.secret_keys.split(","))
-    if len(keys) != 2 or not all(keys):
-        raise ConfigError(f"--secret-keys {args.secret_keys!r}: give two names, ACCESS,SECRET")
-    serving = serving_from_args(args)
-    base_meta = (serving.base or {}).get("metadata") or {}
-    name = args.name or base_meta.get("name")
-    namespace = args.namespace or base_meta.get("namespace")
-    if not name or not namespace:
-        raise ConfigError("--name and --namespace are needed (or an --isvc-base that has them)")
-    model_bytes: int | None = args.model_bytes
-    loader = loader_from_args(serving.effective_args)
-    if args.pattern == "pvc" and not args.pvc:
+def render_spec(args: argparse.Namespace) -> ModelSpec:
+    """The spec the flags ask for, with render's facts: from the flags and, for --size/--ephemeral auto without
+    --model-bytes, the bucket's listing (there is no cluster to ask)."""
+    spec = spec_from_args(args)
+    if spec.pattern == "pvc" and not args.pvc:
         raise ConfigError("--pvc is needed for the pvc pattern", hint="or use --pattern storage-initializer")
-    if args.pattern == "storage-initializer":
-        return _initializer_spec(args, name, namespace, serving, model_bytes, loader)
-    size = args.size
-    if size == "auto":
+    model_bytes: int | None = args.model_bytes
+    if spec.pattern == "storage-initializer":
+        ephemeral = args.ephemeral
+        if ephemeral == "auto":
+            model_bytes = model_bytes or _source_bytes(args, spec.loader)
+            ephemeral = f"{pvc_size_gi(model_bytes, args.headroom)}Gi"
+            sys.stderr.write(f"--ephemeral auto: {ephemeral} for {model_bytes / 1e9:.1f} GB x {args.headroom}\n")
+        _initializer_endpoint_note(args, spec)
+        return spec.resolved(Facts(model_bytes=model_bytes, ephemeral=ephemeral)).validate()
+    size = None
+    if args.size == "auto":
         if model_bytes is None:
-            model_bytes = _hub_bytes(args, loader) if args.import_from else _source_bytes(args, loader)
+            model_bytes = _hub_bytes(args, spec.loader) if args.import_from else _source_bytes(args, spec.loader)
         size = f"{claim_size_gi(model_bytes, args.revisions, args.headroom)}Gi"
         sys.stderr.write(f"--size auto: {size} for {args.revisions} revision(s) of {model_bytes / 1e9:.1f} GB "
                          f"x {args.headroom} headroom"
-                         + (" (room for `update` to populate the new revision beside the served one)"
+                         + (" (room for `update` to populate the new one beside the served one)"
                             if args.revisions == 2 else " (updates will stop the server: no room for two)")
                          + "\n")
-    predictor = serving.predictor()
-    placement = Placement(tolerations=tuple(predictor.get("tolerations") or ()), zones=tuple(args.zone),
-                          follow=name if args.gitops == "argocd" else None)
-    return ModelSpec(
-        name=name, namespace=namespace, source=args.source, pvc=args.pvc, secret=args.secret,
-        endpoint_url=args.endpoint_url, secret_keys=(keys[0], keys[1]), path=args.path.strip("/"), size=size,
-        storage_class=args.storage_class, access_mode=args.access_mode, serving=serving, placement=placement,
-        region=args.region, image=args.image, fs_group=args.fs_group, gitops=args.gitops, model_bytes=model_bytes,
-        loader=loader, import_from=args.import_from, hub_secret=args.hub_secret, hub_endpoint=args.hub_endpoint,
-        model_source=(args.model_source or name) if args.populator else None,
-    ).validate()
+    # The Jobs run where the server may: its tolerations (an RWO claim can only be written on its node).
+    tolerations = tuple(spec.serving.predictor().get("tolerations") or ())
+    return spec.resolved(Facts(size=size, model_bytes=model_bytes,
+                               placement=replace(spec.placement, tolerations=tolerations))).validate()
 
 
 def _source_bytes(args: argparse.Namespace, loader: str) -> int:
@@ -195,27 +164,13 @@ def _source_bytes(args: argparse.Namespace, loader: str) -> int:
     return plan.selected_bytes
 
 
-def _initializer_spec(args: argparse.Namespace, name: str, namespace: str, serving: Any, model_bytes: int | None,
-                      loader: str) -> ModelSpec:
-    ephemeral = args.ephemeral
-    if ephemeral == "auto":
-        if model_bytes is None:
-            model_bytes = _source_bytes(args, loader)
-        ephemeral = f"{pvc_size_gi(model_bytes, args.headroom)}Gi"
-        sys.stderr.write(f"--ephemeral auto: {ephemeral} for {model_bytes / 1e9:.1f} GB x {args.headroom}\n")
+def _initializer_endpoint_note(args: argparse.Namespace, spec: ModelSpec) -> None:
     if args.endpoint_url:
         host = args.endpoint_url.split("://", 1)[-1].rstrip("/")
         https = "0" if args.endpoint_url.startswith("http://") else "1"
-        sys.stderr.write(f"KServe reads the endpoint from the secret's annotations: oc annotate secret {args.secret} "
-                         f"-n {namespace} serving.kserve.io/s3-endpoint={host} serving.kserve.io/s3-usehttps={https}"
-                         + (f" serving.kserve.io/s3-region={args.region}" if args.region else "") + "\n")
-    buckets = tuple(b.strip() for b in args.initializer_buckets.split(",") if b.strip())
-    return ModelSpec(
-        name=name, namespace=namespace, source=args.source, pvc="", secret=args.secret,
-        endpoint_url=args.endpoint_url, serving=serving, region=args.region, image=args.image,
-        gitops=args.gitops, model_bytes=model_bytes, loader=loader, pattern="storage-initializer",
-        ephemeral=ephemeral, initializer_buckets=buckets,
-    ).validate()
+        sys.stderr.write(f"KServe reads the endpoint from the secret's annotations: oc annotate secret {spec.secret} "
+                         f"-n {spec.namespace} serving.kserve.io/s3-endpoint={host} serving.kserve.io/s3-usehttps="
+                         f"{https}" + (f" serving.kserve.io/s3-region={args.region}" if args.region else "") + "\n")
 
 
 def _hub_bytes(args: argparse.Namespace, loader: str) -> int:
@@ -240,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise ConfigError(f"--kinds: unknown {unknown or 'none given'}", hint=f"choose from {','.join(KINDS)}")
-    spec = spec_from_args(args)
+    spec = render_spec(args)
     kinds = manifests.expand_kinds(spec, kinds)
     objs = manifests.render(spec, kinds)
     if args.install:

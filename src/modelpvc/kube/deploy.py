@@ -23,7 +23,7 @@ from modelpvc.kube.serving import (
     refuse_serverless_without_knative,
     wait_serving,
 )
-from modelpvc.kube.spec import ModelSpec, Placement
+from modelpvc.kube.spec import Facts, ModelSpec, Placement
 
 
 def verify_claim(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float = 900,
@@ -37,12 +37,11 @@ def verify_claim(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
         sink.emit(Event("check", {"ok": True, "message": f"{spec.storage_uri} holds verified revision {recorded} "
                                                          "(recorded by populate)"}))
         return {"ok": True, "revision": recorded}
-    from dataclasses import replace
 
     holders = o.pods_using_claim(cluster.list("Pod", spec.namespace), spec.pvc)
     node = o.holder_node(holders, spec.pvc)
     tolerations = tuple(t for h in holders for t in h["spec"].get("tolerations") or [])
-    job = manifests.verify_job(replace(spec, placement=Placement(node=node, tolerations=tolerations)))
+    job = manifests.verify_job(spec.resolved(Facts(placement=Placement(node=node, tolerations=tolerations))))
     try:
         result = run_job(cluster, job, sink, timeout, pending_grace)
     except IntegrityError as e:

@@ -20,7 +20,6 @@ from modelpvc.kube.placement import explain_unschedulable
 from modelpvc.kube.podlog import pod_of, read_pod
 from modelpvc.kube.podstate import (
     IMAGE_PULL,
-    PREDICTOR_LABEL,
     attach_holders,
     image_fix,
     missing_secret_keys,
@@ -133,7 +132,7 @@ def diagnose(cluster: Cluster, namespace: str, isvc: str | None = None, pvc: str
     jobs = cluster.list("Job", namespace)
     if isvc_obj is not None:
         # About that InferenceService: its pods, and the pods and Jobs that use its claim.
-        pods = [p for p in pods if (p["metadata"].get("labels") or {}).get(PREDICTOR_LABEL) == isvc
+        pods = [p for p in pods if (p["metadata"].get("labels") or {}).get(o.PREDICTOR_LABEL) == isvc
                 or o.claim_names(p.get("spec") or {}) & claims]
         jobs = [j for j in jobs if o.claim_names(o.template_spec(j)) & claims]
     for p in pods:
@@ -167,7 +166,7 @@ def _isvc(cluster: Cluster, ns: str, isvc: o.Obj, uri: str, pods: list[o.Obj]) -
                              f"storageUri {uri}; resources.requests.ephemeral-storage {eph}",
                              "remove the ephemeral-storage request: the weights are on the PVC, and the request "
                              "only makes the pod hard to schedule"))
-    predictors = [p for p in pods if (p["metadata"].get("labels") or {}).get(PREDICTOR_LABEL) == name]
+    predictors = [p for p in pods if (p["metadata"].get("labels") or {}).get(o.PREDICTOR_LABEL) == name]
     crashing = [p for p in predictors if waiting_reason(p) == "CrashLoopBackOff"]
     failure = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo") or {}
     if crashing:

@@ -1,18 +1,26 @@
 """Run a Job of ours and follow it: live progress from its pod's records (podlog.py), its failure as our
 error. A pod a real cluster would leave Pending (config error, image, unschedulable, Multi-Attach) fails the
-command in seconds with the reason and the fix (podstate.py).
+command in seconds with the reason and the fix (podstate.py). The Jobs the workflows run through here: the
+probe that lists a source from inside the cluster, and the copy that fills a claim.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from modelpvc.core.errors import ClusterError, PodBlocked
-from modelpvc.core.events import Event, ProgressSink
+from modelpvc.core.errors import ClusterError, PodBlocked, SourceError
+from modelpvc.core.events import Event, NullSink, ProgressSink
+from modelpvc.core.units import human_bytes
+from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
+from modelpvc.kube.checks import check
+from modelpvc.kube.claimrecord import record_revision
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.podlog import JobResult, failure, pod_of, read_line, read_pod
 from modelpvc.kube.podstate import PENDING_GRACE, Watch
+from modelpvc.kube.source import Listing
+from modelpvc.kube.spec import ModelSpec
 
 _OUTPUT_FLAGS = ("--progress", "--progress-interval")  # how a Job reports, not what it does
 
@@ -171,3 +179,42 @@ def run_indexed_job(cluster: Cluster, job: o.Obj, sink: ProgressSink, timeout: f
         bad = next((r for r in results if r.exit_code not in (0, None)), results[-1] if results else JobResult(name))
         raise failure(name, ns, bad, o.conditions(current).get("Failed", {}))
     return [r for r in results if r.exit_code == 0]
+
+
+def probe_source(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, pending_grace: float = PENDING_GRACE
+                 ) -> Listing:
+    """Where the endpoint only resolves inside the cluster: a short Job runs `modelpvc plan --json` there."""
+    job = manifests.probe_job(spec)
+    try:
+        result = run_job(cluster, job, NullSink(), timeout=300, pending_grace=pending_grace)
+    except SourceError as e:
+        check(sink, False, f"source {spec.source} (probed in the cluster): {e.message}", e.hint)
+        raise
+    finally:
+        cluster.delete("Job", job["metadata"]["name"], spec.namespace)
+    plan = result.last("plan")
+    if plan is None:
+        raise SourceError(f"the in-cluster probe of {spec.source} gave no plan",
+                          hint="its log: " + " | ".join(result.log[-3:]) if result.log else None)
+    listing = Listing(tuple((str(f["path"]), int(f["size"]), str(f.get("etag", ""))) for f in plan["files"]),
+                      "the cluster")
+    check(sink, True, f"source {spec.source} holds {listing.files} files, {human_bytes(listing.bytes)} "
+                      "(probed from inside the cluster)")
+    return listing
+
+
+def fill_claim(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float,
+               pending_grace: float = PENDING_GRACE, link_dest: str | None = None) -> tuple[JobResult, dict[str, Any]]:
+    """The populate Job (first an Indexed Job's shards with --parallel) on a resolved spec, followed; the
+    verified revision recorded on the claim. Returns the Job's result and its summary record."""
+    if spec.parallel > 1:
+        shards = run_indexed_job(cluster, manifests.parallel_populate_job(spec, link_dest), sink, timeout,
+                                 pending_grace)
+        copied = sum(int((r.last("summary") or {}).get("bytes_fetched", 0)) for r in shards)
+        sink.emit(Event("step", {"message": f"{len(shards)} shards copied {human_bytes(copied)}; a final run "
+                                            "adopts them, checks the whole model and writes the manifest"}))
+    result = run_job(cluster, manifests.populate_job(spec, followed=True, link_dest=link_dest), sink, timeout,
+                     pending_grace)
+    summary = result.last("summary") or {}
+    record_revision(cluster, spec, summary.get("revision"))
+    return result, summary

@@ -240,20 +240,22 @@ def _progress(followed: bool) -> list[str]:
     return ["--progress", "json" if followed else "log"]
 
 
-def populate_args(spec: ModelSpec, followed: bool = False) -> list[str]:
-    """`mirror` as a populate Job runs it."""
+def populate_args(spec: ModelSpec, followed: bool = False, link_dest: str | None = None) -> list[str]:
+    """`mirror` as a populate Job runs it; ``link_dest``: another revision's directory on the claim, whose
+    unchanged files are hard-linked."""
     loader = ["--for", spec.loader] if spec.loader != "vllm" else []
     # After an import Job, wait for its source.json (written last): with plain `kubectl apply` nothing
     # orders two Jobs, and under Argo CD the import hook's wave already has.
     wait = ["--wait-for-import", str(deadline_seconds(spec.model_bytes))] if spec.import_from else []
     creds = ["--credentials-dir", SECRET_DIR] if spec.secret_files else []
+    link = ["--link-dest", f"{MOUNT}/{link_dest}".rstrip("/")] if link_dest is not None else []
     return ["mirror", spec.source, spec.model_dir, *_progress(followed), *loader, *wait, *_served(spec), *creds,
-            *spec.mirror_args]
+            *spec.mirror_args, *link]
 
 
-def populate_job(spec: ModelSpec, followed: bool = False) -> Obj:
+def populate_job(spec: ModelSpec, followed: bool = False, link_dest: str | None = None) -> Obj:
     return tool_job(spec, Purpose("populate", claim="rw", fetches=True, name=spec.job_name),
-                    populate_args(spec, followed))
+                    populate_args(spec, followed, link_dest))
 
 
 def import_job(spec: ModelSpec, followed: bool = False) -> Obj:
@@ -267,13 +269,13 @@ def import_job(spec: ModelSpec, followed: bool = False) -> Obj:
     return tool_job(spec, Purpose("import", claim=None, fetches=True, hub=True, name=spec.import_job_name), args)
 
 
-def parallel_populate_job(spec: ModelSpec) -> Obj:
+def parallel_populate_job(spec: ModelSpec, link_dest: str | None = None) -> Obj:
     """An Indexed Job: pod i copies share i of N (Kubernetes schedules, retries and counts them; we add no
     scheduler). The Job controller sets JOB_COMPLETION_INDEX in each pod; args expand it. populate follows
     it."""
     # A share's selection leaves out the other shares' files: never delete what it leaves out. The shares
     # write the directory the populate Job names; only the final run chooses a revision.
-    args = [a for a in populate_args(spec, followed=True) if a != "--delete-excluded" and a not in _served(spec)]
+    args = [a for a in populate_args(spec, True, link_dest) if a != "--delete-excluded" and a not in _served(spec)]
     purpose = Purpose("populate", claim="rw", fetches=True, name=f"{spec.job_name[:54]}-parallel",
                       indexed=spec.parallel)
     return tool_job(spec, purpose, [*args, "--shard", f"$(JOB_COMPLETION_INDEX)/{spec.parallel}"])

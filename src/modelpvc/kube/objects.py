@@ -8,6 +8,7 @@ from typing import Any
 Obj = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed")
 ZONE = "topology.kubernetes.io/zone"
+PREDICTOR_LABEL = "serving.kserve.io/inferenceservice"  # KServe labels its predictor pods with the ISVC's name
 # The zone populate pinned a claim's first Job to: a project admin may read neither the PV (whose node
 # affinity holds the zone) nor nodes, so the claim carries it.
 ZONE_ANNOTATION = "modelpvc.io/zone"

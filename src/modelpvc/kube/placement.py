@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import ALL_NAMESPACES, Cluster, Forbidden, KindNotServed
-from modelpvc.kube.podstate import PREDICTOR_LABEL
 from modelpvc.kube.spec import ModelSpec, Placement
 from modelpvc.model.sizing import parse_quantity
 
@@ -106,7 +105,7 @@ def room_for_second_predictor(cluster: Cluster, isvc: o.Obj, claim_modes: list[s
     ReadWriteOnce claim it must land on the node that holds the claim; otherwise on any serving node in
     the volume's zone."""
     ns, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
-    pods = cluster.list("Pod", ns, labels={PREDICTOR_LABEL: name})
+    pods = cluster.list("Pod", ns, labels={o.PREDICTOR_LABEL: name})
     running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running" and p["spec"].get("nodeName")]
     if not running:
         return Room(True, "no predictor pod is running")

@@ -14,11 +14,7 @@ from dataclasses import dataclass
 
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.spec import IMAGE_FIX
-
-PREDICTOR_LABEL = "serving.kserve.io/inferenceservice"
-MODEL_MOUNT = "/mnt/models"
-
+from modelpvc.kube.spec import IMAGE_FIX, MOUNT
 
 PENDING_GRACE = 120.0  # seconds a pod may stay unschedulable or unattachable before we call it stuck
 
@@ -163,7 +159,7 @@ def serves(pod: o.Obj, claim: str, path: str) -> bool:
     vols = {v["name"]: (v.get("persistentVolumeClaim") or {}).get("claimName") for v in spec.get("volumes") or []}
     for c in spec.get("containers") or []:
         for m in c.get("volumeMounts") or []:
-            if m.get("mountPath") == MODEL_MOUNT and vols.get(m.get("name")) == claim:
+            if m.get("mountPath") == MOUNT and vols.get(m.get("name")) == claim:
                 return (m.get("subPath") or "").strip("/") == path.strip("/")
     return False
 

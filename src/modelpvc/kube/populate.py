@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from modelpvc.core.errors import ConfigError
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.units import human_bytes
-from modelpvc.kube import manifests
+from modelpvc.kube import jobs, manifests, preflight
 from modelpvc.kube import objects as o
-from modelpvc.kube.claimrecord import record_revision
+from modelpvc.kube.checks import check
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.jobs import run_indexed_job, run_job
 from modelpvc.kube.podlog import JobResult
 from modelpvc.kube.podstate import PENDING_GRACE
-from modelpvc.kube.preflight import Preflight, check, measure_source, run_preflight
-from modelpvc.kube.spec import MOUNT, ModelSpec
+from modelpvc.kube.source import Listing
+from modelpvc.kube.spec import Facts, ModelSpec
 
 
 @dataclass
 class PopulateResult:
-    preflight: Preflight
     job: JobResult
     summary: dict[str, Any]
 
@@ -31,47 +29,49 @@ class PopulateOptions:
     create_pvc: bool = False
     source_check: str = "auto"  # "auto" (from here, else a probe Job in the cluster), "local", "cluster", "skip"
     timeout: float = 6 * 3600
-    link_dest: str | None = None  # another revision on the claim: unchanged files are hard-linked from it
     wait: bool = True  # False: create the Job and return (a later populate follows it)
     pending_grace: float = PENDING_GRACE
 
 
 def populate(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, options: PopulateOptions = PopulateOptions()
              ) -> PopulateResult:
-    create_pvc, source_check, timeout = options.create_pvc, options.source_check, options.timeout
-    link_dest, wait, pending_grace = options.link_dest, options.wait, options.pending_grace
     if spec.import_from:
-        import_first(cluster, spec, sink, timeout, pending_grace)
-    pf = run_preflight(cluster, spec, sink, create_pvc=create_pvc, source_check=source_check,
-                       pending_grace=pending_grace)
-    spec = replace(pf.spec, model_bytes=pf.source_bytes or spec.model_bytes)
-    if link_dest is not None:
-        other = f"{MOUNT}/{link_dest}".rstrip("/")
-        spec = replace(spec, mirror_args=(*spec.mirror_args, "--link-dest", other))
-    if spec.parallel > 1:
-        shards = run_indexed_job(cluster, manifests.parallel_populate_job(spec), sink, timeout, pending_grace)
-        copied = sum(int((r.last("summary") or {}).get("bytes_fetched", 0)) for r in shards)
-        sink.emit(Event("step", {"message": f"{len(shards)} shards copied {human_bytes(copied)}; a final run "
-                                            "adopts them, checks the whole model and writes the manifest"}))
-        spec = replace(spec, parallel=1)
-    job = manifests.populate_job(spec, followed=wait)
-    if not wait:
+        import_first(cluster, spec, sink, options.timeout, options.pending_grace)
+    openshift = preflight.namespace(cluster, spec, sink)
+    spec, listing = resolve_source(cluster, spec, sink, options.source_check, options.pending_grace)
+    source_bytes = listing.bytes if listing is not None else None
+    exists, storage_class = preflight.claim_class(cluster, spec, sink, options.create_pvc)
+    if not exists:
+        spec = spec.resolved(Facts(size=preflight.new_claim_size(spec, source_bytes)))
+        cluster.create(manifests.pvc(spec))
+        check(sink, True, f"PVC {spec.pvc} created ({spec.size}, {spec.access_mode})")
+    spec = spec.resolved(preflight.target(cluster, spec, sink, source_bytes, openshift, storage_class))
+    if not options.wait:
+        job = manifests.populate_job(spec)
         cluster.create(job)
         name = job["metadata"]["name"]
         sink.emit(Event("step", {"message": f"Job {name} created; follow it with: oc logs -f job/{name} -n "
                                             f"{spec.namespace}, or re-run populate: it follows the running Job"}))
-        return PopulateResult(pf, JobResult(name), {})
-    result = run_job(cluster, job, sink, timeout, pending_grace)
-    summary = result.last("summary") or {}
-    record_revision(cluster, spec, summary.get("revision"))
-    return PopulateResult(pf, result, summary)
+        return PopulateResult(JobResult(name), {})
+    result, summary = jobs.fill_claim(cluster, spec, sink, options.timeout, options.pending_grace)
+    return PopulateResult(result, summary)
+
+
+def resolve_source(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, source_check: str = "auto",
+                   pending_grace: float = PENDING_GRACE) -> tuple[ModelSpec, Listing | None]:
+    """The spec with its Secret's keys, endpoint and region and the source's size; and the source's listing,
+    from here or from a probe Job inside the cluster (None: not listed)."""
+    measured = preflight.measure(cluster, spec, sink, source_check)
+    spec = spec.resolved(measured.facts)
+    listing = jobs.probe_source(cluster, spec, sink, pending_grace) if measured.probe else measured.listing
+    return spec.resolved(Facts(model_bytes=listing.bytes or None)) if listing is not None else spec, listing
 
 
 def import_first(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float,
                  pending_grace: float = PENDING_GRACE) -> dict[str, Any]:
     """The import Job (Hub -> bucket) in front of the populate Job: the secret's keys and endpoint as for the
     populate Job, the Hub token from ``spec.hub_secret``; returns the import's summary."""
-    pf = measure_source(cluster, spec, sink, source_check="skip", pending_grace=pending_grace)
+    spec, _listing = resolve_source(cluster, spec, sink, source_check="skip")
     if spec.hub_secret:
         secret = cluster.get("Secret", spec.hub_secret, spec.namespace)
         if secret is None or "HF_TOKEN" not in o.secret_values(secret):
@@ -80,7 +80,7 @@ def import_first(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
                               hint=f"oc create secret generic {spec.hub_secret} --from-literal=HF_TOKEN=hf_... "
                                    f"-n {spec.namespace}")
         check(sink, True, f"secret {spec.hub_secret} has HF_TOKEN")
-    result = run_job(cluster, manifests.import_job(pf.spec, followed=True), sink, timeout, pending_grace)
+    result = jobs.run_job(cluster, manifests.import_job(spec, followed=True), sink, timeout, pending_grace)
     summary = result.last("summary") or {}
     what = "already there, nothing uploaded" if summary.get("noop") else \
         f"{summary.get('uploaded_files', 0)} files uploaded ({human_bytes(int(summary.get('bytes_sent', 0)))})"

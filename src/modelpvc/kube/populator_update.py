@@ -10,16 +10,17 @@ A failed populate switches ``storageUri`` back and says why.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from modelpvc.core.errors import ClusterError, ConfigError, PodBlocked, SourceError
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.kube import manifests
 from modelpvc.kube import modelsource as ms
+from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
-from modelpvc.kube.serving import wait_serving
-from modelpvc.kube.spec import ModelSpec
+from modelpvc.kube.gitops import argo_managed
+from modelpvc.kube.serving import served, wait_serving
+from modelpvc.kube.spec import Facts, ModelSpec
 
 SWITCH_MANAGER = "modelpvc-update"
 
@@ -58,33 +59,38 @@ def _populated(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: f
         time.sleep(1.0)
 
 
-def update_by_populator(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, revision: str | None, timeout: float,
-                        pending_grace: float) -> ModelSpec:
+def _declared(cluster: Cluster, claim: o.Obj, spec: ModelSpec) -> Facts:
+    """What the served claim's ModelSource declares, for what was not asked."""
+    ref = claim["spec"].get("dataSourceRef") or {}
+    current = cluster.get("ModelSource", ref["name"], spec.namespace) if ref.get("kind") == ms.KIND else None
+    if current is None:
+        return Facts()
+    was = ms.parse(current)
+    return Facts(source=None if spec.source else was.uri, secret=None if spec.secret else was.secret,
+                 endpoint_url=spec.endpoint_url or was.endpoint, region=spec.region or was.region)
+
+
+def update_by_populator(cluster: Cluster, asked: ModelSpec, sink: ProgressSink, revision: str | None,
+                        timeout: float, pending_grace: float) -> ModelSpec:
     """Declare revision ``revision`` (default: now, UTC) of the model and serve it; returns its spec."""
+    isvc, spec = served(cluster, asked)
+    if argo_managed(isvc):
+        raise ConfigError(f"InferenceService {spec.name} is managed by Argo CD: declare the new revision in Git",
+                          hint="render --populator --model-source NAME --pvc NAME into your checkout, commit, and "
+                               "point the InferenceService at the new claim there")
     old = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
     if old is None:
         raise ConfigError(f"PVC {spec.pvc!r} (from the storageUri) not found")
-    source = spec.source
-    secret, endpoint, region = spec.secret, spec.endpoint_url, spec.region
-    ref = old["spec"].get("dataSourceRef") or {}
-    if ref.get("kind") == ms.KIND:
-        current = cluster.get("ModelSource", ref["name"], spec.namespace)
-        if current is not None:
-            was = ms.parse(current)
-            source, secret = source or was.uri, secret or was.secret
-            endpoint, region = endpoint or was.endpoint, region or was.region
-    if not source or not secret:
+    spec = spec.resolved(_declared(cluster, old, spec))
+    if not spec.source or not spec.secret:
         raise ConfigError("update --populator needs --source and --secret (the served claim names no ModelSource)")
     name = f"{spec.name}-{revision or revision_name()}"[:63].rstrip("-")
-    new = replace(spec, pvc=name, path="", source=source, secret=secret, endpoint_url=endpoint, region=region,
-                  model_source=name, size=str(old["spec"]["resources"]["requests"]["storage"]),
-                  storage_class=old["spec"].get("storageClassName"),
-                  access_mode=(old["spec"].get("accessModes") or ["ReadWriteOnce"])[0])
+    new = spec.on_claim(old, name)
     if cluster.get("PersistentVolumeClaim", name, spec.namespace) is not None:
         raise ConfigError(f"claim {name} exists already: revisions are immutable", hint="pass another --revision")
     cluster.apply(manifests.model_source(new))
     cluster.apply(manifests.pvc(new))
-    sink.emit(Event("step", {"message": f"declared ModelSource {name} ({source}) and claim {name}; the populator "
+    sink.emit(Event("step", {"message": f"declared ModelSource {name} ({new.source}) and claim {name}; the populator "
                                         "fills it for the new predictor pod, the old one serves meanwhile"}))
     _switch(cluster, spec, new.storage_uri)
     sink.emit(Event("step", {"message": f"switched storageUri to {new.storage_uri}"}))

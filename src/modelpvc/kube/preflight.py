@@ -1,10 +1,12 @@
-"""populate's preflight: every failure mode of the runbook's troubleshooting section, checked first, and
-where the Job must run so that it can mount the claim and the server can mount it afterwards."""
+"""populate's preflight, as steps that read the cluster and return what they found (``Facts``): every failure
+mode of the runbook's troubleshooting section, checked first, and where the Job must run so that it can mount
+the claim and the server can mount it afterwards. No step runs a Job or creates an object: the workflows
+(populate, update) sequence them with the probe and the claim's creation."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelpvc.core.errors import (
@@ -14,71 +16,53 @@ from modelpvc.core.errors import (
     SourceError,
     SourceUnreachable,
 )
-from modelpvc.core.events import Event, NullSink, ProgressSink
+from modelpvc.core.events import ProgressSink
 from modelpvc.core.secretkeys import EXPECTED, endpoint_in, find_pair
 from modelpvc.core.units import human_bytes
 from modelpvc.kube import objects as o
+from modelpvc.kube.checks import check
 from modelpvc.kube.cluster import Cluster, Forbidden
 from modelpvc.kube.placement import serving_placement
-from modelpvc.kube.source import list_selected
-from modelpvc.kube.spec import ModelSpec, Placement
+from modelpvc.kube.source import Listing, list_selected
+from modelpvc.kube.spec import Facts, ModelSpec, Placement
 from modelpvc.model.sizing import claim_size_gi, parse_size
 
 IMAGE_GID = 1001  # plain Kubernetes: the fsGroup our Jobs use when the namespace assigns none
 
 
-@dataclass
-class Preflight:
-    spec: ModelSpec
-    source_bytes: int | None = None
-    source_files: int | None = None
-    listing: list[tuple[str, int, str]] = field(default_factory=list)  # (path, size, etag) selected
-    openshift: bool = False
-    notes: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class Measured:
+    """The Secret's keys, endpoint and region, and the source as listed from here."""
+
+    facts: Facts
+    listing: Listing | None  # None: not listed from here
+    probe: bool  # list it from inside the cluster instead (its endpoint only resolves there, or asked)
 
 
-def check(sink: ProgressSink, ok: bool, message: str, hint: str | None = None, warn: bool = False) -> None:
-    """A preflight line: passed, failed, or passed with a risk the user should act on (``warn``)."""
-    sink.emit(Event("check", {"ok": ok, "message": message, "hint": hint, "warn": warn}))
-
-
-def run_preflight(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, *, create_pvc: bool = False,
-                  source_check: str = "auto", bind_timeout: float = 30,
-                  pending_grace: float = 120) -> Preflight:
-    """``source_check``: "auto" (from here, else a probe Job in the cluster), "local", "cluster", "skip"."""
-    pf = Preflight(spec)
+def namespace(cluster: Cluster, spec: ModelSpec, sink: ProgressSink) -> bool:
+    """The namespace exists; True when OpenShift's SCC admission assigns its pods' uid and fsGroup."""
     ns = cluster.get("Namespace", spec.namespace)
     if ns is None:
         check(sink, False, f"namespace {spec.namespace} not found")
         raise ConfigError(f"namespace {spec.namespace!r} does not exist", hint="check --namespace (oc projects)")
-    pf.openshift = o.openshift_fs_group(ns) is not None
-    check(sink, True, f"namespace {spec.namespace} exists" + (" (OpenShift SCC annotations)" if pf.openshift else ""))
-    _measure(cluster, pf, sink, source_check, pending_grace)
-    pvc, unbound_wffc = _claim(cluster, pf, sink, create_pvc, bind_timeout)
-    _placement(cluster, pf, sink, pvc, unbound_wffc)
-    _fs_group(pf, sink)
-    return pf
+    openshift = o.openshift_fs_group(ns) is not None
+    check(sink, True, f"namespace {spec.namespace} exists" + (" (OpenShift SCC annotations)" if openshift else ""))
+    return openshift
 
 
-def measure_source(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, source_check: str = "auto",
-                   pending_grace: float = 120) -> Preflight:
-    """The secret's keys, endpoint and region, and what the source holds: listed from here, or from inside
-    the cluster when the endpoint only resolves there."""
-    pf = Preflight(spec)
-    _measure(cluster, pf, sink, source_check, pending_grace)
-    return pf
+def measure(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, source_check: str = "auto") -> Measured:
+    """``source_check``: "auto" (from here, else a probe Job in the cluster), "local", "cluster", "skip"."""
+    values, facts = _secret(cluster, spec, sink)
+    listing = None
+    probe = source_check == "cluster"
+    if source_check in ("auto", "local"):
+        then = "probing from the cluster" if source_check == "auto" else "not checked (--source-check local)"
+        listing = _list_here(spec.resolved(facts), values, sink, then)
+        probe = listing is None and source_check == "auto"
+    return Measured(facts, listing, probe)
 
 
-def _measure(cluster: Cluster, pf: Preflight, sink: ProgressSink, source_check: str, pending_grace: float) -> None:
-    values = _secret(cluster, pf, sink)
-    if source_check in ("auto", "local") and not _check_source(pf, values, sink) and source_check == "auto":
-        source_check = "cluster"
-    if source_check == "cluster":
-        _probe_source(cluster, pf, sink, pending_grace)
-
-
-def _secret(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> dict[str, str]:
-    spec = pf.spec
+def _secret(cluster: Cluster, spec: ModelSpec, sink: ProgressSink) -> tuple[dict[str, str], Facts]:
     secret = cluster.get("Secret", spec.secret, spec.namespace)
     if secret is None:
         check(sink, False, f"secret {spec.secret} not found in {spec.namespace}")
@@ -109,39 +93,45 @@ def _secret(cluster: Cluster, pf: Preflight, sink: ProgressSink) -> dict[str, st
     if endpoint and "://" not in endpoint:
         endpoint = "https://" + endpoint
     region = spec.region or values.get("AWS_DEFAULT_REGION") or ann.get("serving.kserve.io/s3-region") or None
-    pf.spec = replace(spec, secret_keys=wanted, endpoint_url=endpoint, region=region)
     check(sink, True, f"secret {spec.secret} has keys {wanted[0]}/{wanted[1]}"
           + (f"; endpoint {endpoint}" if endpoint else "") + (f"; region {region}" if region else ""))
-    return values
+    return values, Facts(secret_keys=wanted, endpoint_url=endpoint, region=region)
 
 
-def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool,
-           bind_timeout: float) -> tuple[o.Obj, bool]:
-    """The claim (created if asked), checked for capacity; and whether it waits for its first consumer."""
-    spec = pf.spec
+def claim_class(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, create: bool) -> tuple[bool, o.Obj | None]:
+    """(whether the claim exists, its StorageClass): the class it names, or the one a new claim would get.
+    A named class that does not exist would leave a new claim Pending forever: it fails here. The class is
+    None when this user may not read classes (a project admin) or none is the default."""
     pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
-    checked = False  # the class, looked at once: before creating a claim that names it, else after
-    sc = None
-    if pvc is None:
-        if not create_pvc:
-            check(sink, False, f"PVC {spec.pvc} not found")
-            raise ConfigError(f"PVC {spec.pvc!r} not found in {spec.namespace!r}",
-                              hint="create it, or pass --create-pvc (--size auto sizes it from the source)")
-        if spec.storage_class:  # a class that does not exist would leave the new claim Pending forever
-            sc, checked = _storage_class(cluster, spec.storage_class, sink), True
-        size = spec.size
-        if size == "auto":
-            if pf.source_bytes is None:
-                raise ConfigError("--size auto needs the source's size", hint="pass --size, e.g. 120Gi")
-            size = f"{claim_size_gi(pf.source_bytes)}Gi"
-        spec = pf.spec = replace(spec, size=size)
-        from modelpvc.kube import manifests
+    if pvc is None and not create:
+        check(sink, False, f"PVC {spec.pvc} not found")
+        raise ConfigError(f"PVC {spec.pvc!r} not found in {spec.namespace!r}",
+                          hint="create it, or pass --create-pvc (--size auto sizes it from the source)")
+    name = (pvc.get("spec") or {}).get("storageClassName") if pvc is not None else spec.storage_class
+    return pvc is not None, _storage_class(cluster, name, sink)
 
-        cluster.create(manifests.pvc(spec))
-        check(sink, True, f"PVC {spec.pvc} created ({size}, {spec.access_mode})")
-        pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace) or {}
-    if not checked:
-        sc = _storage_class(cluster, (pvc.get("spec") or {}).get("storageClassName"), sink)
+
+def new_claim_size(spec: ModelSpec, source_bytes: int | None) -> str:
+    """The size a claim is created with: ``--size``, or for auto room for two revisions of the selected bytes."""
+    if spec.size != "auto":
+        return spec.size
+    if source_bytes is None:
+        raise ConfigError("--size auto needs the source's size", hint="pass --size, e.g. 120Gi")
+    return f"{claim_size_gi(source_bytes)}Gi"
+
+
+def target(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, source_bytes: int | None, openshift: bool,
+           storage_class: o.Obj | None, bind_timeout: float = 30) -> Facts:
+    """The claim (bound, big enough), where the Job can mount it, and the fsGroup it writes with."""
+    pvc, unbound_wffc = _claim(cluster, spec, sink, source_bytes, storage_class, bind_timeout)
+    placement = _placement(cluster, spec, sink, pvc, unbound_wffc)
+    return Facts(placement=placement, fs_group=_fs_group(spec, openshift, sink))
+
+
+def _claim(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, source_bytes: int | None, sc: o.Obj | None,
+           bind_timeout: float) -> tuple[o.Obj, bool]:
+    """The claim, checked for capacity; and whether it waits for its first consumer."""
+    pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace) or {}
     phase = (pvc.get("status") or {}).get("phase")
     if sc is not None:
         wffc = sc.get("volumeBindingMode") == "WaitForFirstConsumer"
@@ -154,20 +144,24 @@ def _claim(cluster: Cluster, pf: Preflight, sink: ProgressSink, create_pvc: bool
         pvc = cluster.poll(f"PVC {spec.pvc} to bind", lambda: _bound(cluster, spec), timeout=bind_timeout,
                            interval=0.2)
         phase = "Bound"
+    _capacity(spec, sink, pvc, phase, source_bytes)
+    return pvc, wffc and phase != "Bound"
+
+
+def _capacity(spec: ModelSpec, sink: ProgressSink, pvc: o.Obj, phase: str | None, source_bytes: int | None) -> None:
     cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage") if phase == "Bound" else \
         ((pvc.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
-    if cap and pf.source_bytes is not None:
-        if parse_size(cap) < pf.source_bytes:
-            check(sink, False, f"PVC {spec.pvc} holds {cap}, the model needs {human_bytes(pf.source_bytes)}")
-            need = f"{claim_size_gi(pf.source_bytes)}Gi"
-            raise DestinationFull(
-                f"PVC {spec.pvc!r} is too small: {cap} for {human_bytes(pf.source_bytes)} of selected files",
-                hint=f"grow it: oc patch pvc {spec.pvc} -p "
-                     f"'{{\"spec\":{{\"resources\":{{\"requests\":{{\"storage\":\"{need}\"}}}}}}}}'")
-        check(sink, True, f"PVC {spec.pvc} is {phase} with {cap} (need {human_bytes(pf.source_bytes)})")
-    else:
+    if not cap or source_bytes is None:
         check(sink, True, f"PVC {spec.pvc} is {phase}" + (f" with {cap}" if cap else ""))
-    return pvc, wffc and phase != "Bound"
+        return
+    if parse_size(cap) < source_bytes:
+        check(sink, False, f"PVC {spec.pvc} holds {cap}, the model needs {human_bytes(source_bytes)}")
+        need = f"{claim_size_gi(source_bytes)}Gi"
+        raise DestinationFull(
+            f"PVC {spec.pvc!r} is too small: {cap} for {human_bytes(source_bytes)} of selected files",
+            hint=f"grow it: oc patch pvc {spec.pvc} -p "
+                 f"'{{\"spec\":{{\"resources\":{{\"requests\":{{\"storage\":\"{need}\"}}}}}}}}'")
+    check(sink, True, f"PVC {spec.pvc} is {phase} with {cap} (need {human_bytes(source_bytes)})")
 
 
 def _waits_for_consumer(cluster: Cluster, spec: ModelSpec, timeout: float = 5.0) -> bool:
@@ -208,8 +202,9 @@ def _storage_class(cluster: Cluster, name: str | None, sink: ProgressSink) -> o.
     return found
 
 
-def _placement(cluster: Cluster, pf: Preflight, sink: ProgressSink, pvc: o.Obj, unbound_wffc: bool) -> None:
-    spec = pf.spec
+def _placement(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, pvc: o.Obj, unbound_wffc: bool
+               ) -> Placement | None:
+    """Where the Job runs (None: where the spec says)."""
     modes = (pvc.get("spec") or {}).get("accessModes") or [spec.access_mode]
     if spec.parallel > 1:
         if "ReadWriteMany" not in modes:
@@ -231,52 +226,53 @@ def _placement(cluster: Cluster, pf: Preflight, sink: ProgressSink, pvc: o.Obj, 
         node = nodes.pop()
         for h in holders:
             if o.is_bare(h):
-                pf.notes.append(f"pod {h['metadata']['name']} holds {spec.pvc} and no controller owns it")
                 check(sink, True, f"warning: pod {h['metadata']['name']} (no controller owns it: an inspector?) "
                                   f"holds {spec.pvc}; while it lives, a server on another node cannot mount the "
                                   f"claim: delete it after the copy (oc delete pod {h['metadata']['name']})")
         tolerations = tuple({json.dumps(t, sort_keys=True): t for h in holders
                              for t in (h["spec"].get("tolerations") or [])}.values())
-        pf.spec = replace(spec, placement=Placement(node=node, tolerations=tolerations))
         check(sink, True, f"PVC {spec.pvc} (RWO) is mounted by {names}: the Job runs on {node} too"
                           + (" and tolerates its taints" if tolerations else "") + ", avoiding a Multi-Attach error")
-        return
+        return Placement(node=node, tolerations=tolerations)
     check(sink, True, f"PVC {spec.pvc} is not in use by another pod" if not holders
           else f"PVC {spec.pvc} is ReadWriteMany: shared with {len(holders)} pod(s)")
-    placement = serving_placement(cluster, spec)
-    if not unbound_wffc and placement.tolerations:
+    serving = serving_placement(cluster, spec)
+    if not unbound_wffc:
         # A zonal volume is mounted only in its zone; where that has only the serving (tainted) nodes, the Job
         # needs their tolerations to run there.
-        pf.spec = replace(spec, placement=replace(spec.placement, tolerations=placement.tolerations))
-    if unbound_wffc:
-        if placement.zones:
-            pf.spec = replace(spec, placement=replace(spec.placement, zones=placement.zones,
-                                                      tolerations=placement.tolerations or spec.placement.tolerations))
-            check(sink, True, f"the volume will bind in zone(s) {', '.join(placement.zones)}, where the serving "
-                              "nodes are: the Job runs there")
-        elif placement.node_terms or placement.node_selector or placement.prefer_gpu_nodes:
-            pf.spec = replace(spec, placement=placement)
-            check(sink, True, "nodes not checked: this user may not list them (a project admin); the Job runs where "
-                              "the server may run (its node selector, affinity and tolerations"
-                              + (", GPU nodes preferred" if placement.prefer_gpu_nodes else "")
-                              + "), so the volume binds in a zone the server can mount")
-        else:
-            pf.notes.append("the volume binds in whatever zone the Job lands")
-            check(sink, True, "the volume binds in the zone the Job lands in: pass --zone (or --isvc-base/"
-                              "--node-selector) so it binds where the server can mount it", warn=True)
+        return replace(spec.placement, tolerations=serving.tolerations) if serving.tolerations else None
+    return _first_consumer(spec, sink, serving)
 
 
-def _fs_group(pf: Preflight, sink: ProgressSink) -> None:
-    spec = pf.spec
+def _first_consumer(spec: ModelSpec, sink: ProgressSink, serving: Placement) -> Placement | None:
+    """A WaitForFirstConsumer claim binds where the Job lands: make that where the server can run."""
+    if serving.zones:
+        check(sink, True, f"the volume will bind in zone(s) {', '.join(serving.zones)}, where the serving "
+                          "nodes are: the Job runs there")
+        return replace(spec.placement, zones=serving.zones,
+                       tolerations=serving.tolerations or spec.placement.tolerations)
+    if serving.node_terms or serving.node_selector or serving.prefer_gpu_nodes:
+        check(sink, True, "nodes not checked: this user may not list them (a project admin); the Job runs where "
+                          "the server may run (its node selector, affinity and tolerations"
+                          + (", GPU nodes preferred" if serving.prefer_gpu_nodes else "")
+                          + "), so the volume binds in a zone the server can mount")
+        return serving
+    check(sink, True, "the volume binds in the zone the Job lands in: pass --zone (or --isvc-base/"
+                      "--node-selector) so it binds where the server can mount it", warn=True)
+    return None
+
+
+def _fs_group(spec: ModelSpec, openshift: bool, sink: ProgressSink) -> int | None:
     if spec.fs_group is not None:
         check(sink, True, f"fsGroup {spec.fs_group} set on the Job (--fs-group)")
-    elif pf.openshift:
+        return None
+    if openshift:
         check(sink, True, "OpenShift assigns the uid and fsGroup from the namespace (restricted-v2); the Job "
                           "leaves them unset so it matches the serving pod")
-    else:
-        pf.spec = replace(spec, fs_group=IMAGE_GID)
-        check(sink, True, f"no OpenShift SCC annotations: the Job sets fsGroup {IMAGE_GID} so it can write a fresh "
-                          "volume (owned by root); --fs-group sets another")
+        return None
+    check(sink, True, f"no OpenShift SCC annotations: the Job sets fsGroup {IMAGE_GID} so it can write a fresh "
+                      "volume (owned by root); --fs-group sets another")
+    return IMAGE_GID
 
 
 def _bound(cluster: Cluster, spec: ModelSpec) -> dict[str, Any] | None:
@@ -284,44 +280,17 @@ def _bound(cluster: Cluster, spec: ModelSpec) -> dict[str, Any] | None:
     return pvc if pvc and (pvc.get("status") or {}).get("phase") == "Bound" else None
 
 
-def _probe_source(cluster: Cluster, pf: Preflight, sink: ProgressSink, pending_grace: float) -> None:
-    """Where the endpoint only resolves inside the cluster: a short Job runs `modelpvc plan --json` there."""
-    from modelpvc.kube import manifests
-    from modelpvc.kube.jobs import run_job
-
-    job = manifests.probe_job(pf.spec)
-    try:
-        result = run_job(cluster, job, NullSink(), timeout=300, pending_grace=pending_grace)
-    except SourceError as e:
-        check(sink, False, f"source {pf.spec.source} (probed in the cluster): {e.message}", e.hint)
-        raise
-    finally:
-        cluster.delete("Job", job["metadata"]["name"], pf.spec.namespace)
-    plan = result.last("plan")
-    if plan is None:
-        raise SourceError(f"the in-cluster probe of {pf.spec.source} gave no plan",
-                          hint="its log: " + " | ".join(result.log[-3:]) if result.log else None)
-    pf.source_bytes = int(plan["bytes"])
-    pf.source_files = len(plan["files"])
-    pf.listing = [(str(f["path"]), int(f["size"]), str(f.get("etag", ""))) for f in plan["files"]]
-    check(sink, True, f"source {pf.spec.source} holds {pf.source_files} files, {human_bytes(pf.source_bytes)} "
-                      "(probed from inside the cluster)")
-
-
-def _check_source(pf: Preflight, values: dict[str, str], sink: ProgressSink) -> bool:
-    """List the source from this machine; False when it is not reachable from here."""
-    spec = pf.spec
+def _list_here(spec: ModelSpec, values: dict[str, str], sink: ProgressSink, then: str) -> Listing | None:
+    """List the source from this machine; None when it is not reachable from here."""
     try:
         chosen, skipped = list_selected(spec, values, spec.secret_keys)
     except SourceUnreachable:
-        check(sink, True, f"source endpoint {pf.spec.endpoint_url} not reachable from here; probing from the cluster")
-        return False
+        check(sink, True, f"source endpoint {spec.endpoint_url} not reachable from here; {then}")
+        return None
     except SourceError as e:
         check(sink, False, f"source {spec.source}: {e.message}", e.hint)
         raise
-    pf.source_bytes = sum(x.size for x in chosen)
-    pf.source_files = len(chosen)
-    pf.listing = [(x.rel, x.size, x.etag) for x in chosen]
-    check(sink, True, f"source {spec.source} holds {len(chosen)} files, {human_bytes(pf.source_bytes)}"
+    listing = Listing(tuple((x.rel, x.size, x.etag) for x in chosen), "here", skipped)
+    check(sink, True, f"source {spec.source} holds {listing.files} files, {human_bytes(listing.bytes)}"
           + (f" ({skipped} duplicates skipped)" if skipped else ""))
-    return True
+    return listing

@@ -20,14 +20,13 @@ from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.podstate import (
     INITIALIZER,
     PENDING_GRACE,
-    PREDICTOR_LABEL,
     Watch,
     downloads,
     foreign_initializer,
     is_ready,
     serves,
 )
-from modelpvc.kube.spec import ModelSpec
+from modelpvc.kube.spec import ModelSpec, spec_from_isvc
 
 CSC_HINT = ("apply modelpvc's: modelpvc render --pattern storage-initializer --kinds csc ... | oc apply -f - "
             "(a cluster admin)")
@@ -48,7 +47,7 @@ def wait_serving(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout:
                 ((isvc.get("status") or {}).get("modelStatus") or {}).get("transitionStatus") == "InvalidSpec":
             raise _not_ready(cluster, spec, isvc, None)
         want = max(1, int(isvc["spec"]["predictor"].get("minReplicas") or 1))
-        pods = [p for p in cluster.list("Pod", spec.namespace, labels={PREDICTOR_LABEL: spec.name})
+        pods = [p for p in cluster.list("Pod", spec.namespace, labels={o.PREDICTOR_LABEL: spec.name})
                 if _serves(p, spec) and not p["metadata"].get("deletionTimestamp")]
         if not pods and (refused := predictor_refusal(cluster, spec)) is not None:
             missing_sa = "error looking up service account" in refused
@@ -186,3 +185,10 @@ def refuse_missing_runtime(cluster: Cluster, isvc: o.Obj) -> None:
                           f"(it has: {', '.join(here) or 'none'})", hint=runtime_fix(here))
 
 
+def served(cluster: Cluster, asked: ModelSpec) -> tuple[o.Obj, ModelSpec]:
+    """The InferenceService ``asked`` names and the spec of what it serves."""
+    isvc = cluster.get("InferenceService", asked.name, asked.namespace)
+    if isvc is None:
+        raise ConfigError(f"InferenceService {asked.name!r} not found in {asked.namespace!r}",
+                          hint="deploy it first with modelpvc deploy")
+    return isvc, spec_from_isvc(isvc, asked)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.provenance import split_record
 from modelpvc.core.secretkeys import endpoint_in
@@ -10,6 +12,23 @@ from modelpvc.kube.spec import ModelSpec
 from modelpvc.model.select import make_selector
 from modelpvc.store.sources.base import parse_source
 from modelpvc.store.sources.s3 import S3Source
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the populate Job will copy, as listed from here or by a probe Job in the cluster."""
+
+    entries: tuple[tuple[str, int, str], ...]  # (path, size, etag), selected
+    where: str  # "here" or "the cluster"
+    skipped: int = 0  # duplicates the selection leaves out
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _path, size, _etag in self.entries)
+
+    @property
+    def files(self) -> int:
+        return len(self.entries)
 
 
 def list_selected(spec: ModelSpec, values: dict[str, str], pair: tuple[str, str]) -> tuple[list[ObjectInfo], int]:

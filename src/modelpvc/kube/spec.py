@@ -1,13 +1,15 @@
-"""What the user asks ``render`` (and later ``populate``/``deploy``) for: one frozen, validated record."""
+"""What the user asks ``render``, ``populate``, ``deploy`` and ``update`` for: one frozen, validated record;
+and the facts found for it in the cluster (``Facts``), the one way a spec changes once it is built."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from modelpvc import __version__
 from modelpvc.core.errors import ConfigError
+from modelpvc.model.select import loader_from_args
 
 DEFAULT_IMAGE = f"ghcr.io/modelpvc/modelpvc:{__version__}"
 IMAGE_ENV = "MODELPVC_IMAGE"  # every command that makes a pod reads it, so a mirrored image is set once
@@ -85,6 +87,23 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class Facts:
+    """What was found where the spec runs (its Secret, its claim, the nodes, the source's listing). None: not
+    found, what was asked stands. Preflight steps return these; ``ModelSpec.resolved`` applies them."""
+
+    source: str | None = None  # recorded on the served claim, or its ModelSource
+    secret: str | None = None
+    secret_keys: tuple[str, str] | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    size: str | None = None  # the size a claim is created with (--size auto, from the source)
+    model_bytes: int | None = None  # the source's selected bytes: sizes deadlines
+    placement: Placement | None = None
+    fs_group: int | None = None
+    ephemeral: str | None = None  # the storage initializer's EmptyDir, sized from the source
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str  # the InferenceService's name; other objects derive theirs from it
     namespace: str
@@ -121,6 +140,24 @@ class ModelSpec:
     # resolved in the pod, by whoever cannot read the Secret (the volume populator).
     secret_files: bool = False
     model_source: str | None = None  # the claim is filled by the volume populator from this ModelSource
+
+    def resolved(self, *found: Facts) -> ModelSpec:
+        """This spec with what was found applied, later facts over earlier ones."""
+        changes = {f.name: getattr(fact, f.name) for fact in found for f in fields(fact)
+                   if getattr(fact, f.name) is not None}
+        return replace(self, **changes) if changes else self
+
+    def at_path(self, path: str) -> ModelSpec:
+        """The same model in another directory of its claim (a revision beside the served one)."""
+        return replace(self, path=path.strip("/"))
+
+    def on_claim(self, claim: dict[str, Any], name: str) -> ModelSpec:
+        """The same model at the root of a new claim ``name`` made like ``claim`` (class, size, access mode),
+        filled by the volume populator from a ModelSource of the same name."""
+        body = claim["spec"]
+        return replace(self, pvc=name, path="", model_source=name, size=str(body["resources"]["requests"]["storage"]),
+                       storage_class=body.get("storageClassName"),
+                       access_mode=(body.get("accessModes") or ["ReadWriteOnce"])[0])
 
     @property
     def model_dir(self) -> str:
@@ -197,3 +234,18 @@ class ModelSpec:
         if self.hub_secret is not None and not _DNS1123.match(self.hub_secret):
             raise ConfigError(f"--hub-secret {self.hub_secret!r} is not a valid Kubernetes name")
         return self
+
+
+def spec_from_isvc(isvc: dict[str, Any], asked: ModelSpec) -> ModelSpec:
+    """What an InferenceService serves: its claim and directory, its predictor, the weights its server's
+    arguments select; the rest as ``asked``."""
+    model = isvc["spec"]["predictor"]["model"]
+    uri = str(model.get("storageUri", ""))
+    if not uri.startswith("pvc://"):
+        raise ConfigError(f"InferenceService {isvc['metadata']['name']} serves {uri or 'no storageUri'}, not a "
+                          "pvc:// claim", hint="update refreshes PVC-backed models; see render --pattern "
+                                               "storage-initializer for s3:// ones")
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    args = tuple(str(a) for a in model.get("args") or ())
+    return replace(asked, pvc=claim, path=path.strip("/"), serving=Serving(base=isvc),
+                   loader=loader_from_args(args))

@@ -13,28 +13,24 @@ status), wait. An InferenceService that Argo CD manages is not changed behind it
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from modelpvc.core.errors import ConfigError, DestinationFull, ModelpvcError, PodBlocked
 from modelpvc.core.events import Event, ProgressSink
 from modelpvc.core.manifest import revision_id
-from modelpvc.kube import manifests
+from modelpvc.kube import jobs, manifests, preflight
 from modelpvc.kube import objects as o
 from modelpvc.kube.claimrecord import SECRET_ANNOTATION, SOURCE_ANNOTATION
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.gitops import Served, argo_managed, refuse_argo, storage_uri, write_served
-from modelpvc.kube.jobs import run_job
 from modelpvc.kube.placement import room_for_second_predictor
-from modelpvc.kube.podstate import PENDING_GRACE, PREDICTOR_LABEL
-from modelpvc.kube.populate import PopulateOptions, populate
-from modelpvc.kube.populator_update import update_by_populator
-from modelpvc.kube.preflight import measure_source
-from modelpvc.kube.serving import wait_serving
-from modelpvc.kube.spec import ModelSpec, Placement, Serving
-from modelpvc.model.select import loader_from_args
+from modelpvc.kube.podstate import PENDING_GRACE
+from modelpvc.kube.serving import served, wait_serving
+from modelpvc.kube.spec import Facts, ModelSpec, Placement
 
 UPDATE_MANAGER = "modelpvc-update"
 
@@ -53,21 +49,6 @@ class UpdateOptions:
     timeout: float = 6 * 3600
     pending_grace: float = PENDING_GRACE
     gitops_file: Path | None = None  # an Argo-managed InferenceService: point the manifests here at the new URI
-    populator: bool = False  # the new revision is a new ModelSource and claim, filled by the volume populator
-    revision: str | None = None  # its name (default: the time, UTC)
-
-
-def spec_from_isvc(isvc: o.Obj, base: ModelSpec) -> ModelSpec:
-    model = isvc["spec"]["predictor"]["model"]
-    uri = str(model.get("storageUri", ""))
-    if not uri.startswith("pvc://"):
-        raise ConfigError(f"InferenceService {isvc['metadata']['name']} serves {uri or 'no storageUri'}, not a "
-                          "pvc:// claim", hint="update refreshes PVC-backed models; see render --pattern "
-                                               "storage-initializer for s3:// ones")
-    claim, _, path = uri.removeprefix("pvc://").partition("/")
-    args = tuple(str(a) for a in model.get("args") or ())
-    return replace(base, pvc=claim, path=path.strip("/"), serving=Serving(base=isvc),
-                   loader=loader_from_args(args))
 
 
 def _impossible(why: str) -> ConfigError:
@@ -76,38 +57,34 @@ def _impossible(why: str) -> ConfigError:
                             "(the model is offline meanwhile), or make room and re-run")
 
 
-def update(cluster: Cluster, base: ModelSpec, sink: ProgressSink, options: UpdateOptions = UpdateOptions()
+def _recorded(pvc: o.Obj, spec: ModelSpec) -> Facts:
+    """The source and secret populate recorded on the claim, for what was not asked."""
+    ann = (pvc.get("metadata") or {}).get("annotations") or {}
+    if not spec.source and not ann.get(SOURCE_ANNOTATION):
+        raise ConfigError("no --source given and none recorded on the PVC", hint="pass --source s3://...")
+    if not spec.secret and not ann.get(SECRET_ANNOTATION):
+        raise ConfigError("no --secret given and none recorded on the PVC", hint="pass --secret NAME")
+    return Facts(source=None if spec.source else ann[SOURCE_ANNOTATION],
+                 secret=None if spec.secret else ann[SECRET_ANNOTATION])
+
+
+def update(cluster: Cluster, asked: ModelSpec, sink: ProgressSink, options: UpdateOptions = UpdateOptions()
            ) -> UpdateResult:
-    isvc = cluster.get("InferenceService", base.name, base.namespace)
-    if isvc is None:
-        raise ConfigError(f"InferenceService {base.name!r} not found in {base.namespace!r}",
-                          hint="deploy it first with modelpvc deploy")
-    spec = spec_from_isvc(isvc, base)
-    if options.populator:
-        if argo_managed(isvc):
-            raise ConfigError(f"InferenceService {spec.name} is managed by Argo CD: declare the new revision in Git",
-                              hint="render --populator --model-source NAME --pvc NAME into your checkout, commit, and "
-                                   "point the InferenceService at the new claim there")
-        new = update_by_populator(cluster, spec, sink, options.revision, options.timeout, options.pending_grace)
-        return UpdateResult("populator", "a new claim, filled by the volume populator", new.pvc, new.storage_uri)
+    isvc, spec = served(cluster, asked)
     pvc = cluster.get("PersistentVolumeClaim", spec.pvc, spec.namespace)
     if pvc is None:
         raise ConfigError(f"PVC {spec.pvc!r} (from the storageUri) not found")
-    ann = (pvc.get("metadata") or {}).get("annotations") or {}
-    if not spec.source:
-        if not ann.get(SOURCE_ANNOTATION):
-            raise ConfigError("no --source given and none recorded on the PVC", hint="pass --source s3://...")
-        spec = replace(spec, source=ann[SOURCE_ANNOTATION])
-    if not spec.secret:
-        if not ann.get(SECRET_ANNOTATION):
-            raise ConfigError("no --secret given and none recorded on the PVC", hint="pass --secret NAME")
-        spec = replace(spec, secret=ann[SECRET_ANNOTATION])
-    spec = spec.validate()
+    spec = spec.resolved(_recorded(pvc, spec)).validate()
     if argo_managed(isvc) and options.gitops_file is None:
         refuse_argo(isvc, f"pvc://{spec.pvc}/revisions/<new>/")
-    measured = measure_source(cluster, spec, sink, pending_grace=options.pending_grace)
-    spec = replace(measured.spec, placement=Placement())
-    rev = revision_id(measured.listing)
+    openshift = preflight.namespace(cluster, spec, sink)
+    measured = preflight.measure(cluster, spec, sink)
+    spec = spec.resolved(measured.facts)
+    listing = jobs.probe_source(cluster, spec, sink, options.pending_grace) if measured.probe else measured.listing
+    if listing is None:
+        raise ConfigError(f"source {spec.source} could not be listed: the new revision is unknown")
+    spec = spec.resolved(Facts(model_bytes=listing.bytes or None))
+    rev = revision_id(list(listing.entries))
     if spec.path == f"revisions/{rev}":
         sink.emit(Event("step", {"message": f"{spec.storage_uri} already serves revision {rev}; nothing to do"}))
         return UpdateResult("none", "already up to date", rev, spec.storage_uri)
@@ -126,25 +103,49 @@ def update(cluster: Cluster, base: ModelSpec, sink: ProgressSink, options: Updat
     if why_not is not None:
         if not options.stop_the_world:
             raise _impossible(why_not)
-        return _stop_the_world(cluster, isvc, spec, sink, options, why_not)
+        return _stop_the_world(cluster, isvc, _Fill(spec, listing.bytes, openshift), sink, options, why_not)
     if options.stop_the_world:
-        return _stop_the_world(cluster, isvc, spec, sink, options, "asked for with --stop-the-world")
-    return _zero_downtime(cluster, isvc, spec, rev, sink, options)
+        return _stop_the_world(cluster, isvc, _Fill(spec, listing.bytes, openshift), sink, options,
+                               "asked for with --stop-the-world")
+    return _zero_downtime(cluster, isvc, _Fill(spec, listing.bytes, openshift), rev, sink, options)
 
 
-def _zero_downtime(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, rev: str, sink: ProgressSink,
+@dataclass(frozen=True)
+class _Fill:
+    """A resolved spec and what its claim's preflight needs."""
+
+    spec: ModelSpec
+    source_bytes: int
+    openshift: bool
+
+    def at(self, spec: ModelSpec) -> _Fill:
+        return _Fill(spec, self.source_bytes, self.openshift)
+
+
+def _fill(cluster: Cluster, fill: _Fill, sink: ProgressSink, options: UpdateOptions,
+          link_dest: str | None = None) -> dict[str, Any]:
+    """populate's claim checks and its Job, on a source update already measured."""
+    spec = fill.spec
+    _exists, storage_class = preflight.claim_class(cluster, spec, sink, create=False)
+    target = preflight.target(cluster, spec, sink, fill.source_bytes, fill.openshift, storage_class)
+    _result, summary = jobs.fill_claim(cluster, spec.resolved(target), sink, options.timeout,
+                                       options.pending_grace, link_dest)
+    return summary
+
+
+def _zero_downtime(cluster: Cluster, isvc: o.Obj, fill: _Fill, rev: str, sink: ProgressSink,
                    options: UpdateOptions) -> UpdateResult:
-    new = replace(spec, path=f"revisions/{rev}")
+    spec = fill.spec
+    new = spec.at_path(f"revisions/{rev}")
     sink.emit(Event("step", {"message": f"zero-downtime: populating {new.storage_uri} beside {spec.storage_uri} "
                                         "(unchanged files hard-linked)"}))
     try:
-        result = populate(cluster, new, sink, PopulateOptions(timeout=options.timeout, link_dest=spec.path,
-                                                              pending_grace=options.pending_grace))
+        summary = _fill(cluster, fill.at(new), sink, options, link_dest=spec.path)
     except DestinationFull as e:
         _run_gc(cluster, new, ["--abandoned"], sink)  # mirror refused before its first byte: remove its state
         if not options.stop_the_world:
             raise _impossible(f"no room on the claim for a second revision ({e.message})") from e
-        return _stop_the_world(cluster, isvc, spec, sink, options, f"no room for a second revision: {e.message}")
+        return _stop_the_world(cluster, isvc, fill, sink, options, f"no room for a second revision: {e.message}")
     if options.gitops_file is not None:
         changed = write_served(options.gitops_file, _served(spec, storage_uri(isvc)), _served(new, new.storage_uri))
         sink.emit(Event("step", {"message": f"wrote storageUri {new.storage_uri} into "
@@ -152,7 +153,7 @@ def _zero_downtime(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, rev: str, sin
                                             "switches the server at the next sync and its gc hook then removes "
                                             "the old revision"}))
         return UpdateResult("gitops", f"Argo CD manages {spec.name}: the change is in {options.gitops_file}",
-                            result.summary.get("revision"), new.storage_uri)
+                            summary.get("revision"), new.storage_uri)
     # Only storageUri, under a field manager of its own: applied as "modelpvc" (deploy's manager), the
     # omitted fields deploy set would be removed; forced, because whoever created it owns storageUri.
     cluster.apply({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
@@ -175,7 +176,7 @@ def _zero_downtime(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, rev: str, sin
                               "--stop-the-world to replace the server with downtime") from e
     _retire(cluster, spec, sink)
     return UpdateResult("zero-downtime", "room on the claim and in the cluster for a second revision",
-                        result.summary.get("revision"), new.storage_uri)
+                        summary.get("revision"), new.storage_uri)
 
 
 def _served(spec: ModelSpec, uri: str) -> Served:
@@ -186,10 +187,9 @@ def _run_gc(cluster: Cluster, spec: ModelSpec, flags: list[str], sink: ProgressS
     """Remove a revision directory with a Job on the node holding the claim (RWO), tolerating its taints."""
     holders = o.pods_using_claim(cluster.list("Pod", spec.namespace), spec.pvc)
     tolerations = tuple({str(t): t for h in holders for t in h["spec"].get("tolerations") or []}.values())
-    job = manifests.gc_job(replace(spec, placement=Placement(node=o.holder_node(holders, spec.pvc),
-                                                             tolerations=tolerations)),
-                           ["gc", spec.model_dir, "--yes", *flags])
-    run_job(cluster, job, sink, timeout=600)
+    on_holder = Facts(placement=Placement(node=o.holder_node(holders, spec.pvc), tolerations=tolerations))
+    job = manifests.gc_job(spec.resolved(on_holder), ["gc", spec.model_dir, "--yes", *flags])
+    jobs.run_job(cluster, job, sink, timeout=600)
     cluster.delete("Job", job["metadata"]["name"], spec.namespace)
 
 
@@ -199,7 +199,7 @@ def _retire(cluster: Cluster, old: ModelSpec, sink: ProgressSink) -> None:
 
     def gone() -> bool:
         return not any(serves(p, old.pvc, old.path)
-                       for p in cluster.list("Pod", old.namespace, labels={PREDICTOR_LABEL: old.name}))
+                       for p in cluster.list("Pod", old.namespace, labels={o.PREDICTOR_LABEL: old.name}))
 
     cluster.poll("the old revision's pods to go", gone, timeout=600, interval=0.3)
     _run_gc(cluster, old, [], sink)
@@ -217,8 +217,9 @@ def _saved(isvc: o.Obj) -> o.Obj:
     return out
 
 
-def _stop_the_world(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, sink: ProgressSink, options: UpdateOptions,
+def _stop_the_world(cluster: Cluster, isvc: o.Obj, fill: _Fill, sink: ProgressSink, options: UpdateOptions,
                     why: str) -> UpdateResult:
+    spec = fill.spec
     sink.emit(Event("step", {"message": f"stop-the-world: {why}"}))
     saved = _saved(isvc)
     backup = Path(f"{spec.name}-inferenceservice.yaml").resolve()
@@ -226,11 +227,10 @@ def _stop_the_world(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, sink: Progre
     sink.emit(Event("step", {"message": f"saved InferenceService {spec.name} as it is to {backup}"}))
     cluster.delete("InferenceService", spec.name, spec.namespace)
     cluster.poll("the InferenceService's pods to go", lambda: not cluster.list(
-        "Pod", spec.namespace, labels={PREDICTOR_LABEL: spec.name}), timeout=600, interval=0.3)
+        "Pod", spec.namespace, labels={o.PREDICTOR_LABEL: spec.name}), timeout=600, interval=0.3)
     sink.emit(Event("step", {"message": f"InferenceService {spec.name} deleted; its pods are gone"}))
     try:
-        result = populate(cluster, spec, sink, PopulateOptions(timeout=options.timeout,
-                                                               pending_grace=options.pending_grace))
+        summary = _fill(cluster, fill, sink, options)
     except ModelpvcError as e:
         # The claim may hold part of the new revision: serving it could load a mix of two models.
         e.hint = (f"{e.hint + '; ' if e.hint else ''}the InferenceService was not recreated; once the claim holds a "
@@ -239,4 +239,4 @@ def _stop_the_world(cluster: Cluster, isvc: o.Obj, spec: ModelSpec, sink: Progre
     cluster.create(saved)
     sink.emit(Event("step", {"message": f"InferenceService {spec.name} recreated as it was"}))
     wait_serving(cluster, spec, sink, timeout=1800, pending_grace=options.pending_grace)
-    return UpdateResult("stop-the-world", why, result.summary.get("revision"), spec.storage_uri)
+    return UpdateResult("stop-the-world", why, summary.get("revision"), spec.storage_uri)
