@@ -34,15 +34,17 @@ def test_no_function_is_longer_than_60_lines_or_takes_more_than_8_parameters() -
 
 def test_a_model_spec_is_replaced_only_in_its_own_module() -> None:
     """``dataclasses.replace`` on a spec elsewhere would be a second builder; Placement and other records may be."""
+    spec_fields = {"pvc", "source", "secret", "secret_keys", "endpoint_url", "size", "placement", "fs_group",
+                   "model_bytes", "path", "serving", "mirror_args", "parallel"}
     found = []
     for path in sorted(SRC.rglob("*.py")):
         if path == SRC / "kube" / "spec.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "replace" \
-                    and any(k.arg in {"pvc", "source", "secret", "secret_keys", "endpoint_url", "size", "placement",
-                                      "fs_group", "model_bytes", "path", "serving", "mirror_args", "parallel"}
-                            for k in node.keywords) \
-                    and not (node.args and isinstance(node.args[0], ast.Attribute) and node.args[0].attr == "placement"):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "replace"):
+                continue
+            of_placement = bool(node.args) and isinstance(node.args[0], ast.Attribute) \
+                and node.args[0].attr == "placement"
+            if not of_placement and any(k.arg in spec_fields for k in node.keywords):
                 found.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert not found, f"a ModelSpec changed outside kube/spec.py: {found}"

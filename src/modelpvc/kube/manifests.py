@@ -307,6 +307,14 @@ def gc_job(spec: ModelSpec, args: list[str] | None = None) -> Obj:
     return tool_job(spec, Purpose("gc", claim="rw", fetches=False, hook="PostSync", name=spec.gc_job_name), args)
 
 
+def storage_uri_patch(spec: ModelSpec, uri: str) -> Obj:
+    """The InferenceService with only its storageUri: applied under a field manager of its own, every other
+    field stays with whoever set it."""
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": spec.name, "namespace": spec.namespace},
+            "spec": {"predictor": {"model": {"storageUri": uri}}}}
+
+
 def inference_service(spec: ModelSpec) -> Obj:
     """The user's InferenceService (``serving.base``) with only what we own set: ``storageUri`` and our
     label; or, without a base, one built from the flags. Serving flags given override the base."""

@@ -19,20 +19,12 @@ from modelpvc.kube import modelsource as ms
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.gitops import argo_managed
-from modelpvc.kube.serving import served, wait_serving
+from modelpvc.kube.serving import served, switch_storage_uri, wait_serving
 from modelpvc.kube.spec import Facts, ModelSpec
-
-SWITCH_MANAGER = "modelpvc-update"
 
 
 def revision_name(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-
-
-def _switch(cluster: Cluster, spec: ModelSpec, uri: str) -> None:
-    cluster.apply({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                   "metadata": {"name": spec.name, "namespace": spec.namespace},
-                   "spec": {"predictor": {"model": {"storageUri": uri}}}}, force=True, manager=SWITCH_MANAGER)
 
 
 def _populated(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float) -> None:
@@ -92,13 +84,13 @@ def update_by_populator(cluster: Cluster, asked: ModelSpec, sink: ProgressSink, 
     cluster.apply(manifests.pvc(new))
     sink.emit(Event("step", {"message": f"declared ModelSource {name} ({new.source}) and claim {name}; the populator "
                                         "fills it for the new predictor pod, the old one serves meanwhile"}))
-    _switch(cluster, spec, new.storage_uri)
+    switch_storage_uri(cluster, spec, new.storage_uri)
     sink.emit(Event("step", {"message": f"switched storageUri to {new.storage_uri}"}))
     try:
         _populated(cluster, new, sink, timeout)
         wait_serving(cluster, new, sink, timeout=1800, pending_grace=pending_grace)
     except (SourceError, PodBlocked, ClusterError) as e:
-        _switch(cluster, spec, spec.storage_uri)
+        switch_storage_uri(cluster, spec, spec.storage_uri)
         e.message = f"{e.message}; switched storageUri back to {spec.storage_uri}, which still serves"
         raise
     sink.emit(Event("step", {"message": f"serving {new.storage_uri}; the old claim {spec.pvc} is no longer "

@@ -15,6 +15,7 @@ import time
 
 from modelpvc.core.errors import ClusterError, ConfigError, ModelpvcError, PodBlocked, from_record
 from modelpvc.core.events import Event, ProgressSink
+from modelpvc.kube import manifests
 from modelpvc.kube import objects as o
 from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.podstate import (
@@ -30,6 +31,8 @@ from modelpvc.kube.spec import ModelSpec, spec_from_isvc
 
 CSC_HINT = ("apply modelpvc's: modelpvc render --pattern storage-initializer --kinds csc ... | oc apply -f - "
             "(a cluster admin)")
+
+SWITCH_MANAGER = "modelpvc-update"
 
 
 def wait_serving(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float,
@@ -192,3 +195,9 @@ def served(cluster: Cluster, asked: ModelSpec) -> tuple[o.Obj, ModelSpec]:
         raise ConfigError(f"InferenceService {asked.name!r} not found in {asked.namespace!r}",
                           hint="deploy it first with modelpvc deploy")
     return isvc, spec_from_isvc(isvc, asked)
+
+
+def switch_storage_uri(cluster: Cluster, spec: ModelSpec, uri: str) -> None:
+    """Point ``spec``'s InferenceService at ``uri``. Under a field manager of its own: applied as "modelpvc"
+    (deploy's manager) the fields deploy set would be removed; forced, as whoever created it owns storageUri."""
+    cluster.apply(manifests.storage_uri_patch(spec, uri), force=True, manager=SWITCH_MANAGER)

@@ -29,10 +29,8 @@ from modelpvc.kube.cluster import Cluster
 from modelpvc.kube.gitops import Served, argo_managed, refuse_argo, storage_uri, write_served
 from modelpvc.kube.placement import room_for_second_predictor
 from modelpvc.kube.podstate import PENDING_GRACE
-from modelpvc.kube.serving import served, wait_serving
+from modelpvc.kube.serving import served, switch_storage_uri, wait_serving
 from modelpvc.kube.spec import Facts, ModelSpec, Placement
-
-UPDATE_MANAGER = "modelpvc-update"
 
 
 @dataclass
@@ -154,22 +152,14 @@ def _zero_downtime(cluster: Cluster, isvc: o.Obj, fill: _Fill, rev: str, sink: P
                                             "the old revision"}))
         return UpdateResult("gitops", f"Argo CD manages {spec.name}: the change is in {options.gitops_file}",
                             summary.get("revision"), new.storage_uri)
-    # Only storageUri, under a field manager of its own: applied as "modelpvc" (deploy's manager), the
-    # omitted fields deploy set would be removed; forced, because whoever created it owns storageUri.
-    cluster.apply({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                   "metadata": {"name": spec.name, "namespace": spec.namespace},
-                   "spec": {"predictor": {"model": {"storageUri": new.storage_uri}}}}, force=True,
-                  manager=UPDATE_MANAGER)
+    switch_storage_uri(cluster, spec, new.storage_uri)
     sink.emit(Event("step", {"message": f"switched storageUri to {new.storage_uri}"}))
     try:
         wait_serving(cluster, new, sink, timeout=1800, pending_grace=options.pending_grace)
     except PodBlocked as e:
         # The new predictor pod cannot start beside the old one (no room after all): serve the old revision
         # again rather than leave the rollout stuck; the new revision stays on the claim for a later try.
-        cluster.apply({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                       "metadata": {"name": spec.name, "namespace": spec.namespace},
-                       "spec": {"predictor": {"model": {"storageUri": spec.storage_uri}}}}, force=True,
-                      manager=UPDATE_MANAGER)
+        switch_storage_uri(cluster, spec, spec.storage_uri)
         raise PodBlocked(f"the new revision's predictor pod could not start beside the serving one ({e.message}); "
                          f"switched storageUri back to {spec.storage_uri}, which still serves",
                          hint="free room for a second pod (GPUs, memory) and re-run update, or run update "
