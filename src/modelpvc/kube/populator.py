@@ -32,26 +32,15 @@ from modelpvc.core.units import human_bytes
 from modelpvc.kube import manifests
 from modelpvc.kube import modelsource as ms
 from modelpvc.kube import objects as o
+from modelpvc.kube import populator_objects as po
 from modelpvc.kube.cluster import ALL_NAMESPACES, Cluster
 from modelpvc.kube.podlog import failure, pod_of, read_pod
 from modelpvc.kube.spec import ModelSpec, Placement
 
 log = logging.getLogger(__name__)
 
-SELECTED_NODE = "volume.kubernetes.io/selected-node"
-FOR_CLAIM = "modelpvc.io/populating"  # on the prime claim and the Job: the user's claim's uid
 ATTEMPTS = "modelpvc.io/attempts"
 RETRY_AT = "modelpvc.io/retry-at"  # epoch seconds
-POPULATED_FROM = "modelpvc.io/populated-from"  # on the PV: namespace/ModelSource
-COMPONENT = "modelpvc-populator"
-
-
-def prime_name(pvc: o.Obj) -> str:
-    return f"prime-{pvc['metadata']['uid']}"
-
-
-def job_name(pvc: o.Obj) -> str:
-    return f"populate-{pvc['metadata']['uid']}"
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -75,8 +64,8 @@ class Populator:
         pvc = self.cluster.get("PersistentVolumeClaim", name, ns)
         if pvc is None or not ours(pvc) or pvc["metadata"].get("deletionTimestamp"):
             return None
-        prime = self.cluster.get("PersistentVolumeClaim", prime_name(pvc), ns)
-        job = self.cluster.get("Job", job_name(pvc), ns)
+        prime = self.cluster.get("PersistentVolumeClaim", po.prime_name(pvc), ns)
+        job = self.cluster.get("Job", po.job_name(pvc), ns)
         if pvc["spec"].get("volumeName"):  # bound (or being bound) to the populated volume: tidy up
             self._cleanup(pvc, prime, job)
             return None
@@ -91,7 +80,7 @@ class Populator:
             self.event(pvc, "Warning", "InvalidModelSource", e.message + (f" ({e.hint})" if e.hint else ""))
             self.status(obj, "Failed", message=e.message)
             return None
-        node = pvc["metadata"].get("annotations", {}).get(SELECTED_NODE)
+        node = pvc["metadata"].get("annotations", {}).get(po.SELECTED_NODE)
         if self._waits_for_consumer(pvc) and not node:
             self.status(obj, "Pending", message=f"claim {name} waits for its first consumer pod (WaitForFirstConsumer)")
             return None
@@ -113,25 +102,10 @@ class Populator:
         sc = self.cluster.get("StorageClass", sc_name)
         return sc is not None and sc.get("volumeBindingMode") == "WaitForFirstConsumer"
 
-    def _owned(self, pvc: o.Obj, name: str) -> o.Obj:
-        meta = pvc["metadata"]
-        return {"name": name, "namespace": meta["namespace"],
-                "labels": {FOR_CLAIM: meta["uid"], "app.kubernetes.io/managed-by": "modelpvc",
-                           "app.kubernetes.io/component": COMPONENT},
-                # No blockOwnerDeletion: setting it needs update on the claim's finalizers (OpenShift enforces
-                # OwnerReferencesPermissionEnforcement), a right the populator does not otherwise need.
-                "ownerReferences": [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": meta["name"],
-                                     "uid": meta["uid"]}]}
-
     def _create_prime(self, pvc: o.Obj, node: str | None) -> o.Obj:
-        meta = self._owned(pvc, prime_name(pvc))
-        if node:
-            meta["annotations"] = {SELECTED_NODE: node}
-        spec = {k: pvc["spec"][k] for k in ("accessModes", "resources", "storageClassName", "volumeMode")
-                if pvc["spec"].get(k) is not None}
-        prime = self.cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta,
-                                     "spec": spec})
-        log.info("%s/%s: created prime claim %s", meta["namespace"], pvc["metadata"]["name"], meta["name"])
+        prime = self.cluster.create(po.prime_claim(pvc, node))
+        log.info("%s/%s: created prime claim %s", pvc["metadata"]["namespace"], pvc["metadata"]["name"],
+                 prime["metadata"]["name"])
         return prime
 
     def _start(self, pvc: o.Obj, prime: o.Obj, obj: o.Obj, source: ms.Source, node: str | None) -> float | None:
@@ -154,11 +128,11 @@ class Populator:
     def job(self, pvc: o.Obj, source: ms.Source, node: str | None) -> o.Obj:
         """`populate`'s Job, on the prime claim, reading the S3 Secret as files."""
         meta = pvc["metadata"]
-        spec = ModelSpec(name=meta["name"], namespace=meta["namespace"], source=source.uri, pvc=prime_name(pvc),
+        spec = ModelSpec(name=meta["name"], namespace=meta["namespace"], source=source.uri, pvc=po.prime_name(pvc),
                          secret=source.secret, endpoint_url=source.endpoint, region=source.region,
                          image=self.image, loader=source.loader, mirror_args=source.mirror_args(),
                          placement=Placement(node_name=node), secret_files=True)
-        owned = self._owned(pvc, job_name(pvc))
+        owned = po.owned_meta(pvc, po.job_name(pvc))
         purpose = manifests.Purpose("populate", claim="rw", fetches=True, name=owned["name"], labels=owned["labels"],
                                     owner=owned["ownerReferences"][0])
         # Followed by the populator (its records feed the ModelSource's status); people read the events.
@@ -196,11 +170,7 @@ class Populator:
             return None
         pod = pod_of(self.cluster, meta["namespace"], job["metadata"]["name"])
         summary = (read_pod(self.cluster, job["metadata"]["name"], pod).last("summary") or {}) if pod else {}
-        self.cluster.patch("PersistentVolume", pv["metadata"]["name"], {
-            "metadata": {"annotations": {POPULATED_FROM: f"{meta['namespace']}/{obj['metadata']['name']}"}},
-            "spec": {"claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": meta["namespace"],
-                                  "name": meta["name"], "uid": meta["uid"],
-                                  "resourceVersion": meta["resourceVersion"]}}})
+        self.cluster.patch("PersistentVolume", pv["metadata"]["name"], po.handover(pvc, obj))
         verified = ", ".join(f"{n} by {k}" for k, n in (summary.get("verified") or {}).items()) or "?"
         size = human_bytes(summary.get("bytes", 0))
         self.event(pvc, "Normal", "Populated", f"{summary.get('files', '?')} files ({size}) of {obj['spec']['uri']} "
@@ -247,12 +217,7 @@ class Populator:
             self.cluster.patch("Event", name, {"count": int(existing.get("count") or 1) + 1, "lastTimestamp": stamp},
                                meta["namespace"])
             return
-        self.cluster.create({
-            "apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"]},
-            "reason": reason, "message": message, "type": kind, "count": 1, "firstTimestamp": stamp,
-            "lastTimestamp": stamp, "source": {"component": COMPONENT}})
+        self.cluster.create(po.claim_event(pvc, name, kind, reason, message, stamp))
         log.info("%s/%s: %s: %s", meta["namespace"], meta["name"], reason, message)
 
     def status(self, obj: o.Obj, phase: str, **fields: Any) -> None:
@@ -334,7 +299,7 @@ class Loop:
 
     def run(self) -> None:
         threads = [threading.Thread(target=self._watch, args=("PersistentVolumeClaim", self._on_claim), daemon=True),
-                   threading.Thread(target=self._watch, args=("Job", self._on_job, {FOR_CLAIM: None}), daemon=True),
+                   threading.Thread(target=self._watch, args=("Job", self._on_job, {po.FOR_CLAIM: None}), daemon=True),
                    threading.Thread(target=self._watch, args=("ModelSource", self._on_source), daemon=True),
                    threading.Thread(target=self._resync, daemon=True)]
         for t in threads:
