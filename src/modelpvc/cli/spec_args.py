@@ -35,7 +35,8 @@ def add_model_arguments(p: argparse.ArgumentParser, *, source_required: bool, se
     g.add_argument("--source", required=source_required, default="", metavar="s3://BUCKET/PREFIX/")
     g.add_argument("--secret", required=secret_required, default="", help="Secret with the S3 keys")
     g.add_argument("--secret-keys", metavar="ACCESS,SECRET",
-                   help=f"the key names the Secret has, e.g. accesskey,secretkey (default: detected, {EXPECTED})")
+                   help="the key names the Secret has, e.g. accesskey,secretkey (default: the cluster commands use "
+                        f"the pair it has, {EXPECTED}; render writes {','.join(DEFAULT_KEYS)})")
     if endpoint:
         g.add_argument("--endpoint-url", help="S3 endpoint the pods use (default: the secret's AWS_S3_ENDPOINT)")
         g.add_argument("--region", help="S3 region (default: the secret's AWS_DEFAULT_REGION, else us-east-1)")
