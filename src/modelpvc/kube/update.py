@@ -86,6 +86,7 @@ def update(cluster: Cluster, asked: ModelSpec, sink: ProgressSink, options: Upda
     if spec.path == f"revisions/{rev}":
         sink.emit(Event("step", {"message": f"{spec.storage_uri} already serves revision {rev}; nothing to do"}))
         return UpdateResult("none", "already up to date", rev, spec.storage_uri)
+    fill = _Fill(spec, listing.bytes, openshift)
     modes = (pvc.get("spec") or {}).get("accessModes") or []
     why_not = None
     if "ReadWriteOncePod" in modes:
@@ -101,11 +102,10 @@ def update(cluster: Cluster, asked: ModelSpec, sink: ProgressSink, options: Upda
     if why_not is not None:
         if not options.stop_the_world:
             raise _impossible(why_not)
-        return _stop_the_world(cluster, isvc, _Fill(spec, listing.bytes, openshift), sink, options, why_not)
+        return _stop_the_world(cluster, isvc, fill, sink, options, why_not)
     if options.stop_the_world:
-        return _stop_the_world(cluster, isvc, _Fill(spec, listing.bytes, openshift), sink, options,
-                               "asked for with --stop-the-world")
-    return _zero_downtime(cluster, isvc, _Fill(spec, listing.bytes, openshift), rev, sink, options)
+        return _stop_the_world(cluster, isvc, fill, sink, options, "asked for with --stop-the-world")
+    return _zero_downtime(cluster, isvc, fill, rev, sink, options)
 
 
 @dataclass(frozen=True)
