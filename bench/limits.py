@@ -105,4 +105,5 @@ def disk_alone(files: list[Path], dest: Path) -> tuple[float, float]:
 
 
 def shards(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_file() and os.path.getsize(p) > 64 * 1024 * 1024)
+    """The weight files (what the limits move); a small --size-gb makes shards of tens of MB."""
+    return sorted(p for p in root.iterdir() if p.is_file() and os.path.getsize(p) > 1024 * 1024)
