@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from modelpvc.core.models import ObjectInfo
@@ -70,9 +72,15 @@ class SourceRecord:
     created_at: str
     tool: str
     skipped: tuple[dict[str, str], ...] = ()
+    # Indexed once: mirror asks it for every file it copies (a dict built per file was 0.2 ms each, a
+    # quarter of the client's CPU on 2,000 small files).
+    _index: Mapping[str, FileProvenance] = field(init=False, repr=False, compare=False)
 
-    def by_path(self) -> dict[str, FileProvenance]:
-        return {f.path: f for f in self.files}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", MappingProxyType({f.path: f for f in self.files}))
+
+    def by_path(self) -> Mapping[str, FileProvenance]:
+        return self._index
 
     def describe(self) -> str:
         o = self.origin
