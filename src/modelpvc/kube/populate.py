@@ -61,10 +61,8 @@ def resolve_source(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, source
                    pending_grace: float = PENDING_GRACE) -> tuple[ModelSpec, Listing | None]:
     """The spec with its Secret's keys, endpoint and region and the source's size; and the source's listing,
     from here or from a probe Job inside the cluster (None: not listed)."""
-    measured = preflight.measure(cluster, spec, sink, source_check)
-    spec = spec.resolved(measured.facts)
-    listing = jobs.probe_source(cluster, spec, sink, pending_grace) if measured.probe else measured.listing
-    return spec.resolved(Facts(model_bytes=listing.bytes or None)) if listing is not None else spec, listing
+    return preflight.source(cluster, spec, sink, lambda s: jobs.probe_source(cluster, s, sink, pending_grace),
+                            source_check)
 
 
 def import_first(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, timeout: float,

@@ -6,7 +6,8 @@ the claim and the server can mount it afterwards. No step runs a Job or creates 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from modelpvc.core.errors import (
@@ -30,15 +31,6 @@ from modelpvc.model.sizing import claim_size_gi, parse_size
 IMAGE_GID = 1001  # plain Kubernetes: the fsGroup our Jobs use when the namespace assigns none
 
 
-@dataclass(frozen=True)
-class Measured:
-    """The Secret's keys, endpoint and region, and the source as listed from here."""
-
-    facts: Facts
-    listing: Listing | None  # None: not listed from here
-    probe: bool  # list it from inside the cluster instead (its endpoint only resolves there, or asked)
-
-
 def namespace(cluster: Cluster, spec: ModelSpec, sink: ProgressSink) -> bool:
     """The namespace exists; True when OpenShift's SCC admission assigns its pods' uid and fsGroup."""
     ns = cluster.get("Namespace", spec.namespace)
@@ -50,16 +42,20 @@ def namespace(cluster: Cluster, spec: ModelSpec, sink: ProgressSink) -> bool:
     return openshift
 
 
-def measure(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, source_check: str = "auto") -> Measured:
-    """``source_check``: "auto" (from here, else a probe Job in the cluster), "local", "cluster", "skip"."""
+def source(cluster: Cluster, spec: ModelSpec, sink: ProgressSink, probe: Callable[[ModelSpec], Listing],
+           source_check: str = "auto") -> tuple[ModelSpec, Listing | None]:
+    """The spec with its Secret's keys, endpoint and region and the source's size, and the source's listing
+    (None: not listed). ``source_check``: "auto" (from here, else ``probe``, a Job in the cluster: the endpoint
+    may resolve only there), "local", "cluster", "skip"."""
     values, facts = _secret(cluster, spec, sink)
+    spec = spec.resolved(facts)
     listing = None
-    probe = source_check == "cluster"
     if source_check in ("auto", "local"):
         then = "probing from the cluster" if source_check == "auto" else "not checked (--source-check local)"
-        listing = _list_here(spec.resolved(facts), values, sink, then)
-        probe = listing is None and source_check == "auto"
-    return Measured(facts, listing, probe)
+        listing = _list_here(spec, values, sink, then)
+    if listing is None and source_check in ("auto", "cluster"):
+        listing = probe(spec)
+    return (spec.resolved(Facts(model_bytes=listing.bytes or None)) if listing is not None else spec), listing
 
 
 def _secret(cluster: Cluster, spec: ModelSpec, sink: ProgressSink) -> tuple[dict[str, str], Facts]:

@@ -76,12 +76,9 @@ def update(cluster: Cluster, asked: ModelSpec, sink: ProgressSink, options: Upda
     if argo_managed(isvc) and options.gitops_file is None:
         refuse_argo(isvc, f"pvc://{spec.pvc}/revisions/<new>/")
     openshift = preflight.namespace(cluster, spec, sink)
-    measured = preflight.measure(cluster, spec, sink)
-    spec = spec.resolved(measured.facts)
-    listing = jobs.probe_source(cluster, spec, sink, options.pending_grace) if measured.probe else measured.listing
-    if listing is None:
-        raise ConfigError(f"source {spec.source} could not be listed: the new revision is unknown")
-    spec = spec.resolved(Facts(model_bytes=listing.bytes or None))
+    spec, listing = preflight.source(cluster, spec, sink,
+                                     lambda s: jobs.probe_source(cluster, s, sink, options.pending_grace))
+    assert listing is not None  # "auto" lists from here, else in the cluster, or raises
     rev = revision_id(list(listing.entries))
     if spec.path == f"revisions/{rev}":
         sink.emit(Event("step", {"message": f"{spec.storage_uri} already serves revision {rev}; nothing to do"}))
