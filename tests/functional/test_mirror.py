@@ -281,9 +281,9 @@ def test_sigkill_in_the_first_moments_costs_no_finished_byte(make_model, env, pr
 
 def test_object_deleted_between_listing_and_get_exits_3_naming_it_and_a_rerun_converges(
         make_model, env, proxy, tmp_path):
-    src = make_model(SyntheticModel(total_bytes=8 * 1024 * 1024, shards=2))
+    src = make_model(SyntheticModel(total_bytes=8 * 1024 * 1024, shards=3))
     dest = tmp_path / "pvc"
-    victim = src.dir / "tokenizer_config.json"  # listed last: fetched after the shards
+    victim = src.dir / "model-00003-of-00003.safetensors"  # one worker: fetched after the other shards
     saved = victim.read_bytes()
     proxy.reset(Faults(rate=4e6))
     e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint, "PYTHONUNBUFFERED": "1"}
@@ -295,8 +295,8 @@ def test_object_deleted_between_listing_and_get_exits_3_naming_it_and_a_rerun_co
     src.publish()
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
-    assert "tokenizer_config.json" in err and "not found" in err
-    assert not (dest / "tokenizer_config.json").exists()
+    assert victim.name in err and "not found" in err
+    assert not (dest / victim.name).exists()
     assert not (dest / ".modelpvc" / "manifest.json").exists()
     victim.write_bytes(saved)  # the source is fixed
     src.publish()

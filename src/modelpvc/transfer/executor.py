@@ -33,6 +33,7 @@ from modelpvc.store.volume.fs import fsync_dir
 from modelpvc.store.volume.journal import Journal
 from modelpvc.transfer.expectations import settle
 from modelpvc.transfer.filejob import FileJob
+from modelpvc.transfer.lane import Lane, for_lane
 from modelpvc.transfer.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,18 @@ class _Scheduler:
             self.active.append((job, deque(rngs)))
             self.outstanding += len(rngs)
             self.cond.notify_all()
+
+    def add_files(self, jobs: list[FileJob]) -> None:
+        """Files to open (the lane's, when it could not start them)."""
+        if jobs:
+            with self.cond:
+                self.waiting.extend(jobs)
+                self.cond.notify_all()
+
+    def hold(self) -> None:
+        """A task outside the queue (the lane) that may still add work: no worker stops before it is done."""
+        with self.cond:
+            self.outstanding += 1
 
     def opened(self, job: FileJob, rngs: list[tuple[int, int]]) -> None:
         """The opener takes ``rngs[0]`` itself; the rest are queued for whoever joins the file."""
@@ -160,7 +173,8 @@ class Executor:
         self.records: dict[str, FileRecord] = {}
         self.dirs: set[Path] = set()
         n = max(1, settings.workers)
-        self._counters = [0] * n
+        self.lane_jobs = [j for j in jobs if for_lane(j)]
+        self._counters = [0] * (n + 1)  # the last one is the lane's
         # Per-worker seconds spent waiting for bytes vs writing and hashing them: which side is slower.
         self._wait = [0.0] * n
         self._busy = [0.0] * n
@@ -170,10 +184,11 @@ class Executor:
         self._pub_dirs: set[Path] = set()  # directories of renames since the last sync
         self._finished = threading.Event()
         self._running = 0
-        self.sched = _Scheduler(jobs, files_in_flight=settings.files_in_flight or n)
+        ranged = [j for j in jobs if not for_lane(j)]
+        self.sched = _Scheduler(ranged, files_in_flight=settings.files_in_flight or n)
 
     # -- worker side ---------------------------------------------------------------------------
-    def _open(self, job: FileJob) -> list[tuple[int, int]]:
+    def open_file(self, job: FileJob) -> list[tuple[int, int]]:
         job.open()
         self.sink.emit(Event("file_start", {"path": job.obj.rel, "size": job.obj.size}))
         todo = job.todo()
@@ -201,23 +216,26 @@ class Executor:
         except _Cancelled:
             pass
         except BaseException as e:
-            self._fail(e)
+            self.fail(e)
         finally:
             if behind is not None:
                 behind.close()
-            with self._lock:
-                if behind is not None:  # the ring counted its waits for the disk
+                with self._lock:  # the ring counted its waits for the disk
                     self.stats.seconds_waiting_disk += behind.waited
-                self._running -= 1
-                if self._running == 0:
-                    self._finished.set()
+            self.thread_ended()
+
+    def thread_ended(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                self._finished.set()
 
     def _start_file(self, wid: int, buf: OneBuffer, behind: direct_io.WriteBehind | None, job: FileJob) -> None:
         if job.adopt is not None:
             self.sched.opened(job, [])
             self._adopt(job)
             return
-        rngs = self._open(job)
+        rngs = self.open_file(job)
         self.sched.opened(job, rngs)
         if not rngs:
             self._finish_file(job)  # every range was written by an earlier run
@@ -231,7 +249,7 @@ class Executor:
         if behind is None or job.dfd is None:
             try:
                 self._fetch_range_via(wid, buf, None, job, start, end)
-                self._range_landed(job, start, end)
+                self.range_landed(job, start, end)
             finally:
                 self.sched.left(job)
                 self.sched.task_done()
@@ -248,11 +266,11 @@ class Executor:
         def landed(error: BaseException | None) -> None:
             try:
                 if error is not None:
-                    self._fail(error)
+                    self.fail(error)
                 else:  # landed bytes are journalled even when stopping; a stopping run publishes no more
-                    self._range_landed(job, start, end, publish=not self.cancel.is_set())
+                    self.range_landed(job, start, end, publish=not self.cancel.is_set())
             except BaseException as e:
-                self._fail(e)
+                self.fail(e)
             finally:
                 self.sched.task_done()
 
@@ -270,8 +288,7 @@ class Executor:
         busy = self._busy
         journal = self.journal
         job.begin_range(start, end)
-        with self._lock:
-            self._dirty.add(job)
+        self.writing(job)
 
         def on_data(offset: int, data: memoryview) -> None:
             nonlocal pos, logged
@@ -325,7 +342,7 @@ class Executor:
             raise SourceError(f"{e} (gave up after {policy.attempts} attempts)",
                               hint="the endpoint keeps failing; re-run later to resume") from e
 
-    def _range_landed(self, job: FileJob, start: int, end: int, publish: bool = True) -> None:
+    def range_landed(self, job: FileJob, start: int, end: int, publish: bool = True) -> None:
         """Every byte of [start, end) is on the file: journal it; the file's last range publishes it."""
         obj = job.obj
         job.range_done(start, end)
@@ -336,6 +353,21 @@ class Executor:
             last = job.left == 0
         if last and publish:
             self._finish_file(job)
+
+    def writing(self, job: FileJob) -> None:
+        """``job`` has bytes on its way to the file: the next sync makes them durable."""
+        with self._lock:
+            self._dirty.add(job)
+
+    def counted(self, slot: int, n: int) -> None:
+        self._counters[slot] += n
+
+    def refetch(self, job: FileJob, rngs: list[tuple[int, int]], retried: bool = False) -> None:
+        """Fetch ``rngs`` of an open file again, by the workers."""
+        with self._lock:
+            job.left = len(rngs)
+            self.stats.retries += retried
+        self.sched.add_ranges(job, rngs)
 
     def _settle(self, job: FileJob) -> None:
         if job.exp.from_answer:
@@ -354,9 +386,7 @@ class Executor:
             self.journal.dropped(job.obj.rel)
             with self._lock:
                 self.stats.refetched_files.append(job.obj.rel)
-                rngs = job.restart()
-                job.left = len(rngs)
-            self.sched.add_ranges(job, rngs)
+            self.refetch(job, job.restart())
             return
         self._published(job, job.publish(), digest)
 
@@ -372,7 +402,7 @@ class Executor:
         self.sink.emit(Event("warning", {"path": job.obj.rel,
                                          "message": "the copy found on disk differs from the source; fetching it"}))
         job.restart(counted=False)
-        rngs = self._open(job)
+        rngs = self.open_file(job)
         self.sched.add_ranges(job, rngs)
 
     def _published(self, job: FileJob, record: FileRecord, digest: dict[str, str], adopted: bool = False) -> None:
@@ -390,7 +420,7 @@ class Executor:
         self.sink.emit(Event("file_done", {"path": record.path, "size": record.size, "verified": record.verified,
                                            **({"adopted": True} if adopted else {})}))
 
-    def _fail(self, e: BaseException) -> None:
+    def fail(self, e: BaseException) -> None:
         with self._lock:
             if self.failure is None:
                 self.failure = e
@@ -420,9 +450,12 @@ class Executor:
 
     def run(self, tick: Callable[[int], None]) -> None:
         n = max(1, self.settings.workers)
-        self._running = n
         threads = [threading.Thread(target=self._worker, args=(i,), daemon=True, name=f"fetch-{i}")
                    for i in range(n)]
+        if self.lane_jobs:
+            self.sched.hold()  # until the lane has handed back what it did not read
+            threads.append(threading.Thread(target=Lane(self, self.lane_jobs, n).run, daemon=True, name="lane"))
+        self._running = len(threads)
         for t in threads:
             t.start()
         self.stop.polled = True  # signals now just set the token; this loop turns them into a clean stop

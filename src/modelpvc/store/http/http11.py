@@ -279,6 +279,30 @@ class Response:
             raise HTTPError("a chunk did not end with CRLF")
 
 
+def request_head(method: str, target: str, headers: Mapping[str, str], host: str, body_length: int | None) -> bytes:
+    """The request line and fields: ``Host`` and ``Accept-Encoding: identity`` unless given, and the
+    body's ``Content-Length``; a name or value that would inject a field is refused."""
+    given = {k.lower() for k in headers}
+    lines = [f"{method} {target} HTTP/1.1"]
+    if "host" not in given:
+        lines.append(f"Host: {host}")
+    if "accept-encoding" not in given:
+        lines.append("Accept-Encoding: identity")
+    if "content-length" not in given:
+        if body_length is not None:
+            lines.append(f"Content-Length: {body_length}")
+        elif method in ("PUT", "POST", "PATCH"):
+            lines.append("Content-Length: 0")
+    for name, value in headers.items():
+        if any(c in name or c in value for c in _BAD_IN_HEADER) or ":" in name:
+            raise ValueError(f"invalid HTTP header {name!r}")
+        lines.append(f"{name}: {value}")
+    if any(c in target for c in (" ", *_BAD_IN_HEADER)):
+        raise ValueError(f"invalid request target {target!r}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
 class Connection:
     """One keep-alive connection to ``host:port`` (TLS when given a context). ``sock`` is None until
     ``connect`` and after ``close``; ``request`` reconnects if needed."""
@@ -330,25 +354,7 @@ class Connection:
     def request(self, method: str, target: str, body: bytes | memoryview | None = None,
                 headers: Mapping[str, str] | None = None) -> None:
         sock = self.ready()
-        given = {k.lower() for k in headers or ()}
-        lines = [f"{method} {target} HTTP/1.1"]
-        if "host" not in given:
-            lines.append(f"Host: {self.host_header}")
-        if "accept-encoding" not in given:
-            lines.append("Accept-Encoding: identity")
-        if "content-length" not in given:
-            if body is not None:
-                lines.append(f"Content-Length: {len(body)}")
-            elif method in ("PUT", "POST", "PATCH"):
-                lines.append("Content-Length: 0")
-        for name, value in (headers or {}).items():
-            if any(c in name or c in value for c in _BAD_IN_HEADER) or ":" in name:
-                raise ValueError(f"invalid HTTP header {name!r}")
-            lines.append(f"{name}: {value}")
-        if any(c in target for c in (" ", *_BAD_IN_HEADER)):
-            raise ValueError(f"invalid request target {target!r}")
-        lines.append("\r\n")
-        head = "\r\n".join(lines).encode("latin-1")
+        head = request_head(method, target, headers or {}, self.host_header, None if body is None else len(body))
         if body is not None and len(body) <= _JOIN_BODY:
             sock.sendall(head + bytes(body))
         else:

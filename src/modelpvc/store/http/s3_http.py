@@ -181,15 +181,24 @@ class S3Http:
             return self.netloc, path
         return f"{bucket}.{self.netloc}", f"{self.base_path}/{qkey}"
 
+    def address_of(self, host: str) -> tuple[str, int]:
+        """Where to connect for a Host value of ``path_for`` (a bucket's own name when virtual-hosted)."""
+        return (host.rsplit(":", 1)[0] if host != self.netloc else self.host), self.port
+
+    def signed_get(self, bucket: str, key: str, headers: Mapping[str, str]) -> tuple[tuple[str, int], bytes]:
+        """A GET of ``key`` as bytes to send (signed now), and the address to send it to: for clients
+        other than ``request``'s (store.http.multiget)."""
+        host, path = self.path_for(bucket, key)
+        hdrs = self._signed("GET", host, path, "", dict(headers), None)
+        return self.address_of(host), http11.request_head("GET", path, hdrs, host, None)
+
     # -- connections ----------------------------------------------------------------------------
     def _conn(self, host: str) -> http11.Connection:
         conn: http11.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "conn_host", None) == host:
             return conn
         self.drop_connection()
-        connect_host = host.rsplit(":", 1)[0] if host != self.netloc else self.host
-        timeout = self.settings.connect_timeout
-        conn = http11.Connection(connect_host, self.port, timeout, self._ssl)
+        conn = http11.Connection(*self.address_of(host), self.settings.connect_timeout, self._ssl)
         self._local.conn = conn
         self._local.conn_host = host
         return conn

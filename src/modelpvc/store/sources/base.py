@@ -33,6 +33,26 @@ class OneBuffer:
         return self.buf[:n]
 
 
+class WholeReads(Protocol):
+    """The reader's side of ``read_many``: small objects read whole, many at once, in one thread."""
+
+    def next(self) -> tuple[ObjectInfo, bool] | None:
+        """The next object, and whether to ask for its stored checksum; None when there is none."""
+        ...
+
+    def started(self, obj: ObjectInfo, checksum: tuple[str, str] | None) -> None:
+        """Its answer arrived: what ``ChecksumCallback`` would be told (None when not asked)."""
+        ...
+
+    def data(self, obj: ObjectInfo, offset: int, view: memoryview) -> None: ...
+
+    def done(self, obj: ObjectInfo) -> None: ...
+
+    def failed(self, obj: ObjectInfo, error: Exception) -> None:
+        """Not read here (what ``data`` got of it is void): read it with ``read``, which retries and explains."""
+        ...
+
+
 @dataclass(frozen=True)
 class SourceURI:
     scheme: str  # "s3" or "file"
@@ -85,6 +105,12 @@ class ObjectSource(Protocol):
         the source stored, as ``full_checksum`` would answer (None when it has none or does not say).
         Raises TransientError (retry it, from where the data stopped) or a permanent error.
         """
+        ...
+
+    def read_many(self, reads: WholeReads, connections: int, stop: Callable[[], bool]) -> bool:
+        """Read whole every object ``reads`` hands out, ``connections`` at a time, in the calling thread, until
+        none is left or ``stop()``. False, having read nothing, when this source reads one object at a
+        time only."""
         ...
 
     def part_size(self, obj: ObjectInfo) -> int | None:

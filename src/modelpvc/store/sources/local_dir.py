@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from modelpvc.core.errors import SourceError, SourceNotFound
 from modelpvc.core.models import ObjectInfo
-from modelpvc.store.sources.base import Buffers, ChecksumCallback, DataCallback, SourceURI
+from modelpvc.store.sources.base import Buffers, ChecksumCallback, DataCallback, SourceURI, WholeReads
 
 
 class LocalSource:
@@ -59,6 +60,9 @@ class LocalSource:
                 pos += n
         finally:
             os.close(fd)
+
+    def read_many(self, reads: WholeReads, connections: int, stop: Callable[[], bool]) -> bool:
+        return False  # a local read costs no round trip: one by one
 
     def part_size(self, obj: ObjectInfo) -> int | None:
         return None

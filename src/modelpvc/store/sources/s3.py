@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar, cast
 from xml.etree import ElementTree
 
 from modelpvc.core.digests import CHECKSUM_PREFERENCE
@@ -18,11 +18,12 @@ from modelpvc.core.errors import (
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.retry import call_with_retries
 from modelpvc.core.settings import S3Settings
-from modelpvc.store.http.http11 import HTTPError
+from modelpvc.store.http import multiget
+from modelpvc.store.http.http11 import Headers, HTTPError
 from modelpvc.store.http.s3_http import Response, S3Http, s3_error
 from modelpvc.store.http.s3_xml import find as _find
 from modelpvc.store.http.s3_xml import findall as _findall
-from modelpvc.store.sources.base import Buffers, ChecksumCallback, DataCallback, SourceURI
+from modelpvc.store.sources.base import Buffers, ChecksumCallback, DataCallback, SourceURI, WholeReads
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -193,6 +194,42 @@ class S3Source:
         finally:
             if pos < end:
                 self.http.drop_connection()
+
+    def read_many(self, reads: WholeReads, connections: int, stop: Callable[[], bool]) -> bool:
+        if self.http.scheme != "http":
+            return False  # multiget speaks plain HTTP only
+        http, bucket = self.http, self.uri.bucket
+
+        class Gets:
+            """multiget's tokens are (object, asked for its checksum)."""
+
+            def next(self) -> tuple[Hashable, bytes, int] | None:
+                nxt = reads.next()
+                if nxt is None:
+                    return None
+                obj, ask = nxt
+                headers = {"If-Match": f'"{obj.etag}"'} if obj.etag else {}
+                if ask:
+                    headers["x-amz-checksum-mode"] = "ENABLED"
+                return nxt, http.signed_get(bucket, obj.key, headers)[1], obj.size
+
+            def head(self, token: Hashable, headers: Headers) -> None:
+                obj, ask = cast(tuple[ObjectInfo, bool], token)
+                reads.started(obj, _stored_checksum(headers, obj) if ask else None)
+
+            def data(self, token: Hashable, offset: int, view: memoryview) -> None:
+                reads.data(cast(tuple[ObjectInfo, bool], token)[0], offset, view)
+
+            def done(self, token: Hashable) -> None:
+                reads.done(cast(tuple[ObjectInfo, bool], token)[0])
+
+            def failed(self, token: Hashable, error: Exception) -> None:
+                reads.failed(cast(tuple[ObjectInfo, bool], token)[0], error)
+
+        s = self.settings
+        address = http.address_of(http.path_for(bucket)[0])
+        multiget.get_many(address, Gets(), connections, s.connect_timeout, s.read_timeout, stop)
+        return True
 
     def _head(self, obj: ObjectInfo, query: dict[str, str] | None, headers: dict[str, str]) -> Response:
         what = f"s3://{self.uri.bucket}/{obj.key}"

@@ -1,0 +1,85 @@
+"""Small files are read whole, several at a time, by one thread (transfer.lane over store.http.multiget).
+
+Every fault that thread meets must end as it would have on the ranged workers: the file fetched again by
+them (with their retries and messages), the tree byte for byte the source's, nothing counted as fetched
+that was not published.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+from modelpvc.model.synthetic import generate_small_files, same_tree
+from tests.conftest import Source, run_cli
+from tests.support.faultproxy import Faults
+
+_names = itertools.count()
+
+
+def _small_files(s3, count: int = 60, size: int = 20_000) -> Source:  # type: ignore[no-untyped-def]
+    name = f"small{next(_names)}"
+    generate_small_files(s3.root / "models" / name, count, size, seed=count)
+    s3.publish(f"models/{name}")
+    return Source(f"s3://models/{name}/", s3.root / "models" / name)
+
+
+def _summary(stderr: str) -> dict:  # type: ignore[type-arg]
+    for line in reversed(stderr.splitlines()):
+        if line.startswith('{"event":"summary"'):
+            return dict(json.loads(line))
+    raise AssertionError(f"no summary in {stderr[-500:]}")
+
+
+def test_many_small_files_are_copied_verified_over_few_connections(s3, env, proxy, tmp_path):
+    src = _small_files(s3)
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--progress", "json"],
+                {**env, "AWS_ENDPOINT_URL": proxy.endpoint})
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, tmp_path / "pvc") == []
+    s = _summary(r.stderr)
+    assert s["fetched_files"] == 60 and s["retries"] == 0 and sum(s["verified"].values()) == 60
+    assert "size" not in s["verified"]  # each file checked against its ETag, not only its length
+    assert proxy.counters.gets == 60 and proxy.counters.body_bytes == 60 * 20_000
+
+
+def test_resets_truncations_and_slowdowns_end_on_the_workers(s3, env, proxy, tmp_path):
+    src = _small_files(s3)
+    proxy.reset(Faults(match="part-", slowdown_first=2, reset_after=1000, reset_count=2, truncate_after=500,
+                       truncate_count=2))
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--progress", "json"],
+                {**env, "AWS_ENDPOINT_URL": proxy.endpoint})
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, tmp_path / "pvc") == []
+    assert sorted(proxy.counters.faults_applied) == sorted(
+        ["slowdown_first"] * 2 + ["reset_count"] * 2 + ["truncate_count"] * 2)
+    s = _summary(r.stderr)
+    assert s["retries"] == 6 and s["refetched"] == []  # each broken answer fetched again, none published
+    # The broken bodies' bytes are counted as fetched (a reset may discard some before they are read).
+    assert 60 * 20_000 < s["bytes_fetched"] <= 60 * 20_000 + 2 * 1000 + 2 * 500
+    assert not list((tmp_path / "pvc").glob("*.partial"))
+
+
+def test_a_flipped_byte_fails_verification_and_is_fetched_again(s3, env, proxy, tmp_path):
+    src = _small_files(s3)
+    proxy.reset(Faults(match="part-", corrupt_count=1))
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--progress", "json"],
+                {**env, "AWS_ENDPOINT_URL": proxy.endpoint})
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, tmp_path / "pvc") == []
+    s = _summary(r.stderr)
+    assert len(s["refetched"]) == 1 and "verification failed" in r.stderr
+
+
+def test_a_stalled_small_file_is_given_up_after_the_read_timeout(s3, env, proxy, tmp_path):
+    src = _small_files(s3, count=20)
+    proxy.reset(Faults(match="part-00007", stall_after=100, stall_seconds=60, stall_count=1))
+    t = time.monotonic()
+    r = run_cli(["mirror", src.uri, str(tmp_path / "pvc"), "--read-timeout", "1"],
+                {**env, "AWS_ENDPOINT_URL": proxy.endpoint})
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t < 20
+    assert proxy.counters.faults_applied == ["stall_count"]
+    assert same_tree(src.dir, tmp_path / "pvc") == []
+
