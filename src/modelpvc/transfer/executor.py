@@ -173,7 +173,8 @@ class Executor:
         self.records: dict[str, FileRecord] = {}
         self.dirs: set[Path] = set()
         n = max(1, settings.workers)
-        self.lane_jobs = [j for j in jobs if for_lane(j)]
+        in_lane = [for_lane(j) for j in jobs]
+        self.lane_jobs = [j for j, lane in zip(jobs, in_lane, strict=True) if lane]
         self._counters = [0] * (n + 1)  # the last one is the lane's
         # Per-worker seconds spent waiting for bytes vs writing and hashing them: which side is slower.
         self._wait = [0.0] * n
@@ -184,7 +185,7 @@ class Executor:
         self._pub_dirs: set[Path] = set()  # directories of renames since the last sync
         self._finished = threading.Event()
         self._running = 0
-        ranged = [j for j in jobs if not for_lane(j)]
+        ranged = [j for j, lane in zip(jobs, in_lane, strict=True) if not lane]
         self.sched = _Scheduler(ranged, files_in_flight=settings.files_in_flight or n)
 
     # -- worker side ---------------------------------------------------------------------------
