@@ -2,15 +2,16 @@
 
 A test keeps a local tree (top-level folders are buckets) that says what the bucket should hold, edits it,
 and calls ``publish`` to make the server hold the same objects. For ``rclone serve s3`` the local tree *is*
-the served directory, so publishing changes nothing. For MinIO (the seed's store) the tree is uploaded with
-boto3 as an ordinary client would (its default checksums, multipart above 8 MiB) and objects that left the
-tree are deleted.
+the served directory, so publishing only waits until the server lists the tree. For MinIO (the seed's store)
+the tree is uploaded with boto3 as an ordinary client would (its default checksums, multipart above 8 MiB)
+and objects that left the tree are deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,26 +75,41 @@ class S3UnderTest:
 
     def publish(self, rel: str | Path) -> None:
         """Make the server's objects under ``bucket/prefix`` (``rel``) equal the local tree's files there."""
-        if self.kind == "rclone":
-            return
         bucket, _, prefix = Path(rel).as_posix().partition("/")
         local = self.root / bucket / prefix
-        self.bucket(bucket)
-        s3 = self.client()
         want: dict[str, Path] = {}
         if local.is_dir():
             want = {p.relative_to(self.root / bucket).as_posix(): p for p in local.rglob("*") if p.is_file()}
         elif local.is_file():
             want = {prefix: local}
+        if self.kind == "rclone":
+            self._until_listed(bucket, prefix, set(want))
+            return
+        self.bucket(bucket)
+        s3 = self.client()
         for key, path in sorted(want.items()):
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if self._uploaded.get(f"{bucket}/{key}") != digest:
                 s3.upload_file(str(path), bucket, key)
                 self._uploaded[f"{bucket}/{key}"] = digest
         for key in self._keys(s3, bucket, prefix):
-            if key not in want:
+            if key not in want and _within(key, prefix):
                 s3.delete_object(Bucket=bucket, Key=key)
                 self._uploaded.pop(f"{bucket}/{key}", None)
+
+    def _until_listed(self, bucket: str, prefix: str, want: set[str], timeout: float = 10.0) -> None:
+        # rclone serves the tree itself, through a directory cache (100 ms here): under load a listing has
+        # been seen to miss a folder made just before it (a CI run), so wait until the server lists the tree.
+        s3 = self.client()
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = {k for k in self._keys(s3, bucket, prefix) if _within(k, prefix)}
+            if listed == want:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"rclone serve s3 did not list {bucket}/{prefix} as the tree within {timeout}s: "
+                                     f"missing {sorted(want - listed)[:5]}, extra {sorted(listed - want)[:5]}")
+            time.sleep(0.1)
 
     def objects(self, bucket: str, prefix: str) -> dict[str, bytes]:
         """What the server holds under ``prefix``, read through S3: key (less the prefix) → bytes."""
@@ -112,6 +128,12 @@ class S3UnderTest:
         if self.kind == "rclone":
             self.server.stop()
             self.server.start()
+
+
+def _within(key: str, prefix: str) -> bool:
+    """``key`` is ``prefix`` itself or lies in its folder: publishing ``m1`` leaves ``m10/`` alone."""
+    folder = prefix.rstrip("/")
+    return not folder or key == folder or key.startswith(folder + "/")
 
 
 def start(kind: str, base: Path, log_dir: Path) -> S3UnderTest:
