@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import time
+from pathlib import Path
+
+import pytest
 
 from modelpvc.model.synthetic import generate_small_files, same_tree
 from tests.conftest import Source, run_cli
@@ -83,3 +87,28 @@ def test_a_stalled_small_file_is_given_up_after_the_read_timeout(s3, env, proxy,
     assert proxy.counters.faults_applied == ["stall_count"]
     assert same_tree(src.dir, tmp_path / "pvc") == []
 
+
+
+@pytest.fixture(params=[("nr_inodes=30", "creating"), ("size=512k", "writing")], ids=["out-of-inodes", "out-of-bytes"])
+def full_fs(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A tmpfs that runs out while the small files are copied: of inodes (a file cannot be created), or of
+    space (a write fails); with the step the error names."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", request.param[0], "tmpfs", str(mnt)], check=True)
+    yield mnt, request.param[1]
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_destination_that_runs_out_mid_copy_is_a_destination_error(s3, env, full_fs):
+    src = _small_files(s3)
+    mnt, step = full_fs
+    dest = mnt / "pvc"
+    r = run_cli(["mirror", src.uri, str(dest), "--no-space-check"], env)
+    assert r.returncode == 4, r.stderr
+    assert "error: no space left on" in r.stderr and f".partial while {step}" in r.stderr
+    assert not (dest / ".modelpvc" / "manifest.json").exists()
+    finals = [p for p in dest.iterdir() if p.is_file() and not p.name.endswith(".partial")]
+    for p in finals:  # whatever has a final name is complete
+        assert p.read_bytes() == (src.dir / p.name).read_bytes()
+    assert len(finals) < 60

@@ -128,6 +128,11 @@ class FileJob:
             end = offset + len(data)
             self.digest.feed(range_start, offset, data, behind.safe(end) if behind is not None else end)
 
+    def write_unhashed(self, offset: int, data: memoryview) -> None:
+        """Write through the page cache and leave the digest to read the bytes back when the range is done
+        (the small files' lane: another thread hashes them)."""
+        self._write_buffered(data, offset)
+
     def _write_direct(self, data: memoryview, offset: int) -> None:
         view, pos = data, offset
         while view and direct_io.aligned(pos, len(view)):
