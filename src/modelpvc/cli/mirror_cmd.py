@@ -143,7 +143,7 @@ def _print_internals(s: dict[str, Any]) -> None:
     if s.get("bytes_hashed_again") and s["bytes_fetched"]:
         share = 100 * s["bytes_hashed_again"] / s["bytes_fetched"]
         print(f"  {human_bytes(s['bytes_hashed_again'])} ({share:.0f} %) hashed from the file, not as it arrived "
-              "(ranges out of order or resumed): a second read")
+              "(ranges out of order, resumed, or small files, hashed beside the reads): a second read")
     if s.get("bottleneck"):
         print(f"  bottleneck: {s['bottleneck']}")
 

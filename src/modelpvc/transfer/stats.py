@@ -17,4 +17,4 @@ class RunStats:
     seconds_writing: float = 0.0  # writing and hashing, including seconds_waiting_disk
     seconds_waiting_disk: float = 0.0  # waiting for a write-behind buffer the disk had not given back
     direct_files: int = 0  # published files whose aligned writes went around the page cache
-    bytes_hashed_again: int = 0  # hashed from the file, not from the receive buffer (ranges out of order)
+    bytes_hashed_again: int = 0  # hashed from the file, not from the receive buffer (ranges out of order, lane files)
