@@ -3,7 +3,6 @@ for AWS-faithful corner cases, and a helper that runs the real CLI in a subproce
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
@@ -15,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from modelpvc.devtools.s3server import RcloneS3, find_binary, free_port, wait_for_port
-from modelpvc.model.synthetic import SyntheticModel, generate_model
 from tests.support.faultproxy import FaultProxy
 
-_names = itertools.count()
 # The real servers `make tools` builds (MinIO, the control plane) are found on PATH, where `make` puts them;
 # this does the same for a bare `pytest`.
 os.environ["PATH"] = f"{Path(__file__).resolve().parents[1] / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
@@ -70,19 +67,6 @@ class Source:
     uri: str
     dir: Path
     publish: Callable[[], None] = lambda: None  # after editing ``dir``: make the server hold the edit
-
-
-@pytest.fixture
-def make_model(s3root: Path):  # type: ignore[no-untyped-def]
-    """Create a synthetic model under the ``models`` bucket; returns its s3:// URI and directory."""
-
-    def make(spec: SyntheticModel | None = None) -> Source:
-        name = f"m{next(_names)}"
-        d = s3root / "models" / name
-        generate_model(d, spec or SyntheticModel(total_bytes=24 * 1024 * 1024, shards=3))
-        return Source(f"s3://models/{name}/", d)
-
-    return make
 
 
 def server_env(server: dict[str, str]) -> dict[str, str]:

@@ -60,10 +60,7 @@ class S3UnderTest:
         return "composite-crc32" if self.kind == "minio" and size > 8 * 1024 * 1024 else "md5"
 
     def client(self) -> Any:
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                            aws_secret_access_key=self.secret_key, region_name="us-east-1")
+        return s3_client(self.server)
 
     def bucket(self, name: str) -> None:
         """Create the bucket (a top-level folder of rclone's tree)."""
@@ -83,7 +80,7 @@ class S3UnderTest:
         elif local.is_file():
             want = {prefix: local}
         if self.kind == "rclone":
-            self._until_listed(bucket, prefix, set(want))
+            _until_listed(self.client(), bucket, prefix, set(want))
             return
         self.bucket(bucket)
         s3 = self.client()
@@ -96,20 +93,6 @@ class S3UnderTest:
             if key not in want and _within(key, prefix):
                 s3.delete_object(Bucket=bucket, Key=key)
                 self._uploaded.pop(f"{bucket}/{key}", None)
-
-    def _until_listed(self, bucket: str, prefix: str, want: set[str], timeout: float = 10.0) -> None:
-        # rclone serves the tree itself, through a directory cache (100 ms here): under load a listing has
-        # been seen to miss a folder made just before it (a CI run), so wait until the server lists the tree.
-        s3 = self.client()
-        deadline = time.monotonic() + timeout
-        while True:
-            listed = {k for k in self._keys(s3, bucket, prefix) if _within(k, prefix)}
-            if listed == want:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"rclone serve s3 did not list {bucket}/{prefix} as the tree within {timeout}s: "
-                                     f"missing {sorted(want - listed)[:5]}, extra {sorted(listed - want)[:5]}")
-            time.sleep(0.1)
 
     def objects(self, bucket: str, prefix: str) -> dict[str, bytes]:
         """What the server holds under ``prefix``, read through S3: key (less the prefix) → bytes."""
@@ -128,6 +111,29 @@ class S3UnderTest:
         if self.kind == "rclone":
             self.server.stop()
             self.server.start()
+
+
+def s3_client(server: RcloneS3 | MinioS3) -> Any:
+    """boto3 on ``server``, as a test's own uploads and reads use it."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=server.access_key,
+                        aws_secret_access_key=server.secret_key, region_name="us-east-1")
+
+
+def _until_listed(s3: Any, bucket: str, prefix: str, want: set[str], timeout: float = 10.0) -> None:
+    """Wait until the server lists exactly ``want`` under ``prefix``'s folder. rclone serves a tree a test
+    writes, through a directory cache (100 ms here): under load a listing has been seen to miss a folder
+    made just before it (a CI run)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = {k for k in S3UnderTest._keys(s3, bucket, prefix) if _within(k, prefix)}
+        if listed == want:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the server did not list {bucket}/{prefix} as the tree within {timeout}s: "
+                                 f"missing {sorted(want - listed)[:5]}, extra {sorted(listed - want)[:5]}")
+        time.sleep(0.1)
 
 
 def _within(key: str, prefix: str) -> bool:
