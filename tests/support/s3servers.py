@@ -60,7 +60,10 @@ class S3UnderTest:
         return "composite-crc32" if self.kind == "minio" and size > 8 * 1024 * 1024 else "md5"
 
     def client(self) -> Any:
-        return s3_client(self.server)
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key, region_name="us-east-1")
 
     def bucket(self, name: str) -> None:
         """Create the bucket (a top-level folder of rclone's tree)."""
@@ -80,7 +83,7 @@ class S3UnderTest:
         elif local.is_file():
             want = {prefix: local}
         if self.kind == "rclone":
-            _until_listed(self.client(), bucket, prefix, set(want))
+            self._until_listed(bucket, prefix, set(want))
             return
         self.bucket(bucket)
         s3 = self.client()
@@ -90,9 +93,21 @@ class S3UnderTest:
                 s3.upload_file(str(path), bucket, key)
                 self._uploaded[f"{bucket}/{key}"] = digest
         for key in self._keys(s3, bucket, prefix):
-            if key not in want and _within(key, prefix):
+            if key not in want:
                 s3.delete_object(Bucket=bucket, Key=key)
                 self._uploaded.pop(f"{bucket}/{key}", None)
+
+    def _until_listed(self, bucket: str, prefix: str, want: set[str], timeout: float = 10.0) -> None:
+        """Wait until the server lists exactly ``want`` under ``prefix``'s folder. rclone serves the tree a
+        test writes through a directory cache (100 ms here): under load a listing has been seen to miss a
+        folder made just before it (a CI run)."""
+        s3 = self.client()
+        deadline = time.monotonic() + timeout
+        while (listed := set(self._keys(s3, bucket, prefix))) != want:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not list {bucket}/{prefix} as the tree within {timeout}s: "
+                                     f"missing {sorted(want - listed)[:5]}, extra {sorted(listed - want)[:5]}")
+            time.sleep(0.1)
 
     def objects(self, bucket: str, prefix: str) -> dict[str, bytes]:
         """What the server holds under ``prefix``, read through S3: key (less the prefix) → bytes."""
@@ -102,9 +117,11 @@ class S3UnderTest:
 
     @staticmethod
     def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+        """Keys in ``prefix``'s folder (``m1`` lists neither ``m10/`` nor ``m11/``)."""
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for o in page.get("Contents", []):
-                yield o["Key"]
+                if _within(o["Key"], prefix):
+                    yield o["Key"]
 
     def settle(self) -> None:
         """rclone only: restart after a multipart upload before the test uses it again (docs/decisions.md §12)."""
@@ -113,31 +130,8 @@ class S3UnderTest:
             self.server.start()
 
 
-def s3_client(server: RcloneS3 | MinioS3) -> Any:
-    """boto3 on ``server``, as a test's own uploads and reads use it."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=server.access_key,
-                        aws_secret_access_key=server.secret_key, region_name="us-east-1")
-
-
-def _until_listed(s3: Any, bucket: str, prefix: str, want: set[str], timeout: float = 10.0) -> None:
-    """Wait until the server lists exactly ``want`` under ``prefix``'s folder. rclone serves a tree a test
-    writes, through a directory cache (100 ms here): under load a listing has been seen to miss a folder
-    made just before it (a CI run)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        listed = {k for k in S3UnderTest._keys(s3, bucket, prefix) if _within(k, prefix)}
-        if listed == want:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the server did not list {bucket}/{prefix} as the tree within {timeout}s: "
-                                 f"missing {sorted(want - listed)[:5]}, extra {sorted(listed - want)[:5]}")
-        time.sleep(0.1)
-
-
 def _within(key: str, prefix: str) -> bool:
-    """``key`` is ``prefix`` itself or lies in its folder: publishing ``m1`` leaves ``m10/`` alone."""
+    """``key`` is ``prefix`` itself or lies in its folder."""
     folder = prefix.rstrip("/")
     return not folder or key == folder or key.startswith(folder + "/")
 
