@@ -74,6 +74,10 @@ def _events(project: Project, claim: str = PVC) -> list[str]:
             if (e.get("involvedObject") or {}).get("name") == claim]
 
 
+def _status(project: Project, source: str) -> dict[str, Any]:
+    return (project.api.get("ModelSource", source, project.ns) or {}).get("status") or {}
+
+
 def test_one_apply_a_claim_born_complete_and_the_predictor_ready_on_it(project: Project, populator: PopulatorProcess,
                                                                          tmp_path: Path):
     m = project.model(tmp_path, spec=SyntheticModel(total_bytes=256 * 1024 * 1024, shards=4))
@@ -116,8 +120,11 @@ def test_a_missing_source_leaves_the_claim_pending_with_an_event_then_converges(
         e for e in _events(project) if e.startswith("PopulateFailed: ") and "not-uploaded-yet" in e], timeout=120)
     assert "retrying in" in failed[0], failed
     assert project.api.get("PersistentVolumeClaim", PVC, project.ns)["status"]["phase"] == "Pending"  # type: ignore[index]
-    status = project.api.get("ModelSource", objs[0]["metadata"]["name"], project.ns)["status"]  # type: ignore[index]
-    assert status["phase"] == "Failed" and "not-uploaded-yet" in status["message"]
+    # Polled: with the tests' 2 s backoff the next attempt may already be Populating when the event is read.
+    def failure_in_status() -> bool:
+        status = _status(project, objs[0]["metadata"]["name"])
+        return status.get("phase") == "Failed" and "not-uploaded-yet" in status.get("message", "")
+    wait_for("the ModelSource's status to name the failure", failure_in_status, timeout=60)
     project.upload(m.dir, "not-uploaded-yet")  # the model arrives: the next retry fills the claim
     wait_for("the claim to bind", lambda: (project.api.get("PersistentVolumeClaim", PVC, project.ns) or {}).get(
         "status", {}).get("phase") == "Bound", timeout=180)

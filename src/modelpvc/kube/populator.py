@@ -151,9 +151,10 @@ class Populator:
         attempts = int(ann.get(ATTEMPTS, 0)) + 1
         delay = backoff(attempts, self.backoff_base, self.backoff_cap)
         message = err.message + (f"; {err.hint}" if err.hint else "")
+        # The status first: whoever reads it on seeing the event finds the failure there.
+        self.status(obj, "Failed", message=message, attempts=attempts)
         self.event(pvc, "Warning", "PopulateFailed", f"{message}. The claim stays Pending; retrying in "
                    f"{delay:.0f}s (attempt {attempts + 1})")
-        self.status(obj, "Failed", message=message, attempts=attempts)
         self.cluster.patch("PersistentVolumeClaim", prime["metadata"]["name"], {"metadata": {"annotations": {
             ATTEMPTS: str(attempts), RETRY_AT: str(self.now() + delay)}}}, ns)
         self.cluster.delete("Job", job["metadata"]["name"], ns)
