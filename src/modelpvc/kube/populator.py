@@ -151,7 +151,7 @@ class Populator:
         attempts = int(ann.get(ATTEMPTS, 0)) + 1
         delay = backoff(attempts, self.backoff_base, self.backoff_cap)
         message = err.message + (f"; {err.hint}" if err.hint else "")
-        # The status first: whoever reads it on seeing the event finds the failure there.
+        # The status before the event, here and in _rebind: whoever reads it on seeing the event finds it current.
         self.status(obj, "Failed", message=message, attempts=attempts)
         self.event(pvc, "Warning", "PopulateFailed", f"{message}. The claim stays Pending; retrying in "
                    f"{delay:.0f}s (attempt {attempts + 1})")
@@ -174,12 +174,12 @@ class Populator:
         self.cluster.patch("PersistentVolume", pv["metadata"]["name"], po.handover(pvc, obj))
         verified = ", ".join(f"{n} by {k}" for k, n in (summary.get("verified") or {}).items()) or "?"
         size = human_bytes(summary.get("bytes", 0))
-        self.event(pvc, "Normal", "Populated", f"{summary.get('files', '?')} files ({size}) of {obj['spec']['uri']} "
-                   f"copied in {float(summary.get('seconds') or 0):.1f}s and verified ({verified}), revision "
-                   f"{summary.get('revision')}; volume {pv['metadata']['name']} handed over to this claim")
         self.status(obj, "Succeeded", message=f"claim {meta['name']} populated", files=summary.get("files"),
                     bytesDone=summary.get("bytes"), bytesTotal=summary.get("bytes"), revision=summary.get("revision"),
                     verified=summary.get("verified"))
+        self.event(pvc, "Normal", "Populated", f"{summary.get('files', '?')} files ({size}) of {obj['spec']['uri']} "
+                   f"copied in {float(summary.get('seconds') or 0):.1f}s and verified ({verified}), revision "
+                   f"{summary.get('revision')}; volume {pv['metadata']['name']} handed over to this claim")
         return None
 
     def _progress(self, obj: o.Obj, job: o.Obj) -> None:
