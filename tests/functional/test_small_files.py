@@ -106,7 +106,8 @@ def test_a_destination_that_runs_out_mid_copy_is_a_destination_error(s3, env, fu
     dest = mnt / "pvc"
     r = run_cli(["mirror", src.uri, str(dest), "--no-space-check"], env)
     assert r.returncode == 4, r.stderr
-    assert "error: no space left on" in r.stderr and f".partial while {step}" in r.stderr
+    # Which write meets the full disk first (a .partial or the journal) is the kernel's timing; the step is not.
+    assert "error: no space left on" in r.stderr and f" while {step}" in r.stderr
     assert not (dest / ".modelpvc" / "manifest.json").exists()
     finals = [p for p in dest.iterdir() if p.is_file() and not p.name.endswith(".partial")]
     for p in finals:  # whatever has a final name is complete
