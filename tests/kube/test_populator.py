@@ -99,7 +99,7 @@ def test_one_apply_a_claim_born_complete_and_the_predictor_ready_on_it(project: 
     assert project.volume_zone() == "us-east-2b"  # provisioned where the scheduler put the consumer
     events = _events(project)
     assert any(e.startswith("Populated: ") and f"revision {manifest['revision']}" in e for e in events), events
-    status = project.api.get("ModelSource", "mistral-24b", project.ns)["status"]  # type: ignore[index]
+    status = _status(project, "mistral-24b")
     assert status["phase"] == "Succeeded" and status["revision"] == manifest["revision"]
     wait_for("the prime claim and its Job to go", lambda: not [
         p for p in project.api.list("PersistentVolumeClaim", project.ns) if p["metadata"]["name"].startswith("prime-")]
