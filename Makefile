@@ -35,7 +35,7 @@ $(TOOLS)/kserve-manager: tools/kserve/go.mod tools/kserve/go.sum tools/build
 loaders:
 	$(PYTHON) -m tests.loaders.env
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/modelpvc/core/_md5lanes.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
