@@ -297,7 +297,8 @@ def targets(results: list[Result], md5_cpu_per_gb: float, noop: dict[str, float]
     if m5 and r5:
         # rclone checks an MD5 only against a single-part ETag: on multipart objects its CPU shows no hashing.
         rows.append(("MinIO MD5-only: verified wall <= 0.8x rclone's verified copy",
-                     f"{m5.wall / r5.wall:.2f}x (CPU-s/GB: modelpvc {m5.cpu / m5.gb:.2f}, rclone {r5.cpu / r5.gb:.2f})",
+                     f"{m5.wall / r5.wall:.2f}x (CPU-s/GB: modelpvc {m5.cpu / m5.gb:.2f}, rclone {r5.cpu / r5.gb:.2f};"
+                     f" part MD5s: {_md5_lanes()})",
                      m5.wall <= 0.8 * r5.wall))
     imp = {t: (w, r) for _d, t, w, _c, r, _ok in import_rows}
     if "modelpvc import" in imp and "s5cmd cp (upload)" in imp:
@@ -311,6 +312,13 @@ def targets(results: list[Result], md5_cpu_per_gb: float, noop: dict[str, float]
     lines = ["| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t} | {v} | {'yes' if ok else 'NO'} |" for t, v, ok in rows]
     return "\n".join(lines)
+
+
+def _md5_lanes() -> str:
+    from modelpvc.core import md5_native
+
+    lanes = md5_native.lanes()
+    return f"{md5_native.LANES} lanes, {md5_native.isa()}" if lanes is not None else f"hashlib ({md5_native.isa()})"
 
 
 def main() -> int:

@@ -2,7 +2,10 @@
 
 * ``PieceDigest`` (full-object CRCs, multipart ETags, composite checksums): each range is hashed by the
   thread that received it, straight from its buffer; pieces combine at the end (core.digests). Pieces a
-  previous run wrote, or a retry left half-hashed, are hashed from disk.
+  previous run wrote, or a retry left half-hashed, are hashed from disk. A multipart ETag's part MD5s,
+  where the multi-buffer module works (core.md5_native), are all hashed from the page cache instead,
+  sixteen parts at a time across files (transfer.md5_pool): a second read of the bytes costs far less
+  than MD5 one part at a time.
 * ``SequentialDigest`` (MD5 of a single-part ETag, SHA-1/SHA-256): bytes must be hashed in offset order.
   The range that starts at the hash cursor is hashed as it streams; bytes written ahead of the cursor
   are hashed from the page cache once the cursor reaches them. The scheduler gives each file one worker
@@ -17,8 +20,8 @@ from typing import Protocol
 
 from modelpvc.core import digests
 from modelpvc.core.digests import Expectation, Hasher
-from modelpvc.store.volume.hashing import pread_into, range_digest
-from modelpvc.transfer import ranges
+from modelpvc.store.volume.hashing import pread_into, range_digest, spans_digests
+from modelpvc.transfer import md5_pool, ranges
 
 
 class FileDigest(Protocol):
@@ -52,6 +55,11 @@ class PieceDigest:
         self.live: dict[int, tuple[int, Hasher]] = {}  # range start -> (end, hasher); one worker per range
         self.pieces: dict[int, tuple[int, bytes]] = {}  # start -> (end, raw digest)
         self.reread = 0
+        # Pooled across files (lanes filled from several), so even a file of two parts gains.
+        parts = -(-size // exp.part_size) if exp.form == "parts" and exp.part_size else 0
+        self.pool = md5_pool.shared() if exp.algorithm == "md5" and parts > 1 else None
+        self.error: OSError | None = None  # a part the pool could not read back
+        self.meta = threading.Lock()  # guards ``pieces`` (ranges land in several threads)
 
     def _useful(self, start: int, end: int) -> bool:
         """A per-part value needs exactly one part per piece; a CRC takes any piece."""
@@ -60,10 +68,10 @@ class PieceDigest:
                                             end == min(start + part, self.size))
 
     def streams(self, offset: int) -> bool:
-        return True  # every range is hashed from its buffer
+        return self.pool is None  # pooled, every part is read back: through the page cache, not around it
 
     def begin(self, start: int, end: int) -> None:
-        if self._useful(start, end):
+        if self._useful(start, end) and self.pool is None:
             self.live[start] = (end, digests.new_hasher(self.algorithm))
 
     def feed(self, range_start: int, offset: int, data: memoryview, on_file: int) -> None:
@@ -80,37 +88,65 @@ class PieceDigest:
             self.live[start] = (cur[0], h)
 
     def range_done(self, fd: int, start: int, end: int) -> None:
+        if self.pool is not None:
+            if self._useful(start, end):
+                self.pool.add(self, fd, start, end)
+            return
         cur = self.live.pop(start, None)
         if cur is not None and cur[0] == end:
             self.pieces[start] = (end, cur[1].digest())
+
+    def hashed(self, start: int, end: int, value: bytes | OSError) -> None:
+        """The pool's result for one part."""
+        with self.meta:
+            if isinstance(value, OSError):
+                self.error = value
+            else:
+                self.pieces[start] = (end, value)
+                self.reread += end - start
+
+    def _hash(self, fd: int, spans: list[tuple[int, int]]) -> None:
+        raw = spans_digests(fd, self.algorithm, spans)
+        with self.meta:
+            self.reread += sum(e - s for s, e in spans)
+            for (s, e), value in zip(spans, raw, strict=True):
+                self.pieces[s] = (e, value)
 
     def resumed(self, done: list[tuple[int, int]]) -> None:
         return None  # pieces written by an earlier run are hashed from disk in finish()
 
     def _cover(self, fd: int, size: int) -> list[tuple[int, int, bytes]]:
-        """Pieces in offset order covering [0, size); missing spans hashed from disk."""
-        out: list[tuple[int, int, bytes]] = []
+        """Pieces in offset order covering [0, size); missing spans hashed from disk, together."""
+        missing: list[tuple[int, int]] = []
         pos = 0
         for start in sorted(self.pieces):
-            end, raw = self.pieces[start]
+            end = self.pieces[start][0]
             if start < pos:
                 continue
-            if start > pos:
-                out += self._from_disk(fd, pos, start)
-            out.append((start, end, raw))
+            missing += self._cut(pos, start)
             pos = end
-        if pos < size:
-            out += self._from_disk(fd, pos, size)
+        missing += self._cut(pos, size)
+        if missing:
+            self._hash(fd, missing)
+        pieces = sorted(self.pieces.items())
+        out: list[tuple[int, int, bytes]] = []
+        pos = 0
+        for start, (end, raw) in pieces:
+            if start == pos:
+                out.append((start, end, raw))
+                pos = end
         return out or [(0, 0, range_digest(fd, self.algorithm, 0, 0))]
 
-    def _from_disk(self, fd: int, start: int, end: int) -> list[tuple[int, int, bytes]]:
-        """Hash [start, end) from disk: one piece, or one per part (gaps between parts are part-aligned)."""
+    def _cut(self, start: int, end: int) -> list[tuple[int, int]]:
+        """[start, end) as one span, or one per part (gaps between parts are part-aligned)."""
         step = (self.exp.part_size or end - start) if self.exp.form == "parts" else end - start
-        self.reread += end - start
-        return [(s, min(s + step, end), range_digest(fd, self.algorithm, s, min(s + step, end)))
-                for s in range(start, end, step)]
+        return [(s, min(s + step, end)) for s in range(start, end, step)]
 
     def finish(self, fd: int, size: int) -> str:
+        if self.pool is not None:
+            self.pool.settle(self)
+            if self.error is not None:
+                raise self.error
         pieces = self._cover(fd, size)
         if self.exp.form == "parts":
             return digests.of_parts(self.algorithm, [raw for _s, _e, raw in pieces])

@@ -167,6 +167,10 @@ class FileJob:
             self.digest.range_restart(self.fd, start, pos)
 
     def range_done(self, start: int, end: int) -> None:
+        if self.direct and self.fd is not None:
+            # What went through the page cache (bytes a digest reads back, a device that refused
+            # O_DIRECT) starts for the disk now, not all at the final fsync.
+            direct_io.start_writeback(self.fd, start, end - start)
         if self.digest is not None and self.fd is not None:
             self.digest.range_done(self.fd, start, end)
 
@@ -288,3 +292,4 @@ class FileJob:
     def discard(self) -> None:
         with self.lock:
             self._close()
+

@@ -1,0 +1,150 @@
+"""Multi-buffer MD5 (core/_md5lanes.c, core.md5_native) and the pool that feeds it parts across files
+(transfer.md5_pool): every value equals hashlib's, whatever the lengths, order, threads and files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from modelpvc.core import digests, md5_native
+from modelpvc.core.digests import Expectation
+from modelpvc.store.volume.hashing import spans_digests
+from modelpvc.transfer import digest, md5_pool
+
+# Every padding case (tails of 0, 55, 56, 63 bytes: one or two final blocks), spans longer than one 32 KiB
+# read, and more spans than the 16 lanes of a pass.
+SIZES = [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 4096, 32 * 1024, 32 * 1024 + 1, 100_000, 7, 3000,
+         64 * 1024 - 1, 250_000, 17, 900, 33, 65_537]
+
+
+def _file(path: Path, size: int, seed: int) -> bytes:
+    data = random.Random(seed).randbytes(size)
+    path.write_bytes(data)
+    return data
+
+
+def test_the_native_module_is_built_and_used_here() -> None:
+    # `make install` compiles it (a C compiler is part of the machine); where it is not, hashlib is used.
+    from modelpvc.core import _md5lanes
+
+    assert _md5lanes.isa() in ("avx512f", "avx2", "default")
+    lanes = md5_native.lanes()
+    assert lanes is not None and lanes.md5 is _md5lanes.md5_spans
+    assert lanes.min_spans == md5_native.MIN_SPANS[_md5lanes.isa()]
+
+
+def test_spans_of_two_files_hash_as_hashlib_does(tmp_path: Path) -> None:
+    a, b = _file(tmp_path / "a", 400_000, 1), _file(tmp_path / "b", 300_000, 2)
+    fa, fb = os.open(tmp_path / "a", os.O_RDONLY), os.open(tmp_path / "b", os.O_RDONLY)
+    try:
+        rnd = random.Random(3)
+        spans = []
+        for i, size in enumerate(SIZES * 2):
+            fd, data = (fa, a) if i % 3 else (fb, b)
+            start = rnd.randrange(0, len(data) - size + 1)
+            spans.append((fd, start, start + size, data))
+        lanes = md5_native.lanes()
+        assert lanes is not None
+        got = lanes.md5([(fd, s, e) for fd, s, e, _ in spans])
+        assert got == [hashlib.md5(data[s:e]).digest() for _, s, e, data in spans]
+        # The same spans of one file through the function every disk-side hash uses, in groups of any size.
+        one = [(s, e) for fd, s, e, _ in spans if fd == fa]
+        for n in (1, 3, 4, 8, 16, 17, len(one)):
+            assert spans_digests(fa, "md5", one[:n]) == [hashlib.md5(a[s:e]).digest() for s, e in one[:n]]
+    finally:
+        os.close(fa)
+        os.close(fb)
+
+
+def test_a_span_it_cannot_read_is_an_error_that_names_where(tmp_path: Path) -> None:
+    _file(tmp_path / "a", 1000, 4)
+    fd = os.open(tmp_path / "a", os.O_RDONLY)
+    lanes = md5_native.lanes()
+    assert lanes is not None
+    try:
+        with pytest.raises(OSError, match="short read at 1000: the file ends before the span does"):
+            lanes.md5([(fd, 0, 10), (fd, 0, 5000)])
+        with pytest.raises(ValueError, match="ends before it starts"):
+            lanes.md5([(fd, 10, 5)])
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as bad:
+        lanes.md5([(fd, 0, 10)])
+    assert bad.value.errno == 9  # EBADF
+
+
+def _multipart(data: bytes, part: int) -> Expectation:
+    raws = [hashlib.md5(data[s:s + part]).digest() for s in range(0, len(data), part)]
+    return Expectation("multipart-etag", "parts", "md5", digests.of_parts("md5", raws), part)
+
+
+def _land(d: digest.FileDigest, fd: int, spans: list[tuple[int, int]], threads: int) -> None:
+    """Ranges complete in several threads at once, in no particular order, as the workers land them."""
+    random.Random(5).shuffle(spans)
+    chunks = [spans[i::threads] for i in range(threads)]
+
+    def run(chunk: list[tuple[int, int]]) -> None:
+        for s, e in chunk:
+            d.begin(s, e)
+            d.range_done(fd, s, e)
+
+    workers = [threading.Thread(target=run, args=(c,)) for c in chunks]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def test_parts_of_several_files_pooled_across_threads_give_each_files_etag(tmp_path: Path) -> None:
+    assert md5_pool.shared() is not None
+    part = 64 * 1024
+    files = []
+    for i, size in enumerate([part * 37 + 11, part * 5, part * 2 + 1, part * 16]):
+        data = _file(tmp_path / f"f{i}", size, 10 + i)
+        exp = _multipart(data, part)
+        d = digest.for_expectation(exp, size)
+        assert isinstance(d, digest.PieceDigest) and d.pool is not None
+        files.append((os.open(tmp_path / f"f{i}", os.O_RDONLY), size, exp, d))
+    try:
+        landing = [threading.Thread(target=_land, args=(d, fd, [(s, min(s + part, size))
+                                                                for s in range(0, size, part)], 3))
+                   for fd, size, _exp, d in files]
+        for t in landing:
+            t.start()
+        for t in landing:
+            t.join()
+        for fd, size, exp, d in files:
+            assert d.finish(fd, size) == exp.expected
+            assert d.reread == size  # every part read back once from the file, none twice
+    finally:
+        for fd, *_ in files:
+            os.close(fd)
+
+
+def test_a_changed_byte_changes_the_pooled_etag_and_an_unreadable_part_fails_its_file(tmp_path: Path) -> None:
+    part = 64 * 1024
+    data = _file(tmp_path / "f", part * 20, 20)
+    exp = _multipart(data, part)
+    spoiled = bytearray(data)
+    spoiled[part * 7 + 3] ^= 1
+    (tmp_path / "f").write_bytes(spoiled)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        d = digest.for_expectation(exp, len(data))
+        assert d is not None
+        _land(d, fd, [(s, s + part) for s in range(0, len(data), part)], 2)
+        assert d.finish(fd, len(data)) != exp.expected
+    finally:
+        os.close(fd)
+    # Its descriptor closed while parts wait in the pool (a file discarded mid-run): that file fails, alone.
+    gone = digest.for_expectation(exp, len(data))
+    assert gone is not None
+    for s in range(0, part * 3, part):
+        gone.range_done(fd, s, s + part)
+    with pytest.raises(OSError):
+        gone.finish(fd, len(data))
