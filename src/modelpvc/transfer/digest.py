@@ -138,7 +138,9 @@ class PieceDigest:
         return out or [(0, 0, range_digest(fd, self.algorithm, 0, 0))]
 
     def _cut(self, start: int, end: int) -> list[tuple[int, int]]:
-        """[start, end) as one span, or one per part (gaps between parts are part-aligned)."""
+        """[start, end) as one span, or one per part (gaps between parts are part-aligned); none if empty."""
+        if start >= end:
+            return []
         step = (self.exp.part_size or end - start) if self.exp.form == "parts" else end - start
         return [(s, min(s + step, end)) for s in range(start, end, step)]
 
