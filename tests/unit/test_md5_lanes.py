@@ -148,3 +148,24 @@ def test_a_changed_byte_changes_the_pooled_etag_and_an_unreadable_part_fails_its
         gone.range_done(fd, s, s + part)
     with pytest.raises(OSError):
         gone.finish(fd, len(data))
+
+
+def test_small_files_landed_together_are_hashed_together_and_each_checks_its_own(tmp_path: Path) -> None:
+    files = []
+    for i, size in enumerate([1, 55, 64, 65_536, 100_000, 3, 120, 7_000]):
+        data = _file(tmp_path / f"s{i}", size, 30 + i)
+        d = digest.for_expectation(Expectation("md5", "whole", "md5", hashlib.md5(data).hexdigest()), size)
+        assert isinstance(d, digest.SequentialDigest)
+        files.append((d, os.open(tmp_path / f"s{i}", os.O_RDONLY), size, data))
+    streamed = files[5][0]
+    streamed.feed(0, 0, memoryview(files[5][3]), files[5][2])  # this one hashed its bytes as they came
+    try:
+        digest.hash_whole_files([(d, fd, size) for d, fd, size, _ in files])
+        assert [d.whole is not None for d, *_ in files] == [d is not streamed for d, *_ in files]
+        for d, fd, size, data in files:
+            d.range_done(fd, 0, size)
+            assert d.finish(fd, size) == hashlib.md5(data).hexdigest()
+            assert d.reread == (0 if d is streamed else size)
+    finally:
+        for _d, fd, *_ in files:
+            os.close(fd)

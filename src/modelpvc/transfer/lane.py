@@ -19,9 +19,11 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
+from modelpvc.core import md5_native
 from modelpvc.core.events import Event
 from modelpvc.core.models import ObjectInfo
 from modelpvc.core.settings import MiB
+from modelpvc.transfer import digest
 from modelpvc.transfer.filejob import FileJob
 
 if TYPE_CHECKING:
@@ -146,7 +148,8 @@ class Lane:
                 self._cond.notify_all()
 
     def _publish_landed(self) -> None:
-        """Hash each landed file back from the page cache, check and publish it; after the last read, end."""
+        """Hash each landed file back from the page cache, check and publish it; after the last read, end.
+        Whatever landed since the last turn is hashed together (MD5s in SIMD lanes, transfer.digest)."""
         try:
             while True:
                 with self._cond:
@@ -154,8 +157,11 @@ class Lane:
                         self._cond.wait()
                     if not self.landed:
                         return
-                    job = self.landed.popleft()
-                self.ex.range_landed(job, 0, job.obj.size)
+                    batch = [self.landed.popleft() for _ in range(min(len(self.landed), md5_native.LANES))]
+                digest.hash_whole_files([(j.digest, j.fd, j.obj.size) for j in batch
+                                         if j.digest is not None and j.fd is not None])
+                for job in batch:
+                    self.ex.range_landed(job, 0, job.obj.size)
         except BaseException as e:
             self.ex.fail(e)
 
