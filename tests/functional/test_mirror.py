@@ -211,6 +211,43 @@ def test_corrupted_body_is_fetched_again_and_never_published(make_model, env, pr
     assert not (tmp_path / "b" / ".modelpvc" / "manifest.json").exists()
 
 
+def test_md5_only_multipart_uploads_are_verified_part_by_part_and_a_bad_part_is_fetched_again(s3, env, proxy,
+                                                                                               tmp_path):
+    """What old `mc mirror` and SDK uploads left: multipart ETags and no stored checksum. Twenty parts of
+    three files fill the MD5 lanes from several files at once (transfer.md5_pool)."""
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config
+
+    s3.bucket("md5only")
+    local = s3.root / "md5only" / "m"
+    local.mkdir(parents=True, exist_ok=True)
+    files = {f"w{i}.bin": os.urandom(30 * 1024 * 1024 + 7 * i) for i in range(3)}
+    for name, data in files.items():
+        (local / name).write_bytes(data)
+    if s3.kind == "minio":
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id=s3.access_key,
+                              aws_secret_access_key=s3.secret_key, region_name="us-east-1",
+                              config=Config(request_checksum_calculation="when_required"))
+        for name in files:
+            client.upload_file(str(local / name), "md5only", f"m/{name}",
+                               Config=TransferConfig(multipart_threshold=5 * 1024 * 1024,
+                                                     multipart_chunksize=5 * 1024 * 1024))
+        assert client.head_object(Bucket="md5only", Key="m/w0.bin")["ETag"].strip('"').endswith("-6")
+    else:
+        s3.publish("md5only/m")  # rclone serves the tree; its ETags are whole-file MD5s
+    e = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+    proxy.reset(Faults(match="w1.bin", corrupt_count=1))
+    r = run_cli(["mirror", "s3://md5only/m/", str(tmp_path / "pvc"), "--progress", "json"], e)
+    assert r.returncode == 0, r.stderr
+    assert summary(r.stderr)["refetched"] == ["w1.bin"]
+    for name, data in files.items():
+        assert (tmp_path / "pvc" / name).read_bytes() == data
+    kinds = {f["path"]: f["verified"] for f in manifest(tmp_path / "pvc")["files"]}
+    assert kinds == dict.fromkeys(files, "multipart-etag" if s3.kind == "minio" else "md5")
+
+
 def _start_throttled(src_uri: str, dest: Path, env: dict[str, str], proxy: FaultProxy,
                      rate: float, workers: int = 4) -> subprocess.Popen[str]:
     proxy.reset(Faults(rate=rate))

@@ -169,3 +169,21 @@ def test_small_files_landed_together_are_hashed_together_and_each_checks_its_own
     finally:
         for _d, fd, *_ in files:
             os.close(fd)
+
+
+def test_a_file_given_up_leaves_nothing_of_itself_in_the_pool(tmp_path: Path) -> None:
+    part = 64 * 1024
+    data = _file(tmp_path / "f", part * 5, 40)
+    pool = md5_pool.shared()
+    assert pool is not None
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        d = digest.for_expectation(_multipart(data, part), len(data))
+        assert isinstance(d, digest.PieceDigest)
+        for s in range(0, part * 3, part):
+            d.range_done(fd, s, s + part)
+        assert sum(p.owner is d for p in pool.waiting) == 3
+        d.abandon()
+        assert not any(p.owner is d for p in pool.waiting) and d not in pool.hashing
+    finally:
+        os.close(fd)

@@ -34,6 +34,7 @@ class FileDigest(Protocol):
     def range_done(self, fd: int, start: int, end: int) -> None: ...
     def finish(self, fd: int, size: int) -> str: ...
     def resumed(self, done: list[tuple[int, int]]) -> None: ...
+    def abandon(self) -> None: ...
 
 
 def hash_whole_files(files: list[tuple[FileDigest, int, int]]) -> None:
@@ -114,6 +115,11 @@ class PieceDigest:
         if cur is not None and cur[0] == end:
             self.pieces[start] = (end, cur[1].digest())
 
+    def abandon(self) -> None:
+        """The file is fetched again or given up: its parts leave the pool unhashed."""
+        if self.pool is not None:
+            self.pool.drop(self)
+
     def hashed(self, start: int, end: int, value: bytes | OSError) -> None:
         """The pool's result for one part."""
         with self.meta:
@@ -190,6 +196,9 @@ class SequentialDigest:
 
     def begin(self, start: int, end: int) -> None:
         return None
+
+    def abandon(self) -> None:
+        return None  # nothing of it is held elsewhere
 
     def take_whole(self, raw: bytes, size: int) -> None:
         """The value of all ``size`` bytes on the file, computed by hash_whole_files."""

@@ -249,6 +249,8 @@ class FileJob:
             self.refetches += 1
         self.adopt = None
         self.resumed = []
+        if self.digest is not None:
+            self.digest.abandon()
         self.digest = digest.for_expectation(self.exp, self.obj.size)
         self._rehash = False
         return list(self.all_ranges)
@@ -290,6 +292,8 @@ class FileJob:
         )
 
     def discard(self) -> None:
+        if self.digest is not None:
+            self.digest.abandon()  # before the descriptor closes: nothing may read it later
         with self.lock:
             self._close()
 

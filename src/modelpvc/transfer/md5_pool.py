@@ -56,6 +56,14 @@ class Md5Pool:
             while self.hashing.get(owner):
                 self.cond.wait()
 
+    def drop(self, owner: PartOwner) -> None:
+        """Forget ``owner``'s waiting parts and wait out any of its parts being hashed: its file may be
+        closed (and its descriptor's number reused) once this returns."""
+        with self.cond:
+            self.waiting = [p for p in self.waiting if p.owner is not owner]
+            while self.hashing.get(owner):
+                self.cond.wait()
+
     def _take(self, batch: list[_Part]) -> list[_Part]:
         """Move ``batch`` from waiting to being hashed (the caller holds the condition)."""
         taken = set(map(id, batch))
