@@ -20,7 +20,7 @@ from typing import Protocol
 
 from modelpvc.core import digests, md5_native
 from modelpvc.core.digests import Expectation, Hasher
-from modelpvc.store.volume.hashing import pread_into, range_digest, spans_digests
+from modelpvc.store.volume.hashing import md5_of_spans, pread_into, range_digest, spans_digests
 from modelpvc.transfer import md5_pool, ranges
 
 
@@ -39,16 +39,15 @@ class FileDigest(Protocol):
 
 def hash_whole_files(files: list[tuple[FileDigest, int, int]]) -> None:
     """Files written whole and not hashed yet (``(digest, fd, size)``, the small files' lane): their MD5s
-    sixteen at a time where the multi-buffer module works (core.md5_native). Files it does not take hash
-    themselves when their range is done, as ever; so do all of them if one cannot be read here (each then
-    reports its own error)."""
-    lanes = md5_native.lanes()
+    together (sixteen in one pass), where the multi-buffer module works (core.md5_native). Files it does
+    not take hash themselves when their range is done, as ever; so do all of them if one cannot be read
+    here (each then reports its own error)."""
+    if md5_native.lanes() is None:
+        return
     todo = [(d, fd, size) for d, fd, size in files
             if isinstance(d, SequentialDigest) and d.algorithm == "md5" and d.cursor == 0 and size > 0]
-    if lanes is None or len(todo) < lanes.min_spans:
-        return
     try:
-        raws = lanes.md5([(fd, 0, size) for _d, fd, size in todo])
+        raws = md5_of_spans([(fd, 0, size) for _d, fd, size in todo])
     except OSError:
         return
     for (d, _fd, size), raw in zip(todo, raws, strict=True):

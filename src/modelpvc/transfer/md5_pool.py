@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from modelpvc.core import md5_native
-from modelpvc.core.md5_native import Lanes
-from modelpvc.store.volume.hashing import range_digest
+from modelpvc.store.volume.hashing import md5_of_spans, range_digest
 
 
 class PartOwner(Protocol):
@@ -32,8 +31,7 @@ class _Part:
 
 
 class Md5Pool:
-    def __init__(self, lanes: Lanes) -> None:
-        self.lanes = lanes
+    def __init__(self) -> None:
         self.cond = threading.Condition()
         self.waiting: list[_Part] = []
         self.hashing: dict[PartOwner, int] = {}  # owner -> its parts in a batch under way
@@ -76,10 +74,7 @@ class Md5Pool:
         if not batch:
             return
         try:
-            # Too few for a pass: hashlib, one part at a time, is faster.
-            alone = len(batch) < self.lanes.min_spans
-            results = [(p, _alone(p)) for p in batch] if alone else self._together(batch)
-            for p, value in results:
+            for p, value in zip(batch, _hash(batch), strict=True):
                 p.owner.hashed(p.start, p.end, value)
         finally:
             with self.cond:
@@ -91,20 +86,20 @@ class Md5Pool:
                         del self.hashing[p.owner]
                 self.cond.notify_all()
 
-    def _together(self, batch: list[_Part]) -> list[tuple[_Part, bytes | OSError]]:
-        try:
-            raw = self.lanes.md5([(p.fd, p.start, p.end) for p in batch])
-        except OSError:
-            # One part's file failed to read: hash each alone, so the error reaches its own file only.
-            return [(p, _alone(p)) for p in batch]
-        return list(zip(batch, raw, strict=True))
 
-
-def _alone(p: _Part) -> bytes | OSError:
+def _hash(batch: list[_Part]) -> list[bytes | OSError]:
     try:
-        return range_digest(p.fd, "md5", p.start, p.end)
-    except OSError as e:
-        return e
+        return list(md5_of_spans([(p.fd, p.start, p.end) for p in batch]))
+    except OSError:
+        pass
+    # One part's file failed to read: hash each alone, so the error reaches its own file only.
+    out: list[bytes | OSError] = []
+    for p in batch:
+        try:
+            out.append(range_digest(p.fd, "md5", p.start, p.end))
+        except OSError as e:
+            out.append(e)
+    return out
 
 
 _lock = threading.Lock()
@@ -116,6 +111,5 @@ def shared() -> Md5Pool | None:
     if not _shared:
         with _lock:
             if not _shared:
-                lanes = md5_native.lanes()
-                _shared.append(Md5Pool(lanes) if lanes is not None else None)
+                _shared.append(Md5Pool() if md5_native.lanes() is not None else None)
     return _shared[0]

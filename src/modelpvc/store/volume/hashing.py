@@ -42,16 +42,23 @@ def range_digest(fd: int, algorithm: str, start: int, end: int) -> bytes:
 
 
 def spans_digests(fd: int, algorithm: str, spans: list[tuple[int, int]]) -> list[bytes]:
-    """The raw digest of each [start, end) of ``fd``: MD5s sixteen at a time where the multi-buffer
-    module works (core.md5_native), else one span at a time."""
-    lanes = md5_native.lanes() if algorithm == "md5" else None
+    """The raw digest of each [start, end) of ``fd``."""
+    if algorithm == "md5":
+        return md5_of_spans([(fd, s, e) for s, e in spans])
+    return [range_digest(fd, algorithm, s, e) for s, e in spans]
+
+
+def md5_of_spans(spans: list[tuple[int, int, int]]) -> list[bytes]:
+    """The MD5 of each ``(fd, start, end)``: sixteen at a time where the multi-buffer module works
+    (core.md5_native), one at a time where it does not or too few are left for a pass."""
+    lanes = md5_native.lanes()
     out: list[bytes] = []
     for first in range(0, len(spans), md5_native.LANES):
         group = spans[first:first + md5_native.LANES]
         if lanes is not None and len(group) >= lanes.min_spans:
-            out += lanes.md5([(fd, s, e) for s, e in group])
+            out += lanes.md5(group)
         else:
-            out += [range_digest(fd, algorithm, s, e) for s, e in group]
+            out += [range_digest(fd, "md5", s, e) for fd, s, e in group]
     return out
 
 
