@@ -296,4 +296,3 @@ class FileJob:
             self.digest.abandon()  # before the descriptor closes: nothing may read it later
         with self.lock:
             self._close()
-
