@@ -91,4 +91,3 @@ def _probe() -> Lanes | None:
         return None
     log.debug("md5: %d lanes on %s", LANES, module.isa())
     return Lanes(fn, MIN_SPANS[module.isa()])
-
