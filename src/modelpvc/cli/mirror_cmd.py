@@ -80,8 +80,8 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
                         "one, else a recorded digest; full: fail when the source offers nothing to check")
     g.add_argument("--workers", type=int, default=None,
                    help="concurrent requests (default: 2 per CPU this process may use, from its affinity and "
-                        "cgroup quota, at least 4); files up to 1 MiB are read by one more thread over as many "
-                        "connections")
+                        "cgroup quota, at least 4); files up to 1 MiB are read by one more thread over four "
+                        "connections per worker")
     g.add_argument("--part-size", type=int, default=32, metavar="MiB",
                    help="ranged-GET size for large objects (default 32; 0 = one GET per object)")
     g.add_argument("--no-space-check", action="store_true", help="skip the free-space check before the copy")

@@ -262,12 +262,15 @@ class FileJob:
         return self.obj.size <= SMALL_FILE
 
     def publish(self) -> FileRecord:
-        """fsync (large files), rename into place. The directory fsync is batched by the caller."""
+        """fsync (large files) or start the writeback (small), rename into place. The directory fsync is
+        batched by the caller."""
         with self.lock:
             fd = self.fd
             assert fd is not None
             try:
-                if not self.small:
+                if self.small:
+                    direct_io.start_writeback(fd, 0, 0)  # the disk works during the copy, not all in the syncfs
+                else:
                     os.fsync(fd)
             except OSError as e:
                 raise destination_error(e, self.partial, "flushing") from e

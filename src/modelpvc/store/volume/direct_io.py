@@ -250,7 +250,7 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
 
 
 def _bind_sync_file_range() -> Callable[[int, int, int], None] | None:
-    import ctypes  # here: only runs that write large files through the page cache pay for it
+    import ctypes  # here (1 ms): only runs that write through the page cache pay for it
 
     try:
         raw = ctypes.CDLL(None, use_errno=True).sync_file_range
