@@ -167,9 +167,10 @@ class FileJob:
             self.digest.range_restart(self.fd, start, pos)
 
     def range_done(self, start: int, end: int) -> None:
-        if self.direct and self.fd is not None:
-            # What went through the page cache (bytes a digest reads back, a device that refused
-            # O_DIRECT) starts for the disk now, not all at the final fsync.
+        if self.fd is not None:
+            # What went through the page cache (--buffered-io, a filesystem without O_DIRECT, bytes a
+            # digest reads back) starts for the disk now, not all at the final fsync: 2 GB from MinIO
+            # --buffered-io took 0.93 s, not 1.51 (decisions §19). Pages written direct are clean: a no-op.
             direct_io.start_writeback(self.fd, start, end - start)
         if self.digest is not None and self.fd is not None:
             self.digest.range_done(self.fd, start, end)
@@ -262,15 +263,12 @@ class FileJob:
         return self.obj.size <= SMALL_FILE
 
     def publish(self) -> FileRecord:
-        """fsync (large files) or start the writeback (small), rename into place. The directory fsync is
-        batched by the caller."""
+        """fsync (large files), rename into place. The directory fsync is batched by the caller."""
         with self.lock:
             fd = self.fd
             assert fd is not None
             try:
-                if self.small:
-                    direct_io.start_writeback(fd, 0, 0)  # the disk works during the copy, not all in the syncfs
-                else:
+                if not self.small:
                     os.fsync(fd)
             except OSError as e:
                 raise destination_error(e, self.partial, "flushing") from e
