@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import threading
 from pathlib import Path
@@ -182,6 +183,26 @@ def test_journal_drop_forgets_ranges_of_a_file_that_failed_verification(tmp_path
     j.dropped("a")
     j.close()
     assert Journal(tmp_path).load().ranges == {("b", "e", 10): [(0, 5)]}
+
+
+def test_journal_records_held_together_are_written_once_at_the_end_even_on_an_error(tmp_path: Path):
+    j = Journal(tmp_path)
+    j.begin(tmp_path)
+    before = (tmp_path / "journal.jsonl").read_text()
+    rec = FileRecord("b", "p/b", 5, "x", "md5", {"md5": "x"}, 7)
+    with pytest.raises(OSError), j.together():
+        j.published([rec])
+        j.dropped("a")
+        assert (tmp_path / "journal.jsonl").read_text() == before  # held
+        other = threading.Thread(target=j.ranges_written, args=([("c", "e", 10, 0, 5)],))
+        other.start()
+        other.join()  # another thread's records are not held by this one
+        assert '"path":"c"' in (tmp_path / "journal.jsonl").read_text()
+        raise OSError("the batch failed")
+    j.close()
+    lines = (tmp_path / "journal.jsonl").read_text().splitlines()
+    assert [json.loads(x)["t"] for x in lines[-2:]] == ["published", "drop"]
+    assert Journal(tmp_path).load().published["b"].mtime_ns == 7
 
 
 def test_begin_compacts_the_journal(tmp_path: Path):

@@ -176,8 +176,9 @@ class Lane:
                     batch = [self.landed.popleft() for _ in range(min(len(self.landed), md5_native.LANES))]
                 digest.hash_whole_files([(j.digest, j.fd, j.obj.size) for j in batch
                                          if j.digest is not None and j.fd is not None])
-                for job in batch:
-                    self.ex.range_landed(job, 0, job.obj.size)
+                with self.ex.journal.together():
+                    for job in batch:
+                        self.ex.range_landed(job, 0, job.obj.size)
         except BaseException as e:
             self.ex.fail(e)
 
