@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from modelpvc.core import md5_native
 from modelpvc.model.synthetic import generate_small_files, same_tree
-from tests.conftest import Source, run_cli
+from modelpvc.transfer import lane
+from tests.conftest import CLI_CWD, Source, run_cli
 from tests.support.faultproxy import Faults
 
 _names = itertools.count()
@@ -87,6 +91,60 @@ def test_a_stalled_small_file_is_given_up_after_the_read_timeout(s3, env, proxy,
     assert proxy.counters.faults_applied == ["stall_count"]
     assert same_tree(src.dir, tmp_path / "pvc") == []
 
+# What a killed lane may lose: the files landed and waiting for ``lane-publish``'s batch of sixteen, and one
+# per connection being received (four per worker: --workers 2). Of each, the proxy relayed at most its size.
+_SIZE = 20_000
+_RECEIVING = lane.lane_connections(2)
+_WAITING = md5_native.LANES - 1
+
+
+def _stopped(s3, env, proxy, tmp_path: Path, stop: signal.Signals):  # type: ignore[no-untyped-def]
+    """Copy 200 small files through a slow proxy, send ``stop`` at 40 % of the bytes, re-run:
+    (the killed run's exit code, bytes relayed before, bytes fetched again, total)."""
+    src = _small_files(s3, count=200, size=_SIZE)
+    dest = tmp_path / "pvc"
+    total = 200 * _SIZE
+    proxy.reset(Faults(rate=1e6))
+    proc = subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", src.uri, str(dest), "--workers", "2",
+                             "--progress", "json", "--progress-interval", "0.1"],
+                            env={**env, "AWS_ENDPOINT_URL": proxy.endpoint, "PYTHONUNBUFFERED": "1"},
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=CLI_CWD)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        ev = json.loads(line)
+        if ev.get("event") == "progress" and ev["bytes_done"] >= 0.4 * total:
+            break
+    t = time.monotonic()
+    proc.send_signal(stop)
+    rc = proc.wait(10)
+    assert time.monotonic() - t < 2.0
+    before = proxy.counters.body_bytes
+    assert before < total
+    assert not (dest / ".modelpvc" / "manifest.json").exists()
+    for p in dest.iterdir():  # whatever has a final name is complete
+        if p.is_file() and not p.name.endswith(".partial"):
+            assert p.read_bytes() == (src.dir / p.name).read_bytes()
+    proxy.reset()
+    r = run_cli(["mirror", src.uri, str(dest), "--workers", "2"], {**env, "AWS_ENDPOINT_URL": proxy.endpoint})
+    assert r.returncode == 0, r.stderr
+    assert same_tree(src.dir, dest) == []
+    assert not list(dest.rglob("*.partial"))
+    assert not (dest / ".modelpvc" / "journal.jsonl").exists()
+    return rc, before, proxy.counters.body_bytes, total
+
+
+def test_a_killed_small_file_copy_fetches_again_only_what_was_not_published(s3, env, proxy, tmp_path):
+    """SIGKILL: a file renamed but not yet journalled is hashed on disk, not fetched; one landed and not yet
+    published, or being received, is fetched again."""
+    rc, before, again, total = _stopped(s3, env, proxy, tmp_path, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    assert again <= total - before + (_WAITING + _RECEIVING) * _SIZE, (before, again, total)
+
+
+def test_a_stopped_small_file_copy_publishes_what_landed_and_exits_143(s3, env, proxy, tmp_path):
+    rc, before, again, total = _stopped(s3, env, proxy, tmp_path, signal.SIGTERM)
+    assert rc == 143
+    assert again <= total - before + _RECEIVING * _SIZE, (before, again, total)  # what landed was published
 
 
 @pytest.fixture(params=[("nr_inodes=30", "creating"), ("size=512k", "writing")], ids=["out-of-inodes", "out-of-bytes"])

@@ -118,7 +118,7 @@ class Lane:
 
     def done(self, obj: ObjectInfo) -> None:
         job = self.fetching.pop(obj)
-        with self._cond:
+        with self._batch:
             self.landed.append(job)
             if len(self.landed) == md5_native.LANES:
                 self._batch.notify()
