@@ -104,7 +104,7 @@ def _stopped(s3, env, proxy, tmp_path: Path, stop: signal.Signals):  # type: ign
     src = _small_files(s3, count=200, size=_SIZE)
     dest = tmp_path / "pvc"
     total = 200 * _SIZE
-    proxy.reset(Faults(rate=1e6))
+    proxy.reset(Faults(rate=2e5))  # per stream: eight streams take about 2.5 s for the 4 MB
     proc = subprocess.Popen([sys.executable, "-m", "modelpvc", "mirror", src.uri, str(dest), "--workers", "2",
                              "--progress", "json", "--progress-interval", "0.1"],
                             env={**env, "AWS_ENDPOINT_URL": proxy.endpoint, "PYTHONUNBUFFERED": "1"},
