@@ -51,16 +51,19 @@ class Md5Pool:
             batch = self._take(mine + [p for p in self.waiting if p.owner is not owner][:free]) if mine else []
         self._run(batch)
         with self.cond:
-            while self.hashing.get(owner):
-                self.cond.wait()
+            self._wait_out(owner)
 
     def drop(self, owner: PartOwner) -> None:
         """Forget ``owner``'s waiting parts and wait out any of its parts being hashed: its file may be
         closed (and its descriptor's number reused) once this returns."""
         with self.cond:
             self.waiting = [p for p in self.waiting if p.owner is not owner]
-            while self.hashing.get(owner):
-                self.cond.wait()
+            self._wait_out(owner)
+
+    def _wait_out(self, owner: PartOwner) -> None:
+        """Until no part of ``owner`` is in a batch under way (the caller holds the condition)."""
+        while self.hashing.get(owner):
+            self.cond.wait()
 
     def _take(self, batch: list[_Part]) -> list[_Part]:
         """Move ``batch`` from waiting to being hashed (the caller holds the condition)."""

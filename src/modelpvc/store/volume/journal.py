@@ -151,7 +151,7 @@ class Journal:
             held += records
             return
         if not records:
-            return
+            return  # nothing to say: no empty write
         with self._lock:
             try:
                 if self._fh is None:
@@ -164,13 +164,11 @@ class Journal:
 
     def ranges_written(self, items: list[tuple[str, str, int, int, int]]) -> None:
         """(path, etag, size, start, end): bytes written into the ``.partial`` (not necessarily durable)."""
-        if items:
-            self._append([{"t": "range", "path": p, "etag": et, "size": sz, "start": s, "end": e}
-                          for p, et, sz, s, e in items])
+        self._append([{"t": "range", "path": p, "etag": et, "size": sz, "start": s, "end": e}
+                      for p, et, sz, s, e in items])
 
     def published(self, records: list[FileRecord]) -> None:
-        if records:
-            self._append([{"t": "published", "path": r.path, "file": r.to_json()} for r in records])
+        self._append([{"t": "published", "path": r.path, "file": r.to_json()} for r in records])
 
     def dropped(self, path: str) -> None:
         """The ranges written for ``path`` so far do not hold the object (it failed verification)."""
