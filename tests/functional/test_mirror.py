@@ -246,6 +246,13 @@ def test_md5_only_multipart_uploads_are_verified_part_by_part_and_a_bad_part_is_
         assert (tmp_path / "pvc" / name).read_bytes() == data
     kinds = {f["path"]: f["verified"] for f in manifest(tmp_path / "pvc")["files"]}
     assert kinds == dict.fromkeys(files, "multipart-etag" if s3.kind == "minio" else "md5")
+    # A part that stays bad: fetched twice, the file fails the run and is never published.
+    proxy.reset(Faults(match="w2.bin", corrupt_count=-1))
+    r = run_cli(["mirror", "s3://md5only/m/", str(tmp_path / "bad")], e)
+    assert r.returncode == 5
+    assert "w2.bin: content does not match" in r.stderr
+    assert not (tmp_path / "bad" / "w2.bin").exists()
+    assert not (tmp_path / "bad" / ".modelpvc" / "manifest.json").exists()
 
 
 def _start_throttled(src_uri: str, dest: Path, env: dict[str, str], proxy: FaultProxy,

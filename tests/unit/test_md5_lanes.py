@@ -187,3 +187,59 @@ def test_a_file_given_up_leaves_nothing_of_itself_in_the_pool(tmp_path: Path) ->
         assert not any(p.owner is d for p in pool.waiting) and d not in pool.hashing
     finally:
         os.close(fd)
+
+
+def test_a_landed_file_is_finished_by_the_pools_thread_once_its_parts_are_hashed(tmp_path: Path) -> None:
+    """The thread that lands a file's last range does not wait for its MD5s: the pool's thread calls back."""
+    part = 64 * 1024
+    data = _file(tmp_path / "f", part * 6 + 5, 50)
+    exp = _multipart(data, part)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    called: list[str] = []
+    done = threading.Event()
+
+    def then() -> None:
+        called.append(threading.current_thread().name)
+        done.set()
+
+    try:
+        d = digest.for_expectation(exp, len(data))
+        assert isinstance(d, digest.PieceDigest)
+        _land(d, fd, [(s, min(s + part, len(data))) for s in range(0, len(data), part)], 2)
+        assert d.hashed_later(then)  # seven parts wait: fewer than a pass, hashed now because the file ends
+        assert done.wait(10)
+        assert called == ["md5-lanes"]
+        assert not d.hashed_later(then)  # nothing left to hash: the caller finishes the file itself
+        assert d.finish(fd, len(data)) == exp.expected
+        assert called == ["md5-lanes"]
+    finally:
+        os.close(fd)
+    # A file that hashes as it streams has nothing to wait for.
+    plain = digest.for_expectation(Expectation("md5", "whole", "md5", hashlib.md5(b"").hexdigest()), 0)
+    assert plain is not None and not plain.hashed_later(then)
+
+
+def test_a_file_given_up_before_its_parts_are_hashed_is_never_called_back(tmp_path: Path) -> None:
+    part = 64 * 1024
+    data = _file(tmp_path / "f", part * 4, 60)
+    pool = md5_pool.shared()
+    assert pool is not None
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    called = threading.Event()
+    try:
+        d = digest.for_expectation(_multipart(data, part), len(data))
+        assert isinstance(d, digest.PieceDigest)
+        with pool.cond:  # the pool's threads cannot take a batch until both calls are made
+            for s in range(0, len(data), part):
+                d.range_done(fd, s, s + part)
+            assert d.hashed_later(called.set)
+            d.abandon()
+        assert d not in pool.then and d not in pool.urgent and not any(p.owner is d for p in pool.waiting)
+        # Another file through the pool afterwards: its batch would have carried the first one's follow-up.
+        other = digest.for_expectation(_multipart(data, part), len(data))
+        assert isinstance(other, digest.PieceDigest)
+        _land(other, fd, [(s, s + part) for s in range(0, len(data), part)], 1)
+        assert other.finish(fd, len(data)) == _multipart(data, part).expected
+        assert not called.is_set()
+    finally:
+        os.close(fd)

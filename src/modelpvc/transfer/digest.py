@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from modelpvc.core import digests, md5_native
@@ -32,6 +33,7 @@ class FileDigest(Protocol):
     def feed(self, range_start: int, offset: int, data: memoryview, on_file: int) -> None: ...
     def range_restart(self, fd: int, start: int, pos: int) -> None: ...
     def range_done(self, fd: int, start: int, end: int) -> None: ...
+    def hashed_later(self, then: Callable[[], None]) -> bool: ...
     def finish(self, fd: int, size: int) -> str: ...
     def resumed(self, done: list[tuple[int, int]]) -> None: ...
     def abandon(self) -> None: ...
@@ -119,6 +121,11 @@ class PieceDigest:
         if self.pool is not None:
             self.pool.drop(self)
 
+    def hashed_later(self, then: Callable[[], None]) -> bool:
+        """Every range is on the file: True if parts are still to be hashed in the pool, whose thread then
+        calls ``then`` (finish() no longer waits); False: finish() may be called now."""
+        return self.pool is not None and self.pool.settle_then(self, then)
+
     def hashed(self, start: int, end: int, value: bytes | OSError) -> None:
         """The pool's result for one part."""
         with self.meta:
@@ -198,6 +205,9 @@ class SequentialDigest:
 
     def abandon(self) -> None:
         return None  # nothing of it is held elsewhere
+
+    def hashed_later(self, then: Callable[[], None]) -> bool:
+        return False  # whatever is left is hashed by finish(), from the cursor on
 
     def take_whole(self, raw: bytes, size: int) -> None:
         """The value of all ``size`` bytes on the file, computed by hash_whole_files."""

@@ -44,6 +44,7 @@ class _Cancelled(Exception):
 
 
 OPEN = -1  # "a new file: open it (or hash the copy found on disk) and fetch its first range"
+FINISH = -2  # "every byte of this file is on it and hashed: check and publish it"
 
 
 class _Scheduler:
@@ -58,6 +59,7 @@ class _Scheduler:
         self.cond = threading.Condition()
         self.waiting: deque[FileJob] = deque(jobs)
         self.active: list[tuple[FileJob, deque[tuple[int, int]]]] = []  # files with ranges not handed out
+        self.finishing: deque[FileJob] = deque()  # hashed in another thread, to be checked and published
         self.opening = 0
         self.max_files = max(1, files_in_flight)
         self.outstanding = 0  # tasks handed out or queued, not yet done
@@ -81,6 +83,12 @@ class _Scheduler:
         with self.cond:
             self.outstanding += 1
 
+    def finish(self, job: FileJob) -> None:
+        """``job`` is ready to publish; its task was counted by ``hold`` when its last range landed."""
+        with self.cond:
+            self.finishing.append(job)
+            self.cond.notify()
+
     def opened(self, job: FileJob, rngs: list[tuple[int, int]]) -> None:
         """The opener takes ``rngs[0]`` itself; the rest are queued for whoever joins the file."""
         with self.cond:
@@ -98,6 +106,8 @@ class _Scheduler:
             while True:
                 if self.closed:
                     return None
+                if self.finishing:
+                    return self.finishing.popleft(), FINISH, FINISH
                 if self.waiting and len(self.active) + self.opening < self.max_files:
                     job = self.waiting.popleft()
                     self.opening += 1
@@ -207,11 +217,14 @@ class Executor:
                 if task is None:
                     break
                 job, start, end = task
-                if start != OPEN:
+                if start >= 0:
                     self._fetch_range(wid, buf, behind, job, start, end)  # it says when the task is done
                     continue
                 try:
-                    self._start_file(wid, buf, behind, job)
+                    if start == OPEN:
+                        self._start_file(wid, buf, behind, job)
+                    elif not self.cancel.is_set():  # a stopping run publishes no more
+                        self._finish_file(job)
                 finally:
                     self.sched.task_done()
         except _Cancelled:
@@ -352,8 +365,17 @@ class Executor:
         with self._lock:
             job.left -= 1
             last = job.left == 0
-        if last and publish:
+        if not (last and publish):
+            return
+        # Parts still being hashed elsewhere: a worker finishes the file once they are, and this thread (the
+        # one writing behind a worker, often) goes on landing bytes meanwhile.
+        self.sched.hold()
+        if job.hashed_later(lambda: self.sched.finish(job)):
+            return
+        try:
             self._finish_file(job)
+        finally:
+            self.sched.task_done()
 
     def writing(self, job: FileJob) -> None:
         """``job`` has bytes on its way to the file: the next sync makes them durable."""

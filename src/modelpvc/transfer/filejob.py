@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from modelpvc.core.digests import Expectation
@@ -200,6 +201,11 @@ class FileJob:
         old = self.exp
         self.exp = exp
         self._rehash = (exp.algorithm, exp.form, exp.part_size) != (old.algorithm, old.form, old.part_size)
+
+    def hashed_later(self, then: Callable[[], None]) -> bool:
+        """Every range is on the file: True if bytes read back are still being hashed elsewhere and ``then``
+        runs once they are (transfer.md5_pool); False: check() may run now."""
+        return self.digest is not None and self.digest.hashed_later(then)
 
     def check(self) -> tuple[bool, dict[str, str]]:
         """(matches the expectation, digest to record), once every range is on disk."""
