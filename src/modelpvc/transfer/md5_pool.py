@@ -98,7 +98,7 @@ class Md5Pool:
             self._serve()
 
     def _serve(self) -> None:
-        """Wake the hashing thread, started on first use (the caller holds the condition)."""
+        """Wake the hashing threads, started on first use (the caller holds the condition)."""
         if len(self._threads) < THREADS:
             t = threading.Thread(target=self._hash_batches, name="md5-lanes", daemon=True)
             self._threads.append(t)
