@@ -382,7 +382,9 @@ def main() -> int:
             subprocess.run(["cat", *map(str, (root / "bench" / prefix).glob("*"))], stdout=subprocess.DEVNULL,
                            check=False) if (root / "bench" / prefix).exists() else None
         # This VM backs guest memory lazily: the first run to touch fresh page-cache pages pays host
-        # faults (measured: 2x the wall of the same run repeated). One discarded run warms it for all.
+        # faults (measured: 2x the wall of the same run repeated). One discarded run warms the source's
+        # pages; pages freed later go back to the host within ~2 s (free page reporting), so a tool writing
+        # through the page cache still pays by what ran before it (docs/decisions.md §19).
         print("warm-up run (discarded) ...", file=sys.stderr)
         bench_copy(srv, env, root, "model", ["s5cmd"] if not args.imports_only else [], 1, work)
         print("copying (each into an empty directory) ...", file=sys.stderr)
