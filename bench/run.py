@@ -127,6 +127,20 @@ def tool_commands(srv: RcloneS3, prefix: str, dest: Path) -> dict[str, list[str]
     }
 
 
+def _reports_free_pages() -> bool:
+    """Whether this VM's balloon hands free pages back to the host (virtio feature 5, free page reporting)."""
+    return any(f.read_text()[5:6] == "1"
+               for f in Path("/sys/bus/virtio/drivers/virtio_balloon").glob("virtio*/features"))
+
+
+# Seconds each run waits, its destination emptied, before it starts. Where the balloon reports free pages,
+# a page freed ~2 s ago has gone back to the host and its next first touch faults there: a tool writing
+# through the page cache right after a run that freed its 2 GB ran at up to twice the speed of the same
+# tool after one that had written direct (decisions §19). Waiting lets every tool start as a copy does on an
+# idle node, whatever ran before it.
+SETTLE_S = 4.0 if _reports_free_pages() else 0.0
+
+
 def bench_copy(srv: RcloneS3, env: dict[str, str], root: Path, prefix: str, tools: list[str],
                repeat: int, work: Path) -> list[Result]:
     out = []
@@ -146,6 +160,7 @@ def bench_copy(srv: RcloneS3, env: dict[str, str], root: Path, prefix: str, tool
             dest = work / "dest"
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
+            time.sleep(SETTLE_S)
             cmd = tool_commands(srv, prefix, dest)[tool]
             rc, wall, cpu, rss, err = run_measured(cmd, env)
             ok = rc == 0 and not same_tree(src_dir, dest)
@@ -383,8 +398,7 @@ def main() -> int:
                            check=False) if (root / "bench" / prefix).exists() else None
         # This VM backs guest memory lazily: the first run to touch fresh page-cache pages pays host
         # faults (measured: 2x the wall of the same run repeated). One discarded run warms the source's
-        # pages; pages freed later go back to the host within ~2 s (free page reporting), so a tool writing
-        # through the page cache still pays by what ran before it (docs/decisions.md §19).
+        # pages, which stay cached; what each tool writes starts from reported pages (SETTLE_S).
         print("warm-up run (discarded) ...", file=sys.stderr)
         bench_copy(srv, env, root, "model", ["s5cmd"] if not args.imports_only else [], 1, work)
         print("copying (each into an empty directory) ...", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import subprocess
 import threading
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import pytest
 
 from modelpvc.core import digests, md5_native
 from modelpvc.core.digests import Expectation
+from modelpvc.store.volume import direct_io
 from modelpvc.store.volume.hashing import spans_digests
-from modelpvc.transfer import digest, md5_pool
+from modelpvc.transfer import digest, md5_pool, ranges
 
 # Every padding case (tails of 0, 55, 56, 63 bytes: one or two final blocks), spans longer than one 32 KiB
 # read, and more spans than the 16 lanes of a pass.
@@ -182,9 +184,9 @@ def test_a_file_given_up_leaves_nothing_of_itself_in_the_pool(tmp_path: Path) ->
         assert isinstance(d, digest.PieceDigest)
         for s in range(0, part * 3, part):
             d.range_done(fd, s, s + part)
-        assert sum(p.owner is d for p in pool.waiting) == 3
+        assert len(pool.parts[d]) == 3  # fewer than a pass: they wait
         d.abandon()
-        assert not any(p.owner is d for p in pool.waiting) and d not in pool.hashing
+        assert d not in pool.parts
     finally:
         os.close(fd)
 
@@ -234,7 +236,7 @@ def test_a_file_given_up_before_its_parts_are_hashed_is_never_called_back(tmp_pa
                 d.range_done(fd, s, s + part)
             assert d.hashed_later(called.set)
             d.abandon()
-        assert d not in pool.then and d not in pool.urgent and not any(p.owner is d for p in pool.waiting)
+        assert d not in pool.then and d not in pool.urgent and d not in pool.parts
         # Another file through the pool afterwards: its batch would have carried the first one's follow-up.
         other = digest.for_expectation(_multipart(data, part), len(data))
         assert isinstance(other, digest.PieceDigest)
@@ -243,3 +245,115 @@ def test_a_file_given_up_before_its_parts_are_hashed_is_never_called_back(tmp_pa
         assert not called.is_set()
     finally:
         os.close(fd)
+
+
+def test_a_message_hashed_in_pieces_resumes_from_the_state_each_piece_hands_back(tmp_path: Path) -> None:
+    data = _file(tmp_path / "a", 600_000, 70)
+    fd = os.open(tmp_path / "a", os.O_RDONLY)
+    lanes = md5_native.lanes()
+    assert lanes is not None
+    rnd = random.Random(71)
+    try:
+        for _ in range(20):
+            # Up to twenty messages at once, each cut at random block boundaries, pieces of several messages
+            # in each call and a message left out of some calls.
+            msgs = [(s, s + n) for s, n in ((rnd.randrange(0, 300_000), rnd.choice([*SIZES, 299_999]))
+                                            for _ in range(rnd.randint(1, 20)))]
+            pos = [s for s, _e in msgs]
+            state: list[bytes | None] = [None] * len(msgs)
+            out: list[bytes | None] = [None] * len(msgs)
+            while None in out:
+                call = []
+                for i, (s, e) in enumerate(msgs):
+                    if out[i] is None and rnd.random() < 0.7:
+                        cut = pos[i] + rnd.randint(0, (e - pos[i]) // 64) * 64
+                        last = cut == e or rnd.random() < 0.3
+                        call.append((i, (fd, pos[i], e if last else cut, state[i], pos[i] - s, last)))
+                for (i, piece), raw in zip(call, lanes.md5([p for _i, p in call]), strict=True):
+                    if piece[5]:
+                        out[i] = raw
+                    else:
+                        state[i], pos[i] = raw, piece[2]
+            assert out == [hashlib.md5(data[s:e]).digest() for s, e in msgs]
+        for bad in [(fd, 0, 100, None, 0, False),  # not the last piece, yet not whole blocks
+                    (fd, 0, 128, bytes(16), 10, True),  # resumed after a partial block
+                    (fd, 0, 128, bytes(3), 0, True),  # not a state
+                    (fd, 0, 128, None, 64, True)]:  # resumed from nothing
+            with pytest.raises(ValueError, match="resumes a 16-byte state after whole 64-byte blocks"):
+                lanes.md5([bad])
+    finally:
+        os.close(fd)
+
+
+def test_parts_fetched_in_rows_of_pieces_are_hashed_as_they_land(tmp_path: Path) -> None:
+    """The mirror's order for pooled parts (ranges.interleave); ranges that are not whole 64-byte blocks
+    too (the pool hashes up to the last whole block landed and keeps the rest for later)."""
+    pool = md5_pool.shared()
+    assert pool is not None
+    part = 64 * 1024
+    files = []
+    for i, size in enumerate([part * 9 + 100, part * 3, part * 20]):
+        data = _file(tmp_path / f"r{i}", size, 80 + i)
+        exp = _multipart(data, part)
+        d = digest.for_expectation(exp, size)
+        assert isinstance(d, digest.PieceDigest)
+        order = ranges.interleave(size, part, 1000)
+        assert ranges.merge(order) == [(0, size)] and sum(e - s for s, e in order) == size
+        assert order[:2] == [(0, 1000), (part, part + 1000)]  # every part's first piece, then the seconds
+        files.append((os.open(tmp_path / f"r{i}", os.O_RDONLY), size, exp, d, order))
+    try:
+        landing = [threading.Thread(target=_land, args=(d, fd, order, 3)) for fd, _s, _e, d, order in files]
+        for t in landing:
+            t.start()
+        for t in landing:
+            t.join()
+        for fd, size, exp, d, _order in files:
+            assert d.finish(fd, size) == exp.expected
+            assert d.reread == size
+            assert d not in pool.parts
+    finally:
+        for fd, *_ in files:
+            os.close(fd)
+
+
+def test_a_part_an_earlier_run_wrote_half_of_is_hashed_from_disk_and_never_waited_for(tmp_path: Path) -> None:
+    part = 64 * 1024
+    data = _file(tmp_path / "f", part * 4, 90)
+    exp = _multipart(data, part)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    done = threading.Event()
+    try:
+        d = digest.for_expectation(exp, len(data))
+        assert isinstance(d, digest.PieceDigest)
+        d.resumed([(0, part + 5000)])  # a resumed run: part 0 whole and the start of part 1 are on the file
+        for s, e in [(part + 5000, 2 * part), (2 * part, 3 * part), (3 * part, 4 * part)]:
+            d.range_done(fd, s, e)
+        assert d.hashed_later(done.set)
+        assert done.wait(10)
+        assert d.finish(fd, len(data)) == exp.expected
+    finally:
+        os.close(fd)
+
+
+def test_hashed_pieces_leave_the_page_cache(tmp_path: Path) -> None:
+    """Their pages are given back once written (direct_io.release_pages): the next writes reuse them."""
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        data = random.Random(100).randbytes(4 << 20)
+        os.pwrite(fd, data, 0)
+        assert _cached(path) == 4 << 20
+        direct_io.release_pages(fd, 0, 2 << 20)
+        assert _cached(path) == 2 << 20
+        direct_io.release_pages(fd, 2 << 20, 2 << 20)
+        assert _cached(path) == 0
+        assert os.pread(fd, 4 << 20, 0) == data  # read back from the disk
+    finally:
+        os.close(fd)
+    direct_io.release_pages(fd, 0, 1 << 20)  # a closed descriptor: a hint, nothing raised
+
+
+def _cached(path: Path) -> int:
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out)

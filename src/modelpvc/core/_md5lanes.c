@@ -7,6 +7,8 @@
  * the loader picks the best the CPU has. Python calls ``md5_spans(spans)``: the digest of each
  * (fd, start, end) — spans of one file or of several — read with pread 32 KiB per lane at a time (bounded memory; a file mapped
  * instead would count in the process's RSS and die of SIGBUS if truncated), with the GIL released.
+ * A span (fd, start, end, state, prior, last) is a piece of a longer message: it starts from the state a
+ * previous piece gave back, after ``prior`` bytes, and gives back its own state unless it is the last.
  * modelpvc.core.md5_native checks it against hashlib before use.
  */
 #define PY_SSIZE_T_CLEAN
@@ -176,10 +178,14 @@ static int read_fully(int fd, uint8_t *buf, size_t len, uint64_t *pos) {
 
 #define CHUNK (32 * 1024) /* per lane and pass: 16 lanes read into 512 KiB, in L2 (measured: 16-64 KiB equal, 256 KiB -12 %) */
 
-/* One span of a file to hash. */
+/* One span of a file to hash: a whole message, or a piece of one (``prior`` bytes already hashed into
+ * ``init``; a piece that is not ``last`` is whole 64-byte blocks and gives back the state, unpadded). */
 typedef struct {
     int fd;
     uint64_t start, end;
+    uint32_t init[4];
+    uint64_t prior;
+    int last;
 } span_t;
 
 /* The MD5 of each span, ``LANES`` spans at a time, each read through its own CHUNK of ``buf``. */
@@ -190,9 +196,8 @@ static int hash_spans(const span_t *spans, Py_ssize_t n, uint8_t (*out)[16], uin
         uint32_t state[4][LANES];
         uint64_t pos[LANES];
         int finished[LANES] = {0};
-        for (int j = 0; j < LANES; j++) {
-            state[0][j] = 0x67452301; state[1][j] = 0xefcdab89; state[2][j] = 0x98badcfe; state[3][j] = 0x10325476;
-        }
+        for (int j = 0; j < LANES; j++)
+            for (int r = 0; r < 4; r++) state[r][j] = j < count ? spans[first + j].init[r] : 0;
         for (int j = 0; j < count; j++) pos[j] = spans[first + j].start;
         for (;;) {
             int busy = 0;
@@ -208,7 +213,7 @@ static int hash_spans(const span_t *spans, Py_ssize_t n, uint8_t (*out)[16], uin
                     return err;
                 }
                 finished[j] = pos[j] == sp->end;
-                lane_set(&lanes[j], mine, take, finished[j], sp->end - sp->start);
+                lane_set(&lanes[j], mine, take, finished[j] && sp->last, sp->prior + (sp->end - sp->start));
                 busy = 1;
             }
             if (!busy) break;
@@ -222,7 +227,7 @@ static int hash_spans(const span_t *spans, Py_ssize_t n, uint8_t (*out)[16], uin
 
 static PyObject *md5_spans(PyObject *self, PyObject *arg) {
     (void)self;
-    PyObject *seq = PySequence_Fast(arg, "md5_spans takes a sequence of (fd, start, end)");
+    PyObject *seq = PySequence_Fast(arg, "md5_spans takes a sequence of (fd, start, end[, state, prior, last])");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     span_t *spans = PyMem_Malloc((n ? (size_t)n : 1) * sizeof *spans);
@@ -237,16 +242,31 @@ static PyObject *md5_spans(PyObject *self, PyObject *arg) {
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        int fd;
-        unsigned long long start, end;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iKK:span", &fd, &start, &end)) goto done;
+        int fd, last = 1;
+        unsigned long long start, end, prior = 0;
+        const char *init = NULL;
+        Py_ssize_t init_len = 16;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iKK|z#Kp:span", &fd, &start, &end, &init,
+                              &init_len, &prior, &last))
+            goto done;
         if (end < start) {
             PyErr_Format(PyExc_ValueError, "span %llu-%llu ends before it starts", start, end);
+            goto done;
+        }
+        if ((init && init_len != 16) || (!init && prior) || prior % 64 || (!last && (end - start) % 64)) {
+            PyErr_SetString(PyExc_ValueError, "a piece resumes a 16-byte state after whole 64-byte blocks");
             goto done;
         }
         spans[i].fd = fd;
         spans[i].start = start;
         spans[i].end = end;
+        spans[i].prior = prior;
+        spans[i].last = last;
+        static const uint32_t iv[4] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476};
+        if (init)
+            memcpy(spans[i].init, init, 16); /* the state's words, little-endian as the digest's (x86) */
+        else
+            memcpy(spans[i].init, iv, 16);
     }
     Py_BEGIN_ALLOW_THREADS
     err = hash_spans(spans, n, digests, buf, lanes, &failed_at);

@@ -6,9 +6,13 @@ source that stores no checksum (old ``mc mirror`` and SDK uploads). The parts ar
 module (``_md5lanes.c``, built by ``pip install`` when a compiler is there) hashes sixteen together:
 4.3 GB/s on one core with AVX-512, reading the file itself (docs/decisions.md §19).
 
+A span may also be a piece of a message: the state a previous piece handed back goes in, and the next
+state (or, for the last piece, the MD5) comes out, so parts are hashed while they still arrive
+(transfer.md5_pool).
+
 It is used only where it is faster — x86-64 with AVX2 or AVX-512, enough spans at a time (one lane alone
 runs at 1/16 of the register) — and only after it gave hashlib's values on spans of every padding case,
-read from two files.
+read from two files, and on a message hashed in pieces.
 """
 
 from __future__ import annotations
@@ -21,8 +25,14 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import NamedTuple
 
-SpansMd5 = Callable[[Sequence[tuple[int, int, int]]], list[bytes]]
-"""``fn([(fd, start, end), ...])``: the raw MD5 of each span, read with pread (one file or several)."""
+Span = tuple[int, int, int]
+"""``(fd, start, end)``: a whole message, read with pread."""
+Piece = tuple[int, int, int, bytes | None, int, bool]
+"""``(fd, start, end, state, prior, last)``: a piece of a message, ``prior`` bytes (whole 64-byte blocks)
+of which were hashed into ``state`` (None: none); one that is not ``last`` is whole blocks too."""
+SpansMd5 = Callable[[Sequence[Span | Piece]], list[bytes]]
+"""``fn(spans)``: the raw MD5 of each span, or a piece's state (its last piece: the MD5), spans of one
+file or of several."""
 
 LANES = 16
 # Fewest spans worth a pass: each lane runs at 1/16 of it, against hashlib's 0.73 GB/s here. Measured over
@@ -76,6 +86,7 @@ def _probe() -> Lanes | None:
     data = (bytes(range(251)) * 797)[:200_000]
     spans = [(i * 997, i * 997 + size) for i, size in enumerate(sizes)]
     expected = [hashlib.md5(data[s:e], usedforsecurity=False).digest() for s, e in spans]
+    expected += [hashlib.md5(data[:70_007], usedforsecurity=False).digest()] * 2
     try:
         with tempfile.TemporaryFile() as f, tempfile.TemporaryFile() as g:
             f.write(data)
@@ -83,7 +94,12 @@ def _probe() -> Lanes | None:
             g.write(data)
             g.flush()
             got = fn([((f, g)[i % 2].fileno(), s, e) for i, (s, e) in enumerate(spans)])
-    except OSError as e:
+            # Resumed: the same message in two and in three pieces, the state handed back between them.
+            first = fn([(f.fileno(), 0, 640, None, 0, False), (g.fileno(), 0, 64 * 1000, None, 0, False)])
+            second = fn([(g.fileno(), 640, 70_007, first[0], 640, True),
+                         (f.fileno(), 64_000, 69_952, first[1], 64_000, False)])
+            got += [second[0], *fn([(f.fileno(), 69_952, 70_007, second[1], 69_952, True)])]
+    except (OSError, TypeError, ValueError) as e:  # TypeError: a module built before pieces existed
         log.warning("multi-buffer MD5 failed its self-test (%s); using hashlib", e)
         return None
     if got != expected:

@@ -4,8 +4,8 @@
   thread that received it, straight from its buffer; pieces combine at the end (core.digests). Pieces a
   previous run wrote, or a retry left half-hashed, are hashed from disk. A multipart ETag's part MD5s,
   where the multi-buffer module works (core.md5_native), are all hashed from the page cache instead,
-  sixteen parts at a time across files (transfer.md5_pool): a second read of the bytes costs far less
-  than MD5 one part at a time.
+  sixteen parts at a time across files, in pieces as they land (transfer.md5_pool): a second read of
+  the bytes costs far less than MD5 one part at a time.
 * ``SequentialDigest`` (MD5 of a single-part ETag, SHA-1/SHA-256): bytes must be hashed in offset order.
   The range that starts at the hash cursor is hashed as it streams; bytes written ahead of the cursor
   are hashed from the page cache once the cursor reaches them. The scheduler gives each file one worker
@@ -30,6 +30,7 @@ class FileDigest(Protocol):
 
     def begin(self, start: int, end: int) -> None: ...
     def streams(self, offset: int) -> bool: ...
+    def fetch_order(self) -> list[tuple[int, int]] | None: ...
     def feed(self, range_start: int, offset: int, data: memoryview, on_file: int) -> None: ...
     def range_restart(self, fd: int, start: int, pos: int) -> None: ...
     def range_done(self, fd: int, start: int, end: int) -> None: ...
@@ -79,6 +80,7 @@ class PieceDigest:
         parts = -(-size // exp.part_size) if exp.form == "parts" and exp.part_size else 0
         self.pool = md5_pool.shared() if exp.algorithm == "md5" and parts > 1 else None
         self.error: OSError | None = None  # a part the pool could not read back
+        self.earlier: list[tuple[int, int]] = []  # bytes an earlier run wrote: their parts are hashed from disk
         self.meta = threading.Lock()  # guards ``pieces`` (ranges land in several threads)
 
     def _useful(self, start: int, end: int) -> bool:
@@ -89,6 +91,14 @@ class PieceDigest:
 
     def streams(self, offset: int) -> bool:
         return self.pool is None  # pooled, every part is read back: through the page cache, not around it
+
+    def fetch_order(self) -> list[tuple[int, int]] | None:
+        """The ranges to fetch the whole object in, if this digest wants its own: pooled, every part in
+        pieces, row by row, so that sixteen parts have a piece to hash all along (transfer.md5_pool)."""
+        part = self.exp.part_size
+        if self.pool is None or part is None:
+            return None
+        return ranges.interleave(self.size, part, md5_pool.PIECE)
 
     def begin(self, start: int, end: int) -> None:
         if self._useful(start, end) and self.pool is None:
@@ -109,12 +119,25 @@ class PieceDigest:
 
     def range_done(self, fd: int, start: int, end: int) -> None:
         if self.pool is not None:
-            if self._useful(start, end):
-                self.pool.add(self, fd, start, end)
+            part = self._part_of(start, end)
+            if part is not None:
+                self.pool.landed(self, fd, part, start, end)
             return
         cur = self.live.pop(start, None)
         if cur is not None and cur[0] == end:
             self.pieces[start] = (end, cur[1].digest())
+
+    def _part_of(self, start: int, end: int) -> tuple[int, int] | None:
+        """The part [start, end) lies in, if it is one the pool can hash whole: none of it from an earlier
+        run (a gap no range of this run fills)."""
+        part = self.exp.part_size
+        if not part or end <= start:
+            return None
+        ps = start // part * part
+        pe = min(ps + part, self.size)
+        if end > pe or ranges.clip(self.earlier, ps, pe):
+            return None
+        return ps, pe
 
     def abandon(self) -> None:
         """The file is fetched again or given up: its parts leave the pool unhashed."""
@@ -143,7 +166,7 @@ class PieceDigest:
                 self.pieces[s] = (e, value)
 
     def resumed(self, done: list[tuple[int, int]]) -> None:
-        return None  # pieces written by an earlier run are hashed from disk in finish()
+        self.earlier = ranges.merge([*self.earlier, *done])  # their parts are hashed from disk in finish()
 
     def _cover(self, fd: int, size: int) -> list[tuple[int, int, bytes]]:
         """Pieces in offset order covering [0, size); missing spans hashed from disk, together."""
@@ -205,6 +228,9 @@ class SequentialDigest:
 
     def abandon(self) -> None:
         return None  # nothing of it is held elsewhere
+
+    def fetch_order(self) -> list[tuple[int, int]] | None:
+        return None  # the file's own ranges, in offset order: the cursor follows them
 
     def hashed_later(self, then: Callable[[], None]) -> bool:
         return False  # whatever is left is hashed by finish(), from the cursor on

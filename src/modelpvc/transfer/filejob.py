@@ -45,6 +45,8 @@ class FileJob:
         self.resumed = ranges.merge(done or [])
         self.adopt = adopt  # a complete-looking local copy to hash instead of fetching
         self.digest = digest.for_expectation(exp, obj.size)
+        if self.digest is not None and not self.resumed and self.part_size > 0:
+            self.all_ranges = self.digest.fetch_order() or self.all_ranges
         self.asked = False  # a whole GET asked for the stored checksum (exp.from_answer)
         self.answer: tuple[str, str] | None = None  # what it answered
         self._rehash = False  # the settled expectation is not what the digest computed: hash from disk

@@ -1,15 +1,23 @@
-"""Parts of multipart ETags waiting for their MD5, across every file being fetched: hashed sixteen at a time.
+"""Parts of multipart ETags being hashed, across every file being fetched: sixteen parts advance in one pass.
 
-The multi-buffer MD5 (core.md5_native) costs one pass per sixteen parts, however many lanes are filled,
-and each lane runs at 1/16 of the pass, so parts are pooled across files rather than per file (a file of
-eight parts would waste half of every pass, and every file would hash all of its parts at its end). A
-part joins the pool once its bytes are on the file and is read back from the page cache.
+The multi-buffer MD5 (core.md5_native) costs one pass per sixteen lanes, however many are filled, and each
+lane runs at 1/16 of the pass, so parts are pooled across files rather than per file (a file of eight
+parts would waste half of every pass). A part is hashed in pieces, each as soon as it is on the file and
+fifteen other parts have one too: the lane's state is kept between pieces (the kernel resumes from it),
+and the last piece pads. The file cuts its parts into ranges fetched row by row (``ranges.interleave``),
+so all its parts grow together and pieces are there for the lanes all along.
 
-The pool's own threads hash: a batch as soon as sixteen parts wait, or, when a file is being finished,
-its waiting parts with whatever else waits by the time a thread is free (files of one model tend to end
-together, and their tails then share one pass). The threads that land bytes never hash, nor wait for a
-hash: a file's last range hands its finishing to ``settle_then``. A writer thread that hashed, or waited,
-held back its worker's next writes for the whole pass (0.38 s of a 1.1 s copy, decisions §19).
+Why pieces, and why their pages are then given back (``direct_io.release_pages``): these bytes go through
+the page cache to be read back, and a page the cache takes fresh can cost ten times the copy into it (on a
+VM whose balloon reports free pages to the host, every first touch of a reported page faults in the
+host; decisions §19). Whole parts had to wait, sixteen at a time, 1 GiB of fresh pages; pieces hashed and
+released as they land keep a few hundred MiB, and the cache reuses them.
+
+The pool's own threads hash: a batch as soon as sixteen parts have a piece, or, when a file is being
+finished, its parts' rest with whatever else waits by the time a thread is free (files of one model tend
+to end together, and their tails then share one pass). The threads that land bytes never hash, nor wait
+for a hash: a file's last range hands its finishing to ``settle_then``. A writer thread that hashed, or
+waited, held back its worker's next writes for the whole pass (decisions §19).
 """
 
 from __future__ import annotations
@@ -17,17 +25,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from modelpvc.core import md5_native
-from modelpvc.store.volume.hashing import md5_of_spans, range_digest
+from modelpvc.store.volume import direct_io
+from modelpvc.transfer import ranges
 
 log = logging.getLogger(__name__)
 
 # One batch under way while the next fills; at the end of a copy, the last files' parts on both cores.
 # Side by side on the MinIO MD5 dataset (2 GB, 7 rounds): one thread 1.12 s, two 1.08 (decisions §19).
 THREADS = 2
+# The ranges a pooled part is fetched in, and so the usual piece: a lane's share of one pass.
+PIECE = 8 * 1024 * 1024
+_BLOCK = 64  # MD5's block: a piece that does not end the part ends on one
+# The page cache drops a large folio only whole: a piece's pages are released from the start of the folio
+# the piece before ended in (hashed now too), so no folio straddling two pieces stays behind.
+_FOLIO = 2 * 1024 * 1024
 
 
 class PartOwner(Protocol):
@@ -40,60 +55,69 @@ class _Part:
     fd: int
     start: int
     end: int
+    hashed: int  # the state covers [start, hashed)
+    state: bytes | None = None
+    landed: list[tuple[int, int]] = field(default_factory=list)
+    busy: bool = False  # in a batch under way
+
+    def piece(self) -> tuple[int, bool] | None:
+        """Where the next piece ends and whether it is the last; None if nothing new can be hashed."""
+        ready = ranges.contiguous_end(self.landed, self.hashed)
+        if ready == self.end:
+            return self.end, True
+        upto = self.hashed + (ready - self.hashed) // _BLOCK * _BLOCK
+        return (upto, False) if upto > self.hashed else None
 
 
 class Md5Pool:
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.waiting: list[_Part] = []
-        self.hashing: dict[PartOwner, int] = {}  # owner -> its parts in a batch under way
+        self.parts: dict[PartOwner, dict[int, _Part]] = {}  # owner -> part start -> part not hashed yet
         self.urgent: list[PartOwner] = []  # owners being finished, first asked first: no waiting for sixteen
         self.then: dict[PartOwner, Callable[[], None]] = {}  # owner -> what to run once its parts are hashed
         self._threads: list[threading.Thread] = []
 
-    def add(self, owner: PartOwner, fd: int, start: int, end: int) -> None:
-        """Part [start, end) of ``fd`` is on the file; hash it with fifteen others when they are there."""
+    def landed(self, owner: PartOwner, fd: int, part: tuple[int, int], start: int, end: int) -> None:
+        """Bytes [start, end) of the part ``part`` (its [start, end)) of ``fd`` are on the file."""
         with self.cond:
-            self.waiting.append(_Part(owner, fd, start, end))
+            mine = self.parts.setdefault(owner, {})
+            p = mine.get(part[0])
+            if p is None:
+                p = mine[part[0]] = _Part(owner, fd, part[0], part[1], part[0])
+            p.landed = ranges.merge([*p.landed, (start, end)])
             self._serve()
 
     def settle(self, owner: PartOwner) -> None:
-        """Hash every part of ``owner`` still waiting; return once none of its parts is being hashed."""
+        """Hash the rest of every part of ``owner``; return once none of its parts is in the pool."""
         with self.cond:
             self._hurry(owner)
-            while self._busy(owner):
+            while owner in self.parts:
                 self.cond.wait()
 
     def settle_then(self, owner: PartOwner, then: Callable[[], None]) -> bool:
-        """Hash every part of ``owner`` still waiting and return at once: True, and the pool's thread calls
-        ``then`` once they are hashed; False (``then`` is not called) if none of them is waiting or hashing."""
+        """Hash the rest of every part of ``owner`` and return at once: True, and the pool's thread calls
+        ``then`` once they are hashed; False (``then`` is not called) if none of them is in the pool."""
         with self.cond:
-            if not self._busy(owner):
+            if owner not in self.parts:
                 return False
             self.then[owner] = then
             self._hurry(owner)
             return True
 
     def drop(self, owner: PartOwner) -> None:
-        """Forget ``owner``'s waiting parts and wait out any of its parts being hashed: its file may be
-        closed (and its descriptor's number reused) once this returns."""
+        """Forget ``owner``'s parts and wait out any of them being hashed: its file may be closed (and its
+        descriptor's number reused) once this returns."""
         with self.cond:
-            self.waiting = [p for p in self.waiting if p.owner is not owner]
             if owner in self.urgent:
                 self.urgent.remove(owner)
             self.then.pop(owner, None)
-            while self.hashing.get(owner):
+            while any(p.busy for p in self.parts.get(owner, {}).values()):
                 self.cond.wait()
-
-    def _waits(self, owner: PartOwner) -> bool:
-        return any(p.owner is owner for p in self.waiting)
-
-    def _busy(self, owner: PartOwner) -> bool:
-        return self._waits(owner) or bool(self.hashing.get(owner))
+            self.parts.pop(owner, None)
 
     def _hurry(self, owner: PartOwner) -> None:
-        """``owner``'s waiting parts go in the next batch, full or not (the caller holds the condition)."""
-        if owner not in self.urgent and self._waits(owner):
+        """``owner``'s parts go in the next batch, full or not (the caller holds the condition)."""
+        if owner not in self.urgent:
             self.urgent.append(owner)
             self._serve()
 
@@ -108,60 +132,103 @@ class Md5Pool:
     def _hash_batches(self) -> None:
         while True:
             with self.cond:
-                while len(self.waiting) < md5_native.LANES and not self.urgent:
+                while not (batch := self._take()) and not (stuck := self._forget_stuck()):
                     self.cond.wait()
-                batch = self._take()
-            self._run(batch)
+            if batch:
+                self._run(batch)
+            else:
+                for then in stuck:
+                    _call(then)
 
-    def _take(self) -> list[_Part]:
-        """The next batch, moved from waiting to being hashed: urgent owners' parts first, then the oldest
-        others in the lanes they leave (the caller holds the condition)."""
-        rank = {owner: i for i, owner in enumerate(self.urgent)}
-        order = sorted(self.waiting, key=lambda p: rank.get(p.owner, len(rank)))  # stable: oldest first
-        batch = order[:md5_native.LANES]
-        self.waiting = order[md5_native.LANES:]
-        self.urgent = [o for o in self.urgent if self._waits(o)]
-        for p in batch:
-            self.hashing[p.owner] = self.hashing.get(p.owner, 0) + 1
+    def _take(self) -> list[tuple[_Part, int, bool]]:
+        """The next batch (part, piece end, last), its parts marked busy; empty if none is due: fewer than
+        sixteen parts have a piece and no file being finished has one (the caller holds the condition)."""
+        urgent: list[tuple[_Part, int, bool]] = []
+        for owner in self.urgent:
+            for p in self.parts.get(owner, {}).values():
+                if not p.busy and (piece := p.piece()) is not None:
+                    urgent.append((p, *piece))
+        others: list[tuple[_Part, int, bool]] = []
+        rank = set(self.urgent)
+        for owner, mine in self.parts.items():
+            if owner not in rank:
+                others += [(p, *piece) for p in mine.values() if not p.busy and (piece := p.piece()) is not None]
+        if not urgent and len(others) < md5_native.LANES:
+            return []
+        batch = (urgent + others)[:md5_native.LANES]
+        for p, _end, _last in batch:
+            p.busy = True
         return batch
 
-    def _run(self, batch: list[_Part]) -> None:
+    def _forget_stuck(self) -> list[Callable[[], None]]:
+        """Files being finished whose parts can go no further (none of them has a piece or is being hashed:
+        a gap no range of this run fills): those parts leave the pool unhashed, and each file hashes them
+        from disk. Returns the follow-ups to run (the caller holds the condition, called when no batch is
+        due, so an urgent owner here has nothing left the pool could hash)."""
+        stuck = [o for o in self.urgent if not any(p.busy for p in self.parts.get(o, {}).values())]
+        for owner in stuck:
+            self.urgent.remove(owner)
+            self.parts.pop(owner, None)
+        if stuck:
+            self.cond.notify_all()
+        return [then for o in stuck if (then := self.then.pop(o, None)) is not None]
+
+    def _run(self, batch: list[tuple[_Part, int, bool]]) -> None:
         try:
             values = _hash(batch)
         except Exception as e:  # never leave a file waiting on a thread that died
             log.debug("md5 lanes failed", exc_info=True)
             values = [OSError(f"MD5 of a part failed: {e}") for _ in batch]
+        done: list[tuple[PartOwner, int, int, bytes | OSError]] = []
+        for (p, end, last), value in zip(batch, values, strict=True):
+            if isinstance(value, bytes):  # hashed: the cache may reuse their pages
+                since = max(p.start, p.hashed // _FOLIO * _FOLIO)  # with the folio the last piece ended in
+                direct_io.release_pages(p.fd, since, end - since)
+            if isinstance(value, OSError) or last:
+                done.append((p.owner, p.start, p.end, value))
+            else:
+                p.state, p.hashed = value, end
         try:
-            for p, value in zip(batch, values, strict=True):
-                p.owner.hashed(p.start, p.end, value)
+            for owner, start, end, value in done:
+                owner.hashed(start, end, value)
         finally:
             with self.cond:
-                for p in batch:
-                    left = self.hashing[p.owner] - 1
-                    if left:
-                        self.hashing[p.owner] = left
-                    else:
-                        del self.hashing[p.owner]
-                done = [self.then.pop(o) for o in {p.owner: None for p in batch}
-                        if o in self.then and not self._busy(o)]
+                for p, _end, _last in batch:
+                    p.busy = False
+                for owner, start, _end, _value in done:
+                    mine = self.parts.get(owner)
+                    if mine is not None:
+                        mine.pop(start, None)
+                        if not mine:
+                            del self.parts[owner]
+                self.urgent = [o for o in self.urgent if o in self.parts]
+                follow = [self.then.pop(o) for o in {p.owner: None for p, _e, _l in batch}
+                          if o in self.then and o not in self.parts]
                 self.cond.notify_all()
-            for then in done:
-                try:
-                    then()
-                except Exception:  # the thread goes on: other files wait on it
-                    log.exception("a file's follow-up after its MD5s failed")
+            for then in follow:
+                _call(then)
 
 
-def _hash(batch: list[_Part]) -> list[bytes | OSError]:
+def _call(then: Callable[[], None]) -> None:
     try:
-        return list(md5_of_spans([(p.fd, p.start, p.end) for p in batch]))
+        then()
+    except Exception:  # the thread goes on: other files wait on it
+        log.exception("a file's follow-up after its MD5s failed")
+
+
+def _hash(batch: list[tuple[_Part, int, bool]]) -> list[bytes | OSError]:
+    lanes = md5_native.lanes()
+    assert lanes is not None  # the pool exists only where they work (shared)
+    pieces = [(p.fd, p.hashed, end, p.state, p.hashed - p.start, last) for p, end, last in batch]
+    try:
+        return list(lanes.md5(pieces))
     except OSError:
         pass
     # One part's file failed to read: hash each alone, so the error reaches its own file only.
     out: list[bytes | OSError] = []
-    for p in batch:
+    for piece in pieces:
         try:
-            out.append(range_digest(p.fd, "md5", p.start, p.end))
+            out += lanes.md5([piece])
         except OSError as e:
             out.append(e)
     return out

@@ -19,6 +19,21 @@ def split(size: int, part: int) -> list[tuple[int, int]]:
     return [(s, min(s + part, size)) for s in range(0, size, part)]
 
 
+def interleave(size: int, part: int, piece: int) -> list[tuple[int, int]]:
+    """``split(size, part)`` with each part cut into ranges of at most ``piece`` bytes, in rows: the first
+    range of every part, then every part's second, and so on. Fetched in this order, all the parts grow
+    together (the MD5 pool hashes sixteen parts' landed pieces in one pass, transfer.md5_pool)."""
+    parts = split(size, part)
+    out: list[tuple[int, int]] = []
+    row = 0
+    while True:
+        cut = [(s + row * piece, min(s + (row + 1) * piece, e)) for s, e in parts if s + row * piece < e]
+        if not cut:
+            return out
+        out += cut
+        row += 1
+
+
 def merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted, coalesced half-open ranges."""
     out: list[tuple[int, int]] = []

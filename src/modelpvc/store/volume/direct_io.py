@@ -35,8 +35,11 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-_SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of dirty pages in the range, do not wait
-_sync_file_range: list[Callable[[int, int, int], None] | None] = []
+# linux/fs.h: SYNC_FILE_RANGE_WRITE starts writeback of the range's dirty pages; with WAIT_BEFORE and
+# WAIT_AFTER (1 and 4) the call returns once they are on the disk.
+_SYNC_FILE_RANGE_WRITE = 2
+_SYNC_FILE_RANGE_WRITTEN = 1 | 2 | 4
+_sync_file_range: list[Callable[[int, int, int, int], None] | None] = []
 
 ALIGN = 4096  # the largest logical block size in use (4Kn disks); 512-byte devices accept it too
 # A write-behind buffer: fewer, larger requests suit an IOPS-bound volume. Measured on this VM (8 GB, 4
@@ -242,14 +245,35 @@ class WriteBehind:
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Start writing the range's dirty pages to the disk and return at once (sync_file_range(2)); the
     pages stay cached. Pages written direct are clean: nothing to do. A hint: failures show at fsync."""
+    fn = _bound()
+    if fn is not None:
+        fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def release_pages(fd: int, offset: int, length: int) -> None:
+    """Give the range's page-cache pages back once they are on the disk (bytes read back and done with).
+
+    The next buffered write then takes pages just freed instead of fresh ones: on a VM whose balloon
+    reports free pages to the host, a fresh page costs a fault in the host on first touch, and 2 GB
+    written through the cache took 0.55 CPU-s into recycled pages against 3.3-5.5 into reported ones
+    (decisions §19). Dirty pages are not dropped, so it waits for the range's writeback first (started
+    when the range landed). A hint, like ``start_writeback``: errors show at fsync or not at all."""
+    fn = _bound()
+    try:
+        if fn is not None:
+            fn(fd, offset, length, _SYNC_FILE_RANGE_WRITTEN)
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+
+
+def _bound() -> Callable[[int, int, int, int], None] | None:
     if not _sync_file_range:
         _sync_file_range.append(_bind_sync_file_range())
-    fn = _sync_file_range[0]
-    if fn is not None:
-        fn(fd, offset, length)
+    return _sync_file_range[0]
 
 
-def _bind_sync_file_range() -> Callable[[int, int, int], None] | None:
+def _bind_sync_file_range() -> Callable[[int, int, int, int], None] | None:
     import ctypes  # here (1 ms): only runs that write through the page cache pay for it
 
     try:
@@ -259,7 +283,7 @@ def _bind_sync_file_range() -> Callable[[int, int, int], None] | None:
     raw.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     raw.restype = ctypes.c_int
 
-    def call(fd: int, offset: int, length: int) -> None:
-        raw(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+    def call(fd: int, offset: int, length: int, flags: int) -> None:
+        raw(fd, offset, length, flags)
 
     return call
