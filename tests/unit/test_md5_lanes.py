@@ -102,6 +102,15 @@ def _land(d: digest.FileDigest, fd: int, spans: list[tuple[int, int]], threads: 
         w.join()
 
 
+def _land_files(files: list[tuple[digest.FileDigest, int, list[tuple[int, int]]]]) -> None:
+    """Several files' ranges landing at once, each file's in three threads."""
+    landing = [threading.Thread(target=_land, args=(d, fd, spans, 3)) for d, fd, spans in files]
+    for t in landing:
+        t.start()
+    for t in landing:
+        t.join()
+
+
 def test_parts_of_several_files_pooled_across_threads_give_each_files_etag(tmp_path: Path) -> None:
     assert md5_pool.shared() is not None
     part = 64 * 1024
@@ -113,13 +122,8 @@ def test_parts_of_several_files_pooled_across_threads_give_each_files_etag(tmp_p
         assert isinstance(d, digest.PieceDigest) and d.pool is not None
         files.append((os.open(tmp_path / f"f{i}", os.O_RDONLY), size, exp, d))
     try:
-        landing = [threading.Thread(target=_land, args=(d, fd, [(s, min(s + part, size))
-                                                                for s in range(0, size, part)], 3))
-                   for fd, size, _exp, d in files]
-        for t in landing:
-            t.start()
-        for t in landing:
-            t.join()
+        _land_files([(d, fd, [(s, min(s + part, size)) for s in range(0, size, part)])
+                     for fd, size, _exp, d in files])
         for fd, size, exp, d in files:
             assert d.finish(fd, size) == exp.expected
             assert d.reread == size  # every part read back once from the file, none twice
@@ -302,11 +306,7 @@ def test_parts_fetched_in_rows_of_pieces_are_hashed_as_they_land(tmp_path: Path)
         assert order[:2] == [(0, 1000), (part, part + 1000)]  # every part's first piece, then the seconds
         files.append((os.open(tmp_path / f"r{i}", os.O_RDONLY), size, exp, d, order))
     try:
-        landing = [threading.Thread(target=_land, args=(d, fd, order, 3)) for fd, _s, _e, d, order in files]
-        for t in landing:
-            t.start()
-        for t in landing:
-            t.join()
+        _land_files([(d, fd, order) for fd, _s, _e, d, order in files])
         for fd, size, exp, d, _order in files:
             assert d.finish(fd, size) == exp.expected
             assert d.reread == size
