@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,34 +103,39 @@ def _land(d: digest.FileDigest, fd: int, spans: list[tuple[int, int]], threads: 
         w.join()
 
 
-def _land_files(files: list[tuple[digest.FileDigest, int, list[tuple[int, int]]]]) -> None:
-    """Several files' ranges landing at once, each file's in three threads."""
-    landing = [threading.Thread(target=_land, args=(d, fd, spans, 3)) for d, fd, spans in files]
-    for t in landing:
-        t.start()
-    for t in landing:
-        t.join()
+PART = 64 * 1024
 
 
-def test_parts_of_several_files_pooled_across_threads_give_each_files_etag(tmp_path: Path) -> None:
-    assert md5_pool.shared() is not None
-    part = 64 * 1024
+def _check_pooled_etags(tmp_path: Path, sizes: list[int], seed: int,
+                        cut: Callable[[int], list[tuple[int, int]]]) -> list[digest.PieceDigest]:
+    """Files of PART-sized parts whose ranges (``cut(size)``) land at once, each file's in three threads:
+    each gives its file's ETag, every part read back once from the file, none twice."""
     files = []
-    for i, size in enumerate([part * 37 + 11, part * 5, part * 2 + 1, part * 16]):
-        data = _file(tmp_path / f"f{i}", size, 10 + i)
-        exp = _multipart(data, part)
+    for i, size in enumerate(sizes):
+        data = _file(tmp_path / f"f{i}", size, seed + i)
+        exp = _multipart(data, PART)
         d = digest.for_expectation(exp, size)
         assert isinstance(d, digest.PieceDigest) and d.pool is not None
         files.append((os.open(tmp_path / f"f{i}", os.O_RDONLY), size, exp, d))
     try:
-        _land_files([(d, fd, [(s, min(s + part, size)) for s in range(0, size, part)])
-                     for fd, size, _exp, d in files])
+        landing = [threading.Thread(target=_land, args=(d, fd, cut(size), 3)) for fd, size, _exp, d in files]
+        for t in landing:
+            t.start()
+        for t in landing:
+            t.join()
         for fd, size, exp, d in files:
             assert d.finish(fd, size) == exp.expected
-            assert d.reread == size  # every part read back once from the file, none twice
+            assert d.reread == size
     finally:
         for fd, *_ in files:
             os.close(fd)
+    return [d for *_, d in files]
+
+
+def test_parts_of_several_files_pooled_across_threads_give_each_files_etag(tmp_path: Path) -> None:
+    assert md5_pool.shared() is not None
+    _check_pooled_etags(tmp_path, [PART * 37 + 11, PART * 5, PART * 2 + 1, PART * 16], 10,
+                        lambda size: ranges.split(size, PART))
 
 
 def test_a_changed_byte_changes_the_pooled_etag_and_an_unreadable_part_fails_its_file(tmp_path: Path) -> None:
@@ -294,26 +300,13 @@ def test_parts_fetched_in_rows_of_pieces_are_hashed_as_they_land(tmp_path: Path)
     too (the pool hashes up to the last whole block landed and keeps the rest for later)."""
     pool = md5_pool.shared()
     assert pool is not None
-    part = 64 * 1024
-    files = []
-    for i, size in enumerate([part * 9 + 100, part * 3, part * 20]):
-        data = _file(tmp_path / f"r{i}", size, 80 + i)
-        exp = _multipart(data, part)
-        d = digest.for_expectation(exp, size)
-        assert isinstance(d, digest.PieceDigest)
-        order = ranges.interleave(size, part, 1000)
+    sizes = [PART * 9 + 100, PART * 3, PART * 20]
+    for size in sizes:
+        order = ranges.interleave(size, PART, 1000)
         assert ranges.merge(order) == [(0, size)] and sum(e - s for s, e in order) == size
-        assert order[:2] == [(0, 1000), (part, part + 1000)]  # every part's first piece, then the seconds
-        files.append((os.open(tmp_path / f"r{i}", os.O_RDONLY), size, exp, d, order))
-    try:
-        _land_files([(d, fd, order) for fd, _s, _e, d, order in files])
-        for fd, size, exp, d, _order in files:
-            assert d.finish(fd, size) == exp.expected
-            assert d.reread == size
-            assert d not in pool.parts
-    finally:
-        for fd, *_ in files:
-            os.close(fd)
+        assert order[:2] == [(0, 1000), (PART, PART + 1000)]  # every part's first piece, then the seconds
+    done = _check_pooled_etags(tmp_path, sizes, 80, lambda size: ranges.interleave(size, PART, 1000))
+    assert not any(d in pool.parts for d in done)
 
 
 def test_a_part_an_earlier_run_wrote_half_of_is_hashed_from_disk_and_never_waited_for(tmp_path: Path) -> None:
