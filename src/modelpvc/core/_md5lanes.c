@@ -9,6 +9,8 @@
  * instead would count in the process's RSS and die of SIGBUS if truncated), with the GIL released.
  * A span (fd, start, end, state, prior, last) is a piece of a longer message: it starts from the state a
  * previous piece gave back, after ``prior`` bytes, and gives back its own state unless it is the last.
+ * In place of the fd, a span may name a buffer (bytes still in memory): its bytes [start, end) are hashed
+ * where they are.
  * modelpvc.core.md5_native checks it against hashlib before use.
  */
 #define PY_SSIZE_T_CLEAN
@@ -182,6 +184,7 @@ static int read_fully(int fd, uint8_t *buf, size_t len, uint64_t *pos) {
  * ``init``; a piece that is not ``last`` is whole 64-byte blocks and gives back the state, unpadded). */
 typedef struct {
     int fd;
+    const uint8_t *mem; /* a buffer's bytes instead of the fd's, or NULL */
     uint64_t start, end;
     uint32_t init[4];
     uint64_t prior;
@@ -206,11 +209,17 @@ static int hash_spans(const span_t *spans, Py_ssize_t n, uint8_t (*out)[16], uin
                 lanes[j].full = lanes[j].ntail = 0;
                 if (finished[j]) continue;
                 size_t take = sp->end - pos[j] < CHUNK ? (size_t)(sp->end - pos[j]) : CHUNK;
-                uint8_t *mine = buf + (size_t)j * CHUNK;
-                int err = read_fully(sp->fd, mine, take, &pos[j]);
-                if (err) {
-                    *failed_at = pos[j];
-                    return err;
+                const uint8_t *mine = sp->mem + pos[j];
+                if (sp->mem) {
+                    pos[j] += take;
+                } else {
+                    uint8_t *into = buf + (size_t)j * CHUNK;
+                    int err = read_fully(sp->fd, into, take, &pos[j]);
+                    if (err) {
+                        *failed_at = pos[j];
+                        return err;
+                    }
+                    mine = into;
                 }
                 finished[j] = pos[j] == sp->end;
                 lane_set(&lanes[j], mine, take, finished[j] && sp->last, sp->prior + (sp->end - sp->start));
@@ -229,26 +238,46 @@ static PyObject *md5_spans(PyObject *self, PyObject *arg) {
     (void)self;
     PyObject *seq = PySequence_Fast(arg, "md5_spans takes a sequence of (fd, start, end[, state, prior, last])");
     if (!seq) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), held = 0;
     span_t *spans = PyMem_Malloc((n ? (size_t)n : 1) * sizeof *spans);
+    Py_buffer *views = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Py_buffer)); /* the buffers named, held */
     uint8_t (*digests)[16] = PyMem_Malloc((n ? (size_t)n : 1) * 16);
     uint8_t *buf = PyMem_Malloc((size_t)LANES * CHUNK);
     lane_t *lanes = PyMem_Malloc(LANES * sizeof(lane_t));
     PyObject *result = NULL;
     int err = 0;
     uint64_t failed_at = 0;
-    if (!spans || !digests || !buf || !lanes) {
+    if (!spans || !digests || !buf || !lanes || !views) {
         PyErr_NoMemory();
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        int fd, last = 1;
+        int fd = -1, last = 1;
+        PyObject *where;
         unsigned long long start, end, prior = 0;
         const char *init = NULL;
         Py_ssize_t init_len = 16;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iKK|z#Kp:span", &fd, &start, &end, &init,
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OKK|z#Kp:span", &where, &start, &end, &init,
                               &init_len, &prior, &last))
             goto done;
+        spans[i].mem = NULL;
+        if (PyLong_Check(where)) {
+            long v = PyLong_AsLong(where);
+            if (v == -1 && PyErr_Occurred()) goto done;
+            if (v < 0 || v > INT32_MAX) {
+                PyErr_Format(PyExc_ValueError, "%ld is not a file descriptor", v);
+                goto done;
+            }
+            fd = (int)v;
+        } else {
+            if (PyObject_GetBuffer(where, &views[held], PyBUF_SIMPLE) < 0) goto done;
+            spans[i].mem = views[held++].buf;
+            if (end > (unsigned long long)views[held - 1].len) {
+                PyErr_Format(PyExc_ValueError, "span %llu-%llu is outside its %zd-byte buffer", start, end,
+                             views[held - 1].len);
+                goto done;
+            }
+        }
         if (end < start) {
             PyErr_Format(PyExc_ValueError, "span %llu-%llu ends before it starts", start, end);
             goto done;
@@ -292,6 +321,8 @@ static PyObject *md5_spans(PyObject *self, PyObject *arg) {
         PyList_SET_ITEM(result, i, d);
     }
 done:
+    for (Py_ssize_t i = 0; i < held; i++) PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
     PyMem_Free(spans);
     PyMem_Free(digests);
     PyMem_Free(buf);
@@ -313,7 +344,7 @@ static PyObject *isa(PyObject *self, PyObject *unused) {
 
 static PyMethodDef methods[] = {
     {"md5_spans", md5_spans, METH_O,
-     "md5_spans([(fd, start, end), ...]) -> the 16-byte MD5 of each span, read with pread."},
+     "md5_spans([(fd or buffer, start, end), ...]) -> the 16-byte MD5 of each span (an fd's read with pread)."},
     {"isa", isa, METH_NOARGS, "The instruction set the lanes run on: avx512f, avx2 or default."},
     {NULL, NULL, 0, NULL},
 };

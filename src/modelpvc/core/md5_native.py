@@ -8,11 +8,12 @@ module (``_md5lanes.c``, built by ``pip install`` when a compiler is there) hash
 
 A span may also be a piece of a message: the state a previous piece handed back goes in, and the next
 state (or, for the last piece, the MD5) comes out, so parts are hashed while they still arrive
-(transfer.md5_pool).
+(transfer.md5_pool). And a span may name a buffer instead of a file: bytes still in memory are hashed
+where they are, never read back.
 
 It is used only where it is faster — x86-64 with AVX2 or AVX-512, enough spans at a time (one lane alone
 runs at 1/16 of the register) — and only after it gave hashlib's values on spans of every padding case,
-read from two files, and on a message hashed in pieces.
+read from two files, and on a message hashed in pieces, from a file and from memory.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from typing import NamedTuple
 
 Span = tuple[int, int, int]
 """``(fd, start, end)``: a whole message, read with pread."""
-Piece = tuple[int, int, int, bytes | None, int, bool]
-"""``(fd, start, end, state, prior, last)``: a piece of a message, ``prior`` bytes (whole 64-byte blocks)
-of which were hashed into ``state`` (None: none); one that is not ``last`` is whole blocks too."""
+Piece = tuple[int | memoryview, int, int, bytes | None, int, bool]
+"""``(where, start, end, state, prior, last)``: a piece of a message — of a file descriptor's bytes (read
+with pread) or of a buffer's (hashed in place) — ``prior`` bytes (whole 64-byte blocks) of which were hashed
+into ``state`` (None: none); one that is not ``last`` is whole blocks too."""
 SpansMd5 = Callable[[Sequence[Span | Piece]], list[bytes]]
 """``fn(spans)``: the raw MD5 of each span, or a piece's state (its last piece: the MD5), spans of one
 file or of several."""
@@ -94,9 +96,11 @@ def _probe() -> Lanes | None:
             g.write(data)
             g.flush()
             got = fn([((f, g)[i % 2].fileno(), s, e) for i, (s, e) in enumerate(spans)])
-            # Resumed: the same message in two and in three pieces, the state handed back between them.
-            first = fn([(f.fileno(), 0, 640, None, 0, False), (g.fileno(), 0, 64 * 1000, None, 0, False)])
-            second = fn([(g.fileno(), 640, 70_007, first[0], 640, True),
+            # Resumed: the same message in two and in three pieces, the state handed back between them;
+            # two of the pieces from memory.
+            held = memoryview(bytearray(data[:64_000]))
+            first = fn([(f.fileno(), 0, 640, None, 0, False), (held, 0, 64 * 1000, None, 0, False)])
+            second = fn([(memoryview(data), 640, 70_007, first[0], 640, True),
                          (f.fileno(), 64_000, 69_952, first[1], 64_000, False)])
             got += [second[0], *fn([(f.fileno(), 69_952, 70_007, second[1], 69_952, True)])]
     except (OSError, TypeError, ValueError) as e:  # TypeError: a module built before pieces existed
