@@ -203,3 +203,72 @@ def test_ring_memory_stays_bounded_on_many_cpus() -> None:
     assert direct_io.chunk_for(64) == 1 << 20  # 64 workers x 3 buffers x 1 MiB
     for workers in (1, 4, 8, 16):
         assert workers * (direct_io.WRITERS + 2) * direct_io.chunk_for(workers) <= direct_io.RINGS_MEMORY
+
+
+class _TwoBuffers:
+    """A lender (direct_io.Lender) of two buffers; the order it gets them back in."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.free = [direct_io.aligned_buffer(1 << 16) for _ in range(2)]
+        self.mine = {id(b.obj) for b in self.free}
+        self.back: list[memoryview] = []
+        self.lock = threading.Lock()
+
+    def lend(self) -> memoryview | None:
+        with self.lock:
+            return self.free.pop() if self.free else None
+
+    def given_back(self, buf: memoryview) -> None:
+        with self.lock:
+            self.back.append(buf)
+            self.free.append(buf)
+
+
+def test_a_lenders_buffers_are_filled_first_and_each_goes_back_to_it_once_written(tmp_path: Path) -> None:
+    """What transfer.md5_pool lends to a worker's ring: received into, written from, then given back (never
+    to the ring); when it has none, the ring's own; a lent buffer left over from a range goes back too."""
+    import threading
+
+    path = tmp_path / "f.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    gate = threading.Event()
+    order: list[str] = []
+    lender = _TwoBuffers()
+
+    def write(data: memoryview, offset: int) -> None:
+        gate.wait(5)
+        os.pwrite(fd, data, offset)
+        order.append(f"wrote {offset >> 16}")
+
+    wb = direct_io.WriteBehind(chunk=1 << 16)
+    try:
+        chunks = [os.urandom(1 << 16) for _ in range(6)]
+        wb.lender = lender
+        views = []
+        for i in range(3):
+            view = wb.next(1 << 16)
+            view[:] = chunks[i]
+            views.append(view)
+            wb.submit(write, view, i << 16)
+        assert [id(v.obj) in lender.mine for v in views] == [True, True, False]  # lent, lent, the ring's
+        assert lender.back == []  # held by the writer until written
+        gate.set()
+        wb.drain()
+        assert os.pread(fd, 3 << 16, 0) == b"".join(chunks[:3])
+        assert [id(b.obj) for b in lender.back] == [id(v.obj) for v in views[:2]]  # each once, after its write
+        view = wb.next(1 << 16)  # filled and not submitted (written elsewhere): stays the ring's current
+        assert id(view.obj) in lender.mine
+        wb.lender = None  # the next range's file borrows nothing: the lent buffer goes back, unwritten
+        view = wb.next(1 << 16)
+        assert id(view.obj) not in lender.mine and len(lender.back) == 3
+        view[:] = chunks[3]
+        wb.submit(write, view, 3 << 16)
+        wb.lender = lender
+        view = wb.next(1 << 16)  # lent again; closing the ring gives it back
+    finally:
+        wb.close()
+        os.close(fd)
+    assert len(lender.back) == 4 and len(lender.free) == 2
+    assert path.read_bytes()[:4 << 16] == b"".join(chunks[:4])

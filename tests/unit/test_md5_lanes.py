@@ -350,3 +350,125 @@ def _cached(path: Path) -> int:
     out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
                          check=True, capture_output=True, text=True).stdout
     return int(out)
+
+
+def test_pieces_in_memory_hash_as_the_same_bytes_on_file_do(tmp_path: Path) -> None:
+    """A span may name a buffer (bytes received and not read back): mixed with spans of a file in one call."""
+    data = _file(tmp_path / "a", 300_000, 110)
+    fd = os.open(tmp_path / "a", os.O_RDONLY)
+    lanes = md5_native.lanes()
+    assert lanes is not None
+    held = direct_io.aligned_buffer(1 << 20)  # the pool's kind of buffer
+    held[:len(data)] = data
+    try:
+        rnd = random.Random(111)
+        for _ in range(10):
+            spans: list[md5_native.Piece] = []
+            expected = []
+            for size in rnd.sample(SIZES, 12):
+                start = rnd.randrange(0, len(data) - size)
+                where: int | memoryview = rnd.choice([fd, held, memoryview(data)])
+                spans.append((where, start, start + size, None, 0, True))
+                expected.append(hashlib.md5(data[start:start + size]).digest())
+            assert lanes.md5(spans) == expected
+        # One message: its first piece from the file, its second from memory, its last from the file.
+        first = lanes.md5([(fd, 0, 64_000, None, 0, False)])[0]
+        second = lanes.md5([(memoryview(data[64_000:128_000]), 0, 64_000, first, 64_000, False)])[0]
+        assert lanes.md5([(fd, 128_000, 200_001, second, 128_000, True)]) == [hashlib.md5(data[:200_001]).digest()]
+        with pytest.raises(ValueError, match="outside its 10-byte buffer"):
+            lanes.md5([(memoryview(bytes(10)), 0, 11)])
+    finally:
+        os.close(fd)
+
+
+def _land_received(pool: md5_pool.Md5Pool, d: digest.PieceDigest, fd: int, data: bytes,
+                   spans: list[tuple[int, int]], seed: int) -> int:
+    """Ranges received as a worker does: into a buffer the pool lends when it has one, kept there (and,
+    here, never written: the file keeps zeros where the bytes were kept), or else written to the file.
+    The buffer goes back as the ring's writer gives it, sometimes before the pass, sometimes after.
+    Returns the bytes kept."""
+    rnd = random.Random(seed)
+    kept = 0
+    later: list[memoryview] = []
+    for s, e in spans:
+        d.begin(s, e)
+        buf = pool.lend()
+        if buf is not None and rnd.random() < 0.8:
+            buf[:e - s] = data[s:e]
+            assert d.keep(fd, s, buf[:e - s])
+            kept += e - s
+            later.append(buf)
+        else:
+            if buf is not None:
+                pool.given_back(buf)  # received into the ring's own
+            os.pwrite(fd, data[s:e], s)
+        d.range_done(fd, s, e)
+        while later and rnd.random() < 0.5:
+            pool.given_back(later.pop(0))
+    for buf in later:
+        pool.given_back(buf)
+    return kept
+
+
+def test_parts_received_into_buffers_the_pool_lends_are_hashed_there_and_the_buffers_come_back(
+        tmp_path: Path) -> None:
+    pool = md5_pool.shared()
+    assert pool is not None
+    files = []
+    for i, size in enumerate([PART * 9 + 100, PART * 3, PART * 20, PART * 17 + 64]):
+        data = _file(tmp_path / f"f{i}", size, 120 + i)
+        exp = _multipart(data, PART)
+        d = digest.for_expectation(exp, size)
+        assert isinstance(d, digest.PieceDigest) and d.lender() is pool
+        fd = os.open(tmp_path / f"f{i}", os.O_RDWR)
+        os.ftruncate(fd, 0)  # zeros wherever the bytes are not written: a kept piece read back would fail
+        os.ftruncate(fd, size)
+        files.append((fd, size, data, exp, d))
+    try:
+        kept = [0] * len(files)
+
+        def land(i: int) -> None:
+            fd, size, data, _exp, d = files[i]
+            kept[i] = _land_received(pool, d, fd, data, ranges.interleave(size, PART, 16 * 1024), 130 + i)
+
+        threads = [threading.Thread(target=land, args=(i,)) for i in range(len(files))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, (fd, size, _data, exp, d) in enumerate(files):
+            assert d.finish(fd, size) == exp.expected
+            assert d.reread == size - kept[i]  # what was kept is never read back
+        assert 0 < sum(kept) < sum(size for _fd, size, *_ in files)  # pieces of both kinds
+    finally:
+        for fd, *_ in files:
+            os.close(fd)
+    with pool.cond:
+        assert not pool.out and not pool.kept and len(pool.free) == len(pool._buffers) <= md5_pool.LOANS
+
+
+def test_the_pool_keeps_only_whole_blocks_of_its_own_buffers_and_a_file_given_up_frees_them(
+        tmp_path: Path) -> None:
+    pool = md5_pool.shared()
+    assert pool is not None
+    data = _file(tmp_path / "f", PART * 4, 140)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        d = digest.for_expectation(_multipart(data, PART), len(data))
+        assert isinstance(d, digest.PieceDigest)
+        assert not d.keep(fd, 0, memoryview(bytearray(data[:4096])))  # not the pool's: written to the file
+        buf = pool.lend()
+        assert buf is not None
+        buf[:4096] = data[100:4196]
+        assert not d.keep(fd, 100, buf[:4096])  # would split a block: written to the file
+        buf[:4096] = data[:4096]
+        assert d.keep(fd, 0, buf[:4096])
+        assert not d.keep(fd, 4096, buf[:4096])  # the buffer holds a piece already
+        pool.given_back(buf)  # written: still kept until hashed, or until its file is given up
+        with pool.cond:
+            assert id(buf.obj) in pool.kept and buf not in pool.free
+        d.abandon()
+        with pool.cond:
+            assert id(buf.obj) not in pool.kept and any(b is buf for b in pool.free)
+    finally:
+        os.close(fd)

@@ -169,14 +169,19 @@ class Purpose:
     indexed: int | None = None  # an Indexed Job of this many pods, all at once
 
 
+def copy_resources() -> Obj:
+    """What a container running our copy asks for. It is I/O-bound, and its memory is bounded whatever the
+    model size: workers x 1 MiB, 128 MiB of write-behind rings and, for a source whose only checksum is a
+    multipart ETag, the 256 MiB the MD5 pool receives pieces into (transfer.md5_pool.LOANS)."""
+    return {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+
+
 def tool_job(spec: ModelSpec, purpose: Purpose, args: list[str]) -> Obj:
     """A Job running our CLI in the product image, restricted, for ``purpose``."""
     env = _credentials_env(spec) if purpose.fetches else [{"name": "HOME", "value": POD_TMP}]
     mounts: list[Obj] = [{"name": "tmp", "mountPath": POD_TMP}]
     volumes: list[Obj] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
-    # The copy is I/O-bound and its memory is bounded (workers x 1 MiB + 128 MiB of write-behind rings),
-    # whatever the model size.
-    resources = {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    resources = copy_resources()
     if purpose.fetches and spec.secret_files:
         mounts.append({"name": "s3-credentials", "mountPath": SECRET_DIR, "readOnly": True})
         volumes.append({"name": "s3-credentials", "secret": {"secretName": spec.secret}})
@@ -391,7 +396,7 @@ def cluster_storage_container(spec: ModelSpec) -> Obj:
             {"name": EPHEMERAL_LIMIT_ENV, "valueFrom": {"resourceFieldRef": {
                 "containerName": "kserve-container", "resource": "limits.ephemeral-storage", "divisor": "1"}}},
         ],
-        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+        "resources": copy_resources(),
         "securityContext": restricted_container_security(),
     }
     return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterStorageContainer",

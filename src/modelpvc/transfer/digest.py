@@ -5,7 +5,8 @@
   previous run wrote, or a retry left half-hashed, are hashed from disk. A multipart ETag's part MD5s,
   where the multi-buffer module works (core.md5_native), are all hashed from the page cache instead,
   sixteen parts at a time across files, in pieces as they land (transfer.md5_pool): a second read of
-  the bytes costs far less than MD5 one part at a time.
+  the bytes costs far less than MD5 one part at a time. Written around the page cache, a range is instead
+  received into a buffer the pool lends (``lender``), and hashed there (``keep``), while it has one free.
 * ``SequentialDigest`` (MD5 of a single-part ETag, SHA-1/SHA-256): bytes must be hashed in offset order.
   The range that starts at the hash cursor is hashed as it streams; bytes written ahead of the cursor
   are hashed from the page cache once the cursor reaches them. The scheduler gives each file one worker
@@ -21,6 +22,7 @@ from typing import Protocol
 
 from modelpvc.core import digests, md5_native
 from modelpvc.core.digests import Expectation, Hasher
+from modelpvc.store.volume import direct_io
 from modelpvc.store.volume.hashing import md5_of_spans, pread_into, range_digest, spans_digests
 from modelpvc.transfer import md5_pool, ranges
 
@@ -30,6 +32,8 @@ class FileDigest(Protocol):
 
     def begin(self, start: int, end: int) -> None: ...
     def streams(self, offset: int) -> bool: ...
+    def lender(self) -> direct_io.Lender | None: ...
+    def keep(self, fd: int, offset: int, data: memoryview) -> bool: ...
     def fetch_order(self) -> list[tuple[int, int]] | None: ...
     def feed(self, range_start: int, offset: int, data: memoryview, on_file: int) -> None: ...
     def range_restart(self, fd: int, start: int, pos: int) -> None: ...
@@ -90,7 +94,20 @@ class PieceDigest:
                                             end == min(start + part, self.size))
 
     def streams(self, offset: int) -> bool:
-        return self.pool is None  # pooled, every part is read back: through the page cache, not around it
+        return self.pool is None  # pooled, a part is kept in memory or read back from the page cache
+
+    def lender(self) -> direct_io.Lender | None:
+        """Pooled: the pool, whose buffers this file's ranges may be received into, and hashed in."""
+        return self.pool
+
+    def keep(self, fd: int, offset: int, data: memoryview) -> bool:
+        """Pooled: whether ``data`` (at ``offset`` of ``fd``, in a buffer the pool lent) is kept there to be
+        hashed (the caller writes it around the page cache, from that buffer, and receives into it no more);
+        False: it must be written through the page cache."""
+        if self.pool is None:
+            return False
+        part = self._part_of(offset, offset + len(data))
+        return part is not None and self.pool.keep(self, fd, part, offset, data)
 
     def fetch_order(self) -> list[tuple[int, int]] | None:
         """The ranges to fetch the whole object in, if this digest wants its own: pooled, every part in
@@ -149,14 +166,14 @@ class PieceDigest:
         calls ``then`` (finish() no longer waits); False: finish() may be called now."""
         return self.pool is not None and self.pool.settle_then(self, then)
 
-    def hashed(self, start: int, end: int, value: bytes | OSError) -> None:
+    def hashed(self, start: int, end: int, value: bytes | OSError, read_back: int) -> None:
         """The pool's result for one part."""
         with self.meta:
             if isinstance(value, OSError):
                 self.error = value
             else:
                 self.pieces[start] = (end, value)
-                self.reread += end - start
+                self.reread += read_back
 
     def _hash(self, fd: int, spans: list[tuple[int, int]]) -> None:
         raw = spans_digests(fd, self.algorithm, spans)
@@ -246,6 +263,12 @@ class SequentialDigest:
         """Whether bytes written at ``offset`` are likely hashed from the buffer (at the cursor) rather
         than read back later. A hint only: read-back is correct whichever way the bytes were written."""
         return offset == self.cursor
+
+    def lender(self) -> direct_io.Lender | None:
+        return None
+
+    def keep(self, fd: int, offset: int, data: memoryview) -> bool:
+        return False  # bytes ahead of the cursor are read back from the page cache
 
     def resumed(self, done: list[tuple[int, int]]) -> None:
         with self.meta:

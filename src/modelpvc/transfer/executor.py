@@ -302,6 +302,8 @@ class Executor:
         busy = self._busy
         journal = self.journal
         job.begin_range(start, end)
+        if behind is not None:
+            behind.lender = job.lender()
         self.writing(job)
 
         def on_data(offset: int, data: memoryview) -> None:

@@ -101,6 +101,10 @@ class FileJob:
             if self.digest is not None and self.resumed:
                 self.digest.resumed(self.resumed)
 
+    def lender(self) -> direct_io.Lender | None:
+        """Buffers to receive this file's ranges into, where its digest hashes them in place (written direct)."""
+        return self.digest.lender() if self.digest is not None and self.dfd is not None else None
+
     def begin_range(self, start: int, end: int) -> None:
         if self.digest is not None:
             self.digest.begin(start, end)
@@ -114,11 +118,15 @@ class FileJob:
         address (the executor's buffers are); the kernel says EINVAL otherwise, and the file continues
         with buffered writes."""
         dfd = self.dfd
-        # Bytes the digest will read back later (ahead of an MD5 cursor) go through the page cache, so
-        # the read-back is a cache hit and not a disk read.
+        aligned = direct_io.aligned(offset, len(data))
+        # Bytes the digest will read back later (ahead of an MD5 cursor, a part pooled for its MD5 and not
+        # kept in the buffer the pool lent) go through the page cache, so the read-back is a cache hit and
+        # not a disk read. Kept bytes go to ``behind`` with their buffer, which nothing writes into after.
         if dfd is not None and self.digest is not None and not self.digest.streams(offset):
-            dfd = None
-        if dfd is not None and behind is not None and direct_io.aligned(offset, len(data)):
+            kept = behind is not None and aligned and self.fd is not None and self.digest.keep(self.fd, offset, data)
+            if not kept:
+                dfd = None
+        if dfd is not None and behind is not None and aligned:
             if self.digest is not None:  # from memory, before the buffer is handed on
                 self.digest.feed(range_start, offset, data, behind.safe(offset))
             behind.submit(self._write_direct, data, offset)

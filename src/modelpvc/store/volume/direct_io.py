@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 # linux/fs.h: SYNC_FILE_RANGE_WRITE starts writeback of the range's dirty pages; with WAIT_BEFORE and
 # WAIT_AFTER (1 and 4) the call returns once they are on the disk.
@@ -128,6 +129,16 @@ WriteCall = Callable[[memoryview, int], None]
 AfterCall = Callable[[BaseException | None], None]
 
 
+class Lender(Protocol):
+    """Buffers a ring receives into before its own (transfer.md5_pool: bytes hashed where they landed)."""
+
+    def lend(self) -> memoryview | None:
+        """An aligned buffer, or None if none is free now."""
+
+    def given_back(self, buf: memoryview) -> None:
+        """The ring is done with ``buf``: written, or never filled."""
+
+
 class WriteBehind:
     """One worker's ring of aligned buffers and the threads that write them while the worker fills the next.
 
@@ -138,6 +149,9 @@ class WriteBehind:
     ``drain``. ``then`` queues a callback behind the writes submitted so far: the worker goes on to its next
     range while the last one's bytes are still going to the disk (draining there idled the network for up
     to two buffers' writes per range, and made 8 MiB parts fully synchronous).
+
+    With a ``lender`` set (for the range being fetched), ``next`` takes the lender's buffers first and gives
+    each back to it, not to the ring, once written.
     """
 
     def __init__(self, chunk: int = CHUNK, writers: int = WRITERS) -> None:
@@ -145,11 +159,13 @@ class WriteBehind:
         for _ in range(writers + 2):  # one per writer, one being filled, one ready
             self._free.put(aligned_buffer(chunk))
         self._current: memoryview | None = None
+        self.lender: Lender | None = None  # asked first for a buffer; set by the worker for each range
+        self._lent: Lender | None = None  # who lent ``_current`` (None: the ring's own)
         # Seconds the worker waited in ``next`` for a buffer the disk had not given back. It happens inside
         # the worker's S3 read, so without it a slow disk was reported as a slow source.
         self.waited = 0.0
-        self._todo: queue.SimpleQueue[tuple[WriteCall, memoryview, int, memoryview] | AfterCall | None] = (
-            queue.SimpleQueue())
+        self._todo: queue.SimpleQueue[tuple[WriteCall, memoryview, int, memoryview, Lender | None] | AfterCall
+                                      | None] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._inflight: set[int] = set()  # offsets submitted and not written (a failed one stays)
         self._pending = 0  # submitted writes not finished, written or failed
@@ -161,6 +177,14 @@ class WriteBehind:
             t.start()
 
     def next(self, n: int) -> memoryview:
+        if self._lent is not None and self._lent is not self.lender:  # lent for another range
+            assert self._current is not None
+            self._lent.given_back(self._current)
+            self._current = self._lent = None
+        if self.lender is not None and self._lent is None and (lent := self.lender.lend()) is not None:
+            if self._current is not None:  # the ring's, filled and not submitted: back to the ring
+                self._free.put(self._current)
+            self._current, self._lent = lent, self.lender
         if self._current is None:
             try:
                 self._current = self._free.get_nowait()
@@ -174,11 +198,12 @@ class WriteBehind:
     def submit(self, write: WriteCall, data: memoryview, offset: int) -> None:
         """Write ``data`` (a view of the buffer ``next`` gave) at ``offset``, behind the caller."""
         buf, self._current = self._current, None
+        lent, self._lent = self._lent, None
         assert buf is not None
         with self._cond:
             self._inflight.add(offset)
             self._pending += 1
-        self._todo.put((write, data, offset, buf))
+        self._todo.put((write, data, offset, buf, lent))
 
     def then(self, after: AfterCall) -> None:
         """Call ``after`` in the writer thread once every write submitted so far is on the file (with None),
@@ -206,6 +231,9 @@ class WriteBehind:
 
     def close(self) -> None:
         self.drain(raise_error=False)
+        if self._current is not None and self._lent is not None:
+            self._lent.given_back(self._current)
+            self._current = self._lent = None
         for _ in self._threads:
             self._todo.put(None)
         for t in self._threads:
@@ -224,7 +252,7 @@ class WriteBehind:
                 finally:
                     self._one_done()
                 continue
-            write, data, offset, buf = item
+            write, data, offset, buf, lent = item
             try:
                 if self._broken is None:  # after a failure the rest is dropped: the range is fetched again
                     write(data, offset)
@@ -233,7 +261,10 @@ class WriteBehind:
             except BaseException as e:  # handed to the worker
                 self._error = self._broken = e
             finally:
-                self._free.put(buf)
+                if lent is not None:
+                    lent.given_back(buf)
+                else:
+                    self._free.put(buf)
                 self._one_done()
 
     def _one_done(self) -> None:
