@@ -44,17 +44,18 @@ log = logging.getLogger(__name__)
 # One batch under way while the next fills; at the end of a copy, the last files' parts on both cores.
 # Side by side on the MinIO MD5 dataset (2 GB, 7 rounds): one thread 1.12 s, two 1.08 (decisions §19).
 THREADS = 2
-# The ranges a pooled part is fetched in, and so the usual piece: a lane's share of one pass.
-PIECE = 8 * 1024 * 1024
+# The ranges a pooled part is fetched in, and so the usual piece: a lane's share of one pass, and the size of
+# a buffer the pool lends. 4 MiB keeps enough of them under the run's 200 MB (decisions §19).
+PIECE = 4 * 1024 * 1024
 _BLOCK = 64  # MD5's block: a piece that does not end the part ends on one
 # The page cache drops a large folio only whole: a piece's pages are released from the start of the folio
 # the piece before ended in (hashed now too), so no folio straddling two pieces stays behind.
 _FOLIO = 2 * 1024 * 1024
 # Buffers lent to receive pieces into (``lend``), each until its piece is written and hashed: a full pass of
 # sixteen, the pieces that land while it runs, and those of parts whose piece before is not hashed yet.
-# Allocated as used (at most 256 MiB), then reused. On the MinIO MD5 dataset (2 GB, parts of 64 MiB), the
-# share read back from the page cache: 16 buffers 22 %, 20 17 %, 24 6-8 %, 32 none; 24 against 32 side by
-# side, 2.24 s against 2.05 (decisions §19).
+# Allocated as used (at most 128 MiB), then reused. On the MinIO MD5 dataset (2 GB, parts of 64 MiB), the
+# share read back from the page cache with 8 MiB pieces: 16 buffers 22 %, 20 17 %, 24 6-8 %, 32 none;
+# with 4 MiB pieces and 32 buffers, 0-1 % (decisions §19).
 LOANS = 32
 
 
