@@ -272,3 +272,24 @@ def test_a_lenders_buffers_are_filled_first_and_each_goes_back_to_it_once_writte
         os.close(fd)
     assert len(lender.back) == 4 and len(lender.free) == 2
     assert path.read_bytes()[:4 << 16] == b"".join(chunks[:4])
+
+
+def test_a_ring_that_needs_one_buffer_at_a_time_fills_the_same_one(tmp_path: Path) -> None:
+    """Its free buffers are taken last in, first out: a worker whose ranges mostly go into a lender's buffers
+    (or that waits for each write) touches the pages of one ring buffer, not of all three."""
+    path = tmp_path / "f.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    wb = direct_io.WriteBehind(chunk=1 << 16)
+    used = set()
+    try:
+        chunks = [os.urandom(1 << 16) for _ in range(4)]
+        for i, c in enumerate(chunks):
+            view = wb.next(1 << 16)
+            used.add(id(view.obj))
+            view[:] = c
+            wb.submit(lambda data, offset: os.pwrite(fd, data, offset) and None, view, i << 16)
+            wb.drain()
+    finally:
+        wb.close()
+        os.close(fd)
+    assert len(used) == 1 and path.read_bytes() == b"".join(chunks)

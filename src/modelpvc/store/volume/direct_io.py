@@ -155,7 +155,9 @@ class WriteBehind:
     """
 
     def __init__(self, chunk: int = CHUNK, writers: int = WRITERS) -> None:
-        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        # Last in, first out: a buffer just given back is taken again, so a ring that seldom needs more than
+        # one (its worker mostly fills a lender's) touches the pages of one only.
+        self._free: queue.LifoQueue[memoryview] = queue.LifoQueue()
         for _ in range(writers + 2):  # one per writer, one being filled, one ready
             self._free.put(aligned_buffer(chunk))
         self._current: memoryview | None = None
