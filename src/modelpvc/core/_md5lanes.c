@@ -209,8 +209,9 @@ static int hash_spans(const span_t *spans, Py_ssize_t n, uint8_t (*out)[16], uin
                 lanes[j].full = lanes[j].ntail = 0;
                 if (finished[j]) continue;
                 size_t take = sp->end - pos[j] < CHUNK ? (size_t)(sp->end - pos[j]) : CHUNK;
-                const uint8_t *mine = sp->mem + pos[j];
+                const uint8_t *mine;
                 if (sp->mem) {
+                    mine = sp->mem + pos[j];
                     pos[j] += take;
                 } else {
                     uint8_t *into = buf + (size_t)j * CHUNK;
@@ -236,7 +237,7 @@ static int hash_spans(const span_t *spans, Py_ssize_t n, uint8_t (*out)[16], uin
 
 static PyObject *md5_spans(PyObject *self, PyObject *arg) {
     (void)self;
-    PyObject *seq = PySequence_Fast(arg, "md5_spans takes a sequence of (fd, start, end[, state, prior, last])");
+    PyObject *seq = PySequence_Fast(arg, "md5_spans takes a sequence of (fd or buffer, start, end[, state, prior, last])");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), held = 0;
     span_t *spans = PyMem_Malloc((n ? (size_t)n : 1) * sizeof *spans);

@@ -123,10 +123,8 @@ class Md5Pool:
         """The borrower is done with ``buf`` (its bytes are written): free unless a piece in it waits to be
         hashed."""
         with self.cond:
-            key = id(buf.obj)
-            self.out.discard(key)
-            if key not in self.kept:
-                self.free.append(buf)
+            self.out.discard(id(buf.obj))
+            self._free_if_idle(buf)
 
     def keep(self, owner: PartOwner, fd: int, part: tuple[int, int], offset: int, data: memoryview) -> bool:
         """Keep ``data``, bytes at ``offset`` of the part ``part`` of ``fd`` received into a buffer this pool
@@ -151,9 +149,13 @@ class Md5Pool:
     def _unkeep(self, buf: memoryview) -> None:
         """``buf``'s piece is hashed or forgotten: free once its borrower gave it back (the caller holds the
         condition)."""
+        self.kept.discard(id(buf.obj))
+        self._free_if_idle(buf)
+
+    def _free_if_idle(self, buf: memoryview) -> None:
+        """A buffer neither lent out nor holding a piece is free (the caller holds the condition)."""
         key = id(buf.obj)
-        self.kept.discard(key)
-        if key not in self.out:
+        if key not in self.out and key not in self.kept:
             self.free.append(buf)
 
     def _part(self, owner: PartOwner, fd: int, part: tuple[int, int]) -> _Part | None:
