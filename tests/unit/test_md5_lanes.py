@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import random
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -383,30 +385,35 @@ def test_pieces_in_memory_hash_as_the_same_bytes_on_file_do(tmp_path: Path) -> N
 
 def _land_received(pool: md5_pool.Md5Pool, d: digest.PieceDigest, fd: int, data: bytes,
                    spans: list[tuple[int, int]], seed: int) -> int:
-    """Ranges received as a worker does: into a buffer the pool lends when it has one, kept there (and,
-    here, never written: the file keeps zeros where the bytes were kept), or else written to the file.
-    The buffer goes back as the ring's writer gives it, sometimes before the pass, sometimes after.
-    Returns the bytes kept."""
+    """Ranges received as a worker does: into a buffer the pool lends, kept there (and, here, never written:
+    the file keeps zeros where the bytes were kept), or else written to the file. A writer thread gives
+    each buffer back as the ring's does, sometimes before the pass, sometimes after; ``lend`` waits while
+    this worker keeps its share of pieces not hashed. Returns the bytes kept."""
     rnd = random.Random(seed)
     kept = 0
-    later: list[memoryview] = []
-    for s, e in spans:
-        d.begin(s, e)
-        buf = pool.lend()
-        if buf is not None and rnd.random() < 0.8:
+    written: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+
+    def writer() -> None:
+        while (buf := written.get()) is not None:
+            time.sleep(rnd.random() / 1000)
+            pool.given_back(buf)
+
+    ring = threading.Thread(target=writer)
+    ring.start()
+    try:
+        for s, e in spans:
+            d.begin(s, e)
+            buf = pool.lend()
             buf[:e - s] = data[s:e]
-            assert d.keep(fd, s, buf[:e - s])
-            kept += e - s
-            later.append(buf)
-        else:
-            if buf is not None:
-                pool.given_back(buf)  # received into the ring's own
-            os.pwrite(fd, data[s:e], s)
-        d.range_done(fd, s, e)
-        while later and rnd.random() < 0.5:
-            pool.given_back(later.pop(0))
-    for buf in later:
-        pool.given_back(buf)
+            if rnd.random() < 0.8 and d.keep(fd, s, buf[:e - s]):
+                kept += e - s
+            else:
+                os.pwrite(fd, data[s:e], s)  # through the page cache, from the lent buffer
+            written.put(buf)
+            d.range_done(fd, s, e)
+    finally:
+        written.put(None)
+        ring.join()
     return kept
 
 
@@ -471,4 +478,55 @@ def test_the_pool_keeps_only_whole_blocks_of_its_own_buffers_and_a_file_given_up
         with pool.cond:
             assert id(buf.obj) not in pool.kept and any(b is buf for b in pool.free)
     finally:
+        os.close(fd)
+
+
+def test_a_borrower_keeping_its_share_waits_for_the_pass_and_a_stalled_pool_hashes_a_pass_not_full(
+        tmp_path: Path) -> None:
+    """One part streamed as a worker streams it (one GET): ``lend`` gives a buffer while the borrower keeps
+    fewer than HELD pieces not hashed; with no other part to fill the lanes and nothing else on its way,
+    the pool hashes the one it has, and the waiting borrower goes on. A piece that does not follow what
+    the part can be hashed from is not kept (it would hold its buffer until the whole range is done)."""
+    pool = md5_pool.shared()
+    assert pool is not None
+    piece, pieces = 4096, md5_pool.HELD + 3
+    part = piece * pieces
+    data = _file(tmp_path / "f", part + 1, 150)  # a part streamed, and a second of one byte
+    fd = os.open(tmp_path / "f", os.O_RDWR)
+    os.ftruncate(fd, 0)  # zeros where bytes are kept: a kept piece read back would give the wrong ETag
+    os.ftruncate(fd, len(data))
+    exp = _multipart(data, part)
+    d = digest.for_expectation(exp, len(data))
+    assert isinstance(d, digest.PieceDigest)
+    holding: list[int] = []
+
+    def keep(s: int, n: int = piece) -> bool:
+        buf = pool.lend()
+        with pool.cond:
+            holding.append(pool.holding.get(threading.get_ident(), 0))
+        buf[:n] = data[s:s + n]
+        kept = d.keep(fd, s, buf[:n])
+        pool.given_back(buf)  # written at once (or, not kept, never)
+        return kept
+
+    def stream() -> None:
+        kept = [keep(s) for s in range(0, part - piece, piece)]
+        kept.append(keep(part - piece + 64, piece - 64))  # past the part's next piece: not kept
+        kept.append(keep(part - piece))
+        results.append(kept)
+
+    results: list[list[bool]] = []
+    try:
+        worker = threading.Thread(target=stream)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "the borrower waited for a pass that never came"
+        assert results == [[True] * (pieces - 1) + [False, True]]
+        assert max(holding) < md5_pool.HELD and len(holding) == pieces + 1
+        os.pwrite(fd, data[part:], part)  # the second part, through the page cache
+        d.range_done(fd, part, len(data))
+        assert d.finish(fd, len(data)) == exp.expected
+        assert d.reread == 1  # every piece of the first part was hashed where it was kept
+    finally:
+        d.abandon()
         os.close(fd)

@@ -80,8 +80,8 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
                         "one, else a recorded digest; full: fail when the source offers nothing to check")
     g.add_argument("--workers", type=int, default=None,
                    help="concurrent requests (default: 2 per CPU this process may use, from its affinity and "
-                        "cgroup quota, at least 4); files up to 1 MiB are read by one more thread over four "
-                        "connections per worker")
+                        "cgroup quota, at least 4; 16 when multipart ETags are checked: one part per lane of the MD5 "
+                        "pass); files up to 1 MiB are read by one more thread over four connections per worker")
     g.add_argument("--part-size", type=int, default=32, metavar="MiB",
                    help="ranged-GET size for large objects (default 32; 0 = one GET per object)")
     g.add_argument("--no-space-check", action="store_true", help="skip the free-space check before the copy")
@@ -108,7 +108,8 @@ def transfer_settings(args: argparse.Namespace) -> TransferSettings:
         raise ConfigError("--part-size must be >= 0")
     part = args.part_size * MiB
     return TransferSettings(
-        workers=workers, workers_basis=basis, part_size=part, verify=args.verify,
+        workers=workers, workers_basis=basis, workers_given=args.workers is not None, part_size=part,
+        verify=args.verify,
         dry_run=args.dry_run, delete=args.delete, delete_excluded=args.delete_excluded,
         check_space=not args.no_space_check,
         direct_io=args.direct_io,

@@ -76,6 +76,7 @@ class TransferSettings:
 
     workers: int = 4  # concurrent requests (the CLI sizes it from the CPUs this process may use)
     workers_basis: str = ""  # why that many, for the summary: "--workers", "2 CPUs usable (cgroup quota 2)"
+    workers_given: bool = False  # the user chose ``workers``: the copy never raises it (transfer.mirror)
     files_in_flight: int = 0  # files open at once; 0: as many as workers, so each can have its own
     part_size: int = 32 * MiB  # ranged-GET size for large objects (rounded to the ETag part size)
     buffer_size: int = 1 * MiB  # per-worker read buffer: memory is workers x buffer, not model size

@@ -110,8 +110,9 @@ class PieceDigest:
         return part is not None and self.pool.keep(self, fd, part, offset, data)
 
     def fetch_order(self) -> list[tuple[int, int]] | None:
-        """The ranges to fetch the whole object in, if this digest wants its own: pooled, every part in
-        pieces, row by row, so that sixteen parts have a piece to hash all along (transfer.md5_pool)."""
+        """The ranges to fetch the whole object in, if this digest wants its own: pooled and through the page
+        cache, every part in pieces, row by row, so that sixteen parts have a piece landed to hash all along
+        (transfer.md5_pool)."""
         part = self.exp.part_size
         if self.pool is None or part is None:
             return None

@@ -342,7 +342,11 @@ class Executor:
                     behind.drain()  # the digest re-reads what was written
                 job.range_restart(start, pos)
 
-        self._retrying(once, again)
+        try:
+            self._retrying(once, again)
+        finally:
+            if behind is not None:
+                behind.give_back()
 
     def _retrying(self, once: Callable[[], None], again: Callable[[int, TransientError], None]) -> None:
         """``once`` until it succeeds, ``again`` before each retry; a backoff ends at once when stopping."""

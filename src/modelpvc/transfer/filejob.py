@@ -45,7 +45,9 @@ class FileJob:
         self.resumed = ranges.merge(done or [])
         self.adopt = adopt  # a complete-looking local copy to hash instead of fetching
         self.digest = digest.for_expectation(exp, obj.size)
-        if self.digest is not None and not self.resumed and self.part_size > 0:
+        # Written direct, a pooled part streams into the buffers its digest lends (one GET a part); through
+        # the page cache, the digest may want its parts fetched in another order (rows of pieces).
+        if self.digest is not None and not self.resumed and self.part_size > 0 and not self.lends_buffers:
             self.all_ranges = self.digest.fetch_order() or self.all_ranges
         self.asked = False  # a whole GET asked for the stored checksum (exp.from_answer)
         self.answer: tuple[str, str] | None = None  # what it answered
@@ -100,6 +102,11 @@ class FileJob:
                     self.dfd = None  # buffered writes still work
             if self.digest is not None and self.resumed:
                 self.digest.resumed(self.resumed)
+
+    @property
+    def lends_buffers(self) -> bool:
+        """Whether its ranges are received into buffers its digest lends, and hashed there (``lender``)."""
+        return self.direct and self.digest is not None and self.digest.lender() is not None
 
     def lender(self) -> direct_io.Lender | None:
         """Buffers to receive this file's ranges into, where its digest hashes them in place (written direct)."""

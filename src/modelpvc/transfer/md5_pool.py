@@ -13,12 +13,16 @@ VM whose balloon reports free pages to the host, every first touch of a reported
 host; decisions §19). Whole parts had to wait, sixteen at a time, 1 GiB of fresh pages; pieces hashed and
 released as they land keep a few hundred MiB, and the cache reuses them.
 
-Where the file is written around the page cache (store.direct_io), a piece is instead received into a
-buffer the pool lends (``lend``: the worker's write-behind ring asks it first), kept there (``keep``) and
-hashed in place in its pass, while the ring's thread writes it direct; the buffer is free again once both
-are done. That spares the copy into the page cache, the read back and the pages given back (decisions
-§19). The buffers are few (``LOANS``): when none is free, the worker receives into its own ring and the
-piece goes through the page cache as above, so a worker never waits for a pass.
+Where the file is written around the page cache (store.direct_io), each part is fetched by one GET and
+streamed: every piece is received into a buffer the pool lends (``lend``: the worker's write-behind ring
+asks it first), kept there (``keep``) and hashed in place in its pass, while the ring's thread writes it
+direct; the buffer is free again once both are done. That spares the copy into the page cache, the read
+back and the pages given back, and the GETs of a part cut in rows (MinIO spent 0.7 CPU-s more serving 2 GB
+in 4 MiB ranges than in 64 MiB ones, the client 0.35: decisions §19). A pass takes one piece of each part,
+so a worker streaming one part may keep only ``HELD`` pieces not hashed yet: ``lend`` waits for the pass
+(or for a free buffer), and the buffers go to the parts a pass needs. When every borrower that could bring
+a piece is waiting, the parts that have one are hashed in a pass not full (the last parts of a run, or
+fewer workers than lanes).
 
 The pool's own threads hash: a batch as soon as sixteen parts have a piece, or, when a file is being
 finished, its parts' rest with whatever else waits by the time a thread is free (files of one model tend
@@ -44,20 +48,18 @@ log = logging.getLogger(__name__)
 # One batch under way while the next fills; at the end of a copy, the last files' parts on both cores.
 # Side by side on the MinIO MD5 dataset (2 GB, 7 rounds): one thread 1.12 s, two 1.08 (decisions §19).
 THREADS = 2
-# The ranges a pooled part is fetched in, and so the usual piece: a lane's share of one pass, and the size of
-# a buffer the pool lends. 4 MiB keeps enough of them under the run's 200 MB (decisions §19).
+# A lane's share of one pass: the size of a buffer the pool lends, and the ranges a pooled part is fetched in
+# through the page cache. 4 MiB keeps enough of them under the run's 200 MB (decisions §19).
 PIECE = 4 * 1024 * 1024
 _BLOCK = 64  # MD5's block: a piece that does not end the part ends on one
 # The page cache drops a large folio only whole: a piece's pages are released from the start of the folio
 # the piece before ended in (hashed now too), so no folio straddling two pieces stays behind.
 _FOLIO = 2 * 1024 * 1024
 # Buffers lent to receive pieces into (``lend``), each until its piece is written and hashed: a full pass of
-# sixteen, the pieces that land while it runs, and those of parts whose piece before is not hashed yet.
-# Allocated as used (at most 112 MiB), then reused. On the MinIO MD5 dataset (2 GB, parts of 64 MiB), the
-# share read back from the page cache with 8 MiB pieces: 16 buffers 22 %, 20 17 %, 24 6-8 %, 32 none;
-# with 4 MiB pieces, 32 buffers 0-1 %, 28 1-11 %. 32 once peaked at 206 MB with the ring buffers its misses
-# touched; 28 leaves room for one per worker under the run's 200 MB (decisions §19).
-LOANS = 28
+# sixteen and the pieces received while it runs. Allocated as used (at most 128 MiB), then reused.
+LOANS = 32
+# Pieces a borrower may keep not hashed yet before ``lend`` waits: the one a pass takes and the next one.
+HELD = 2
 
 
 class PartOwner(Protocol):
@@ -78,6 +80,16 @@ class _Part:
     busy: bool = False  # in a batch under way
     read_back: int = 0  # bytes hashed from the file
 
+    def reach(self) -> int:
+        """Where the bytes this part can be hashed from next (on the file, or kept) stop."""
+        at = self.hashed
+        while True:
+            on_file = ranges.contiguous_end(self.landed, at)
+            nxt = self.held[on_file][0] if on_file in self.held else on_file
+            if nxt == at:
+                return at
+            at = nxt
+
     def piece(self) -> tuple[int | memoryview, int, bool] | None:
         """The next piece: where its bytes are (the fd, or the buffer that holds them from ``hashed`` on),
         where it ends and whether it is the last; None if nothing new can be hashed."""
@@ -95,7 +107,8 @@ class _Part:
 
 class Md5Pool:
     def __init__(self) -> None:
-        self.cond = threading.Condition()
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)  # the hashing threads, and files waiting for their parts
         self.parts: dict[PartOwner, dict[int, _Part]] = {}  # owner -> part start -> part not hashed yet
         self.urgent: list[PartOwner] = []  # owners being finished, first asked first: no waiting for sixteen
         self.then: dict[PartOwner, Callable[[], None]] = {}  # owner -> what to run once its parts are hashed
@@ -104,62 +117,100 @@ class Md5Pool:
         self.free: list[memoryview] = []
         self.out: set[int] = set()  # buffers lent and not given back
         self.kept: set[int] = set()  # buffers holding a piece not hashed yet
+        self.lent_to: dict[int, int] = {}  # buffer -> the thread it was lent to, until it is free
+        self.holding: dict[int, int] = {}  # borrowing thread -> its pieces kept and not hashed yet
+        self.waiting: dict[int, threading.Condition] = {}  # borrowing threads waiting in ``lend``
         self._threads: list[threading.Thread] = []
 
-    def lend(self) -> memoryview | None:
-        """A buffer to receive a piece into (store.direct_io.Lender), or None if none is free."""
-        with self.cond:
+    def lend(self) -> memoryview:
+        """A buffer to receive a piece into (store.direct_io.Lender). The borrower is the calling thread; it
+        waits while it keeps ``HELD`` pieces not hashed yet, or while every buffer is in use."""
+        me = threading.get_ident()
+        with self.lock:
+            if not self._may_lend(me):
+                wake = self.waiting[me] = threading.Condition(self.lock)
+                self.cond.notify_all()  # the hashing threads: a pass not full may now be due
+                try:
+                    while not self._may_lend(me):
+                        wake.wait()
+                finally:
+                    del self.waiting[me]
             if self.free:
                 buf = self.free.pop()
-            elif len(self._buffers) < LOANS:
+            else:
                 buf = direct_io.aligned_buffer(PIECE)
                 self._buffers[id(buf.obj)] = buf
-            else:
-                return None
             self.out.add(id(buf.obj))
+            self.lent_to[id(buf.obj)] = me
             return buf
+
+    def _may_lend(self, borrower: int) -> bool:
+        return (bool(self.free) or len(self._buffers) < LOANS) and self.holding.get(borrower, 0) < HELD
+
+    def _stalled(self) -> bool:
+        """Borrowers wait and no piece is on its way: nothing more comes until a pass is run (the caller
+        holds the lock). A buffer lent and not kept is being received into, or written from once hashed."""
+        return bool(self.waiting) and all(k in self.kept for k in self.out)
 
     def given_back(self, buf: memoryview) -> None:
         """The borrower is done with ``buf`` (its bytes are written): free unless a piece in it waits to be
         hashed."""
-        with self.cond:
+        with self.lock:
             self.out.discard(id(buf.obj))
             self._free_if_idle(buf)
+            if self.waiting:
+                self.cond.notify_all()  # one piece fewer on its way: a pass not full may be due
 
     def keep(self, owner: PartOwner, fd: int, part: tuple[int, int], offset: int, data: memoryview) -> bool:
         """Keep ``data``, bytes at ``offset`` of the part ``part`` of ``fd`` received into a buffer this pool
         lent (from its first byte), to hash it there: True, and the borrower must not write into the buffer
-        again. False (nothing kept) if it is not in one, or would split a 64-byte block: the caller then
-        writes it through the page cache."""
+        again. False (nothing kept) if it is not in one, would split a 64-byte block, or does not follow what
+        the part can be hashed from (a piece that could not be hashed before its range ends would hold the
+        buffer while its borrower waits in ``lend``): the caller then writes it through the page cache."""
         end = offset + len(data)
         if not data or (offset - part[0]) % _BLOCK or (end != part[1] and end % _BLOCK):
             return False
         key = id(data.obj)
-        with self.cond:
+        with self.lock:
             if key not in self.out or key in self.kept:
                 return False
             p = self._part(owner, fd, part)
-            if p is None or offset in p.held or offset < p.hashed:
+            if p is None or offset != p.reach():
                 return False
             p.held[offset] = (end, self._buffers[key])
             self.kept.add(key)
+            borrower = self.lent_to[key]
+            self.holding[borrower] = self.holding.get(borrower, 0) + 1
             self._serve()
         return True
 
     def _unkeep(self, buf: memoryview) -> None:
         """``buf``'s piece is hashed or forgotten: free once its borrower gave it back (the caller holds the
-        condition)."""
-        self.kept.discard(id(buf.obj))
+        lock)."""
+        key = id(buf.obj)
+        self.kept.discard(key)
+        borrower = self.lent_to[key]
+        self.holding[borrower] -= 1
+        if not self.holding[borrower]:
+            del self.holding[borrower]
         self._free_if_idle(buf)
+        self._wake(borrower)
 
     def _free_if_idle(self, buf: memoryview) -> None:
-        """A buffer neither lent out nor holding a piece is free (the caller holds the condition)."""
+        """A buffer neither lent out nor holding a piece is free (the caller holds the lock)."""
         key = id(buf.obj)
         if key not in self.out and key not in self.kept:
             self.free.append(buf)
+            del self.lent_to[key]
+            self._wake(next((b for b in self.waiting if self._may_lend(b)), None))
+
+    def _wake(self, borrower: int | None) -> None:
+        """Wake ``borrower`` if it waits in ``lend`` and may now borrow: one thread, not all of them."""
+        if borrower is not None and borrower in self.waiting and self._may_lend(borrower):
+            self.waiting[borrower].notify()
 
     def _part(self, owner: PartOwner, fd: int, part: tuple[int, int]) -> _Part | None:
-        """The part being hashed, added if new; None if it is hashed already (the caller holds the condition)."""
+        """The part being hashed, added if new; None if it is hashed already (the caller holds the lock)."""
         if part[0] in self.finished.get(owner, ()):
             return None
         mine = self.parts.setdefault(owner, {})
@@ -169,7 +220,7 @@ class Md5Pool:
         return p
 
     def _let_go(self, parts: Iterable[_Part]) -> None:
-        """The buffers these parts still keep are free again (the caller holds the condition; none of
+        """The buffers these parts still keep are free again (the caller holds the lock; none of
         them is in a batch)."""
         for p in parts:
             for _end, buf in p.held.values():
@@ -216,13 +267,13 @@ class Md5Pool:
             self._let_go(self.parts.pop(owner, {}).values())
 
     def _hurry(self, owner: PartOwner) -> None:
-        """``owner``'s parts go in the next batch, full or not (the caller holds the condition)."""
+        """``owner``'s parts go in the next batch, full or not (the caller holds the lock)."""
         if owner not in self.urgent:
             self.urgent.append(owner)
             self._serve()
 
     def _serve(self) -> None:
-        """Wake the hashing threads, started on first use (the caller holds the condition)."""
+        """Wake the hashing threads, started on first use (the caller holds the lock)."""
         if len(self._threads) < THREADS:
             t = threading.Thread(target=self._hash_batches, name="md5-lanes", daemon=True)
             self._threads.append(t)
@@ -242,7 +293,7 @@ class Md5Pool:
 
     def _take(self) -> list[tuple[_Part, int | memoryview, int, bool]]:
         """The next batch (part, piece end, last), its parts marked busy; empty if none is due: fewer than
-        sixteen parts have a piece and no file being finished has one (the caller holds the condition)."""
+        sixteen parts have a piece and no file being finished has one (the caller holds the lock)."""
         urgent: list[tuple[_Part, int | memoryview, int, bool]] = []
         for owner in self.urgent:
             for p in self.parts.get(owner, {}).values():
@@ -253,7 +304,7 @@ class Md5Pool:
         for owner, mine in self.parts.items():
             if owner not in rank:
                 others += [(p, *piece) for p in mine.values() if not p.busy and (piece := p.piece()) is not None]
-        if not urgent and len(others) < md5_native.LANES:
+        if not urgent and len(others) < md5_native.LANES and not (others and self._stalled()):
             return []
         batch = (urgent + others)[:md5_native.LANES]
         for p, *_piece in batch:
@@ -263,7 +314,7 @@ class Md5Pool:
     def _forget_stuck(self) -> list[Callable[[], None]]:
         """Files being finished whose parts can go no further (none of them has a piece or is being hashed:
         a gap no range of this run fills): those parts leave the pool unhashed, and each file hashes them
-        from disk. Returns the follow-ups to run (the caller holds the condition, called when no batch is
+        from disk. Returns the follow-ups to run (the caller holds the lock, called when no batch is
         due, so an urgent owner here has nothing left the pool could hash)."""
         stuck = [o for o in self.urgent if not any(p.busy for p in self.parts.get(o, {}).values())]
         for owner in stuck:

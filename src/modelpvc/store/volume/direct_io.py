@@ -133,7 +133,7 @@ class Lender(Protocol):
     """Buffers a ring receives into before its own (transfer.md5_pool: bytes hashed where they landed)."""
 
     def lend(self) -> memoryview | None:
-        """An aligned buffer, or None if none is free now."""
+        """An aligned buffer, maybe after a wait for one; None: none for this ring (it uses its own)."""
 
     def given_back(self, buf: memoryview) -> None:
         """The ring is done with ``buf``: written, or never filled."""
@@ -180,9 +180,7 @@ class WriteBehind:
 
     def next(self, n: int) -> memoryview:
         if self._lent is not None and self._lent is not self.lender:  # lent for another range
-            assert self._current is not None
-            self._lent.given_back(self._current)
-            self._current = self._lent = None
+            self.give_back()
         if self.lender is not None and self._lent is None and (lent := self.lender.lend()) is not None:
             if self._current is not None:  # the ring's, filled and not submitted: back to the ring
                 self._free.put(self._current)
@@ -196,6 +194,13 @@ class WriteBehind:
                 self.waited += time.monotonic() - t
         self._raise()
         return self._current[:n]
+
+    def give_back(self) -> None:
+        """The buffer being filled, if lent, goes back unwritten: its range is over. A worker holds no loan
+        between ranges (transfer.md5_pool counts every lent buffer as a piece on its way)."""
+        if self._current is not None and self._lent is not None:
+            self._lent.given_back(self._current)
+            self._current = self._lent = None
 
     def submit(self, write: WriteCall, data: memoryview, offset: int) -> None:
         """Write ``data`` (a view of the buffer ``next`` gave) at ``offset``, behind the caller."""
@@ -233,9 +238,7 @@ class WriteBehind:
 
     def close(self) -> None:
         self.drain(raise_error=False)
-        if self._current is not None and self._lent is not None:
-            self._lent.given_back(self._current)
-            self._current = self._lent = None
+        self.give_back()
         for _ in self._threads:
             self._todo.put(None)
         for t in self._threads:
