@@ -172,8 +172,8 @@ class Purpose:
 def copy_resources() -> Obj:
     """What a container running our copy asks for. It is I/O-bound, and its memory is bounded whatever the
     model size: workers x 1 MiB, 128 MiB of write-behind rings and, for a source whose only checksum is a
-    multipart ETag, the 112 MiB the MD5 pool receives pieces into (transfer.md5_pool.LOANS), which the
-    rings then mostly leave untouched (peak 120-180 MB measured)."""
+    multipart ETag, the 128 MiB the MD5 pool receives pieces into (transfer.md5_pool.LOANS), which the
+    rings then leave untouched (peak 120-180 MB measured)."""
     return {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
 
 
