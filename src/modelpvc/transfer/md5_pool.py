@@ -4,8 +4,8 @@ The multi-buffer MD5 (core.md5_native) costs one pass per sixteen lanes, however
 lane runs at 1/16 of the pass, so parts are pooled across files rather than per file (a file of eight
 parts would waste half of every pass). A part is hashed in pieces, each as soon as it is on the file and
 fifteen other parts have one too: the lane's state is kept between pieces (the kernel resumes from it),
-and the last piece pads. The file cuts its parts into ranges fetched row by row (``ranges.interleave``),
-so all its parts grow together and pieces are there for the lanes all along.
+and the last piece pads. Through the page cache, a file cuts its parts into ranges fetched row by row
+(``ranges.interleave``), so all its parts grow together and pieces are there for the lanes all along.
 
 Why pieces, and why their pages are then given back (``direct_io.release_pages``): these bytes go through
 the page cache to be read back, and a page the cache takes fresh can cost ten times the copy into it (on a
@@ -17,8 +17,8 @@ Where the file is written around the page cache (store.direct_io), each part is 
 streamed: every piece is received into a buffer the pool lends (``lend``: the worker's write-behind ring
 asks it first), kept there (``keep``) and hashed in place in its pass, while the ring's thread writes it
 direct; the buffer is free again once both are done. That spares the copy into the page cache, the read
-back and the pages given back, and the GETs of a part cut in rows (MinIO spent 0.7 CPU-s more serving 2 GB
-in 4 MiB ranges than in 64 MiB ones, the client 0.35: decisions §19). A pass takes one piece of each part,
+back and the pages given back, and the GETs of a part cut in rows (MinIO spent 0.5 CPU-s more serving 2 GB
+in 4 MiB ranges than in 32 MiB ones, the client 0.35: decisions §19). A pass takes one piece of each part,
 so a worker streaming one part may keep only ``HELD`` pieces not hashed yet: ``lend`` waits for the pass
 (or for a free buffer), and the buffers go to the parts a pass needs. When every borrower that could bring
 a piece is waiting, the parts that have one are hashed in a pass not full (the last parts of a run, or
@@ -26,8 +26,9 @@ fewer workers than lanes).
 
 The pool's own threads hash: a batch as soon as sixteen parts have a piece, or, when a file is being
 finished, its parts' rest with whatever else waits by the time a thread is free (files of one model tend
-to end together, and their tails then share one pass). The threads that land bytes never hash, nor wait
-for a hash: a file's last range hands its finishing to ``settle_then``. A writer thread that hashed, or
+to end together, and their tails then share one pass). The threads that land bytes (the rings' writers)
+never hash, nor wait for a hash: a file's last range hands its finishing to ``settle_then``; a worker
+waits only in ``lend``, for a pass over its own part. A writer thread that hashed, or
 waited, held back its worker's next writes for the whole pass (decisions §19).
 """
 
@@ -127,14 +128,13 @@ class Md5Pool:
         waits while it keeps ``HELD`` pieces not hashed yet, or while every buffer is in use."""
         me = threading.get_ident()
         with self.lock:
-            if not self._may_lend(me):
+            while not self._may_lend(me):
                 wake = self.waiting[me] = threading.Condition(self.lock)
                 self.cond.notify_all()  # the hashing threads: a pass not full may now be due
                 try:
-                    while not self._may_lend(me):
-                        wake.wait()
+                    wake.wait()  # ``_wake`` takes it out of ``waiting`` first
                 finally:
-                    del self.waiting[me]
+                    self.waiting.pop(me, None)
             if self.free:
                 buf = self.free.pop()
             else:
@@ -205,9 +205,10 @@ class Md5Pool:
             self._wake(next((b for b in self.waiting if self._may_lend(b)), None))
 
     def _wake(self, borrower: int | None) -> None:
-        """Wake ``borrower`` if it waits in ``lend`` and may now borrow: one thread, not all of them."""
+        """Wake ``borrower`` if it waits in ``lend`` and may now borrow: one thread, not all of them. It
+        leaves ``waiting`` at once, so the next buffer freed before it runs wakes another."""
         if borrower is not None and borrower in self.waiting and self._may_lend(borrower):
-            self.waiting[borrower].notify()
+            self.waiting.pop(borrower).notify()
 
     def _part(self, owner: PartOwner, fd: int, part: tuple[int, int]) -> _Part | None:
         """The part being hashed, added if new; None if it is hashed already (the caller holds the lock)."""

@@ -291,9 +291,8 @@ def _fetch(run: _Run, sink: ProgressSink, stop: StopToken) -> None:
 
 def _lanes_filled(settings: TransferSettings, jobs: list[FileJob]) -> TransferSettings:
     """As many workers as MD5 lanes when multipart ETags are hashed as their parts stream in: a pass hashes
-    one piece of each part being fetched, so fewer workers leave lanes empty (transfer.md5_pool). On the
-    MinIO MD5 dataset, 4 workers fetching parts in rows of 4 MiB ranges against 16 streaming whole parts:
-    decisions §19. Unless the user chose the number."""
+    one piece of each part being fetched, so fewer workers leave lanes empty (transfer.md5_pool; measured
+    against 4 workers fetching the parts in rows of 4 MiB ranges in decisions §19). Unless the user chose."""
     from modelpvc.core import md5_native
 
     lanes = md5_native.LANES
