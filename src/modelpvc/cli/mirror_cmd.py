@@ -109,8 +109,7 @@ def transfer_settings(args: argparse.Namespace) -> TransferSettings:
     part = args.part_size * MiB
     return TransferSettings(
         workers=workers, workers_basis=basis, workers_given=args.workers is not None, part_size=part,
-        verify=args.verify,
-        dry_run=args.dry_run, delete=args.delete, delete_excluded=args.delete_excluded,
+        verify=args.verify, dry_run=args.dry_run, delete=args.delete, delete_excluded=args.delete_excluded,
         check_space=not args.no_space_check,
         direct_io=args.direct_io,
     )
