@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 from pathlib import Path
@@ -44,6 +45,35 @@ def _job(root: Path, size: int) -> FileJob:
     job = FileJob(Destination(root), obj, Expectation(kind="size"), 1 << 20, direct=True)
     job.open()
     return job
+
+
+def _mapping_of(buf: memoryview) -> dict[str, str]:
+    """The /proc/self/smaps fields (proc(5)) of the mapping that holds ``buf``."""
+    address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    fields: dict[str, str] = {}
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            low, high = (int(x, 16) for x in head.split("-"))
+            inside = low <= address < high
+            if inside:
+                fields["perms"] = line.split()[1]
+        elif inside:
+            fields[head.rstrip(":")] = line.split(maxsplit=1)[1] if " " in line.strip() else ""
+    return fields
+
+
+def test_worker_buffers_are_private_memory_that_takes_huge_pages() -> None:
+    # Shared anonymous memory (mmap's default) is shmem, which gets no transparent huge pages: every
+    # byte copied in from a socket, pinned for a direct write and read by MD5 then costs 4 KiB entries.
+    buf = direct_io.aligned_buffer(4 << 20)
+    buf[:] = b"\1" * len(buf)
+    mapping = _mapping_of(buf)
+    assert mapping["perms"] == "rw-p"  # private, not shared
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    assert mapping["THPeligible"] == ("0" if "[never]" in thp else "1")
+    assert "hg" in mapping["VmFlags"].split() or "[always]" in thp  # madvised where THP is opt-in
 
 
 def test_aligned_unaligned_and_misplaced_buffers_all_land(tmp_path: Path) -> None:

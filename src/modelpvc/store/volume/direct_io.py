@@ -25,6 +25,7 @@ EINVAL makes the file fall back to buffered writes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -63,8 +64,19 @@ MOUNTINFO = Path("/proc/self/mountinfo")
 
 
 def aligned_buffer(size: int) -> memoryview:
-    """A page-aligned buffer (an anonymous mapping), usable for direct writes."""
-    return memoryview(mmap.mmap(-1, size))
+    """A page-aligned buffer (an anonymous mapping), usable for direct writes, in huge pages where the
+    kernel has them.
+
+    Private, not mmap's default shared mapping: shared anonymous memory is shmem, which takes no
+    transparent huge pages unless the node enables them for shmem. In 2 MiB pages the buffer costs the
+    kernel one page-table entry per 2 MiB wherever every byte passes: the socket copy into it, the pinning
+    of its pages for each direct write, MD5's reads (decisions §19: MinIO MD5-only copy 1.65 vs 1.91 s).
+    """
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):  # Linux only; a kernel without THP refuses it, and 4 KiB pages do
+        with contextlib.suppress(OSError):
+            buf.madvise(mmap.MADV_HUGEPAGE)
+    return memoryview(buf)
 
 
 def _unescape(field: str) -> str:
