@@ -91,57 +91,77 @@ static inline __attribute__((always_inline)) void transpose(vec r[16]) {
 #undef STAGE
 }
 
+/* One 64-byte block of every lane: ``w[i]`` is word i of each lane's block; lanes outside ``live`` are
+ * left as they were. */
+static inline __attribute__((always_inline)) void compress(vec st[4], const vec w[16], const vec *live) {
+    vec a = st[0], b = st[1], c = st[2], d = st[3];
+    int step = 0;
+    STEP(F(b, c, d), a, b, c, d, 0, 7);   STEP(F(a, b, c), d, a, b, c, 1, 12);
+    STEP(F(d, a, b), c, d, a, b, 2, 17);  STEP(F(c, d, a), b, c, d, a, 3, 22);
+    STEP(F(b, c, d), a, b, c, d, 4, 7);   STEP(F(a, b, c), d, a, b, c, 5, 12);
+    STEP(F(d, a, b), c, d, a, b, 6, 17);  STEP(F(c, d, a), b, c, d, a, 7, 22);
+    STEP(F(b, c, d), a, b, c, d, 8, 7);   STEP(F(a, b, c), d, a, b, c, 9, 12);
+    STEP(F(d, a, b), c, d, a, b, 10, 17); STEP(F(c, d, a), b, c, d, a, 11, 22);
+    STEP(F(b, c, d), a, b, c, d, 12, 7);  STEP(F(a, b, c), d, a, b, c, 13, 12);
+    STEP(F(d, a, b), c, d, a, b, 14, 17); STEP(F(c, d, a), b, c, d, a, 15, 22);
+    STEP(G(b, c, d), a, b, c, d, 1, 5);   STEP(G(a, b, c), d, a, b, c, 6, 9);
+    STEP(G(d, a, b), c, d, a, b, 11, 14); STEP(G(c, d, a), b, c, d, a, 0, 20);
+    STEP(G(b, c, d), a, b, c, d, 5, 5);   STEP(G(a, b, c), d, a, b, c, 10, 9);
+    STEP(G(d, a, b), c, d, a, b, 15, 14); STEP(G(c, d, a), b, c, d, a, 4, 20);
+    STEP(G(b, c, d), a, b, c, d, 9, 5);   STEP(G(a, b, c), d, a, b, c, 14, 9);
+    STEP(G(d, a, b), c, d, a, b, 3, 14);  STEP(G(c, d, a), b, c, d, a, 8, 20);
+    STEP(G(b, c, d), a, b, c, d, 13, 5);  STEP(G(a, b, c), d, a, b, c, 2, 9);
+    STEP(G(d, a, b), c, d, a, b, 7, 14);  STEP(G(c, d, a), b, c, d, a, 12, 20);
+    STEP(H(b, c, d), a, b, c, d, 5, 4);   STEP(H(a, b, c), d, a, b, c, 8, 11);
+    STEP(H(d, a, b), c, d, a, b, 11, 16); STEP(H(c, d, a), b, c, d, a, 14, 23);
+    STEP(H(b, c, d), a, b, c, d, 1, 4);   STEP(H(a, b, c), d, a, b, c, 4, 11);
+    STEP(H(d, a, b), c, d, a, b, 7, 16);  STEP(H(c, d, a), b, c, d, a, 10, 23);
+    STEP(H(b, c, d), a, b, c, d, 13, 4);  STEP(H(a, b, c), d, a, b, c, 0, 11);
+    STEP(H(d, a, b), c, d, a, b, 3, 16);  STEP(H(c, d, a), b, c, d, a, 6, 23);
+    STEP(H(b, c, d), a, b, c, d, 9, 4);   STEP(H(a, b, c), d, a, b, c, 12, 11);
+    STEP(H(d, a, b), c, d, a, b, 15, 16); STEP(H(c, d, a), b, c, d, a, 2, 23);
+    STEP(I(b, c, d), a, b, c, d, 0, 6);   STEP(I(a, b, c), d, a, b, c, 7, 10);
+    STEP(I(d, a, b), c, d, a, b, 14, 15); STEP(I(c, d, a), b, c, d, a, 5, 21);
+    STEP(I(b, c, d), a, b, c, d, 12, 6);  STEP(I(a, b, c), d, a, b, c, 3, 10);
+    STEP(I(d, a, b), c, d, a, b, 10, 15); STEP(I(c, d, a), b, c, d, a, 1, 21);
+    STEP(I(b, c, d), a, b, c, d, 8, 6);   STEP(I(a, b, c), d, a, b, c, 15, 10);
+    STEP(I(d, a, b), c, d, a, b, 6, 15);  STEP(I(c, d, a), b, c, d, a, 13, 21);
+    STEP(I(b, c, d), a, b, c, d, 4, 6);   STEP(I(a, b, c), d, a, b, c, 11, 10);
+    STEP(I(d, a, b), c, d, a, b, 2, 15);  STEP(I(c, d, a), b, c, d, a, 9, 21);
+    st[0] += a & *live; st[1] += b & *live; st[2] += c & *live; st[3] += d & *live;
+}
+
 /* Advance every lane of ``state`` through its blocks; a lane with fewer blocks than the longest stops
- * changing. */
+ * changing. The blocks all lanes have in ``data`` are loaded straight from there: asking each lane where
+ * its block is (``block_at``) cost 15 % (16 lanes of 4 MiB: 5.3 against 6.4 GB/s on this VM). */
 CLONES static void md5_lanes(uint32_t state[4][LANES], const lane_t *lanes, int n) {
-    vec st[4];
-    size_t rounds = 0;
+    vec st[4], live = {0};
+    const uint8_t *at[LANES];
+    size_t rounds = 0, common = n ? SIZE_MAX : 0;
     for (int r = 0; r < 4; r++) memcpy(&st[r], state[r], sizeof(vec));
-    for (int j = 0; j < n; j++)
+    for (int j = 0; j < LANES; j++) {
+        at[j] = j < n ? lanes[j].data : idle_block;
+        if (j >= n) continue;
+        live[j] = 0xffffffffu;
+        if (lanes[j].full < common) common = lanes[j].full;
         if (lanes[j].full + lanes[j].ntail > rounds) rounds = lanes[j].full + lanes[j].ntail;
-    for (size_t k = 0; k < rounds; k++) {
-        vec w[16], live;
+    }
+    for (size_t k = 0; k < common; k++) {
+        vec w[16];
+        for (int j = 0; j < LANES; j++) /* lane j's block: words little-endian (x86) */
+            memcpy(&w[j], at[j] + (j < n ? 64 * k : 0), sizeof(vec));
+        transpose(w);
+        compress(st, w, &live);
+    }
+    for (size_t k = common; k < rounds; k++) {
+        vec w[16], some;
         for (int j = 0; j < LANES; j++) {
             const uint8_t *p = j < n ? block_at(&lanes[j], k) : NULL;
-            live[j] = p ? 0xffffffffu : 0;
-            memcpy(&w[j], p ? p : idle_block, sizeof(vec)); /* lane j's block: words little-endian (x86) */
+            some[j] = p ? 0xffffffffu : 0;
+            memcpy(&w[j], p ? p : idle_block, sizeof(vec));
         }
-        transpose(w); /* now w[i] holds word i of every lane's block */
-        vec a = st[0], b = st[1], c = st[2], d = st[3];
-        int step = 0;
-        STEP(F(b, c, d), a, b, c, d, 0, 7);   STEP(F(a, b, c), d, a, b, c, 1, 12);
-        STEP(F(d, a, b), c, d, a, b, 2, 17);  STEP(F(c, d, a), b, c, d, a, 3, 22);
-        STEP(F(b, c, d), a, b, c, d, 4, 7);   STEP(F(a, b, c), d, a, b, c, 5, 12);
-        STEP(F(d, a, b), c, d, a, b, 6, 17);  STEP(F(c, d, a), b, c, d, a, 7, 22);
-        STEP(F(b, c, d), a, b, c, d, 8, 7);   STEP(F(a, b, c), d, a, b, c, 9, 12);
-        STEP(F(d, a, b), c, d, a, b, 10, 17); STEP(F(c, d, a), b, c, d, a, 11, 22);
-        STEP(F(b, c, d), a, b, c, d, 12, 7);  STEP(F(a, b, c), d, a, b, c, 13, 12);
-        STEP(F(d, a, b), c, d, a, b, 14, 17); STEP(F(c, d, a), b, c, d, a, 15, 22);
-        STEP(G(b, c, d), a, b, c, d, 1, 5);   STEP(G(a, b, c), d, a, b, c, 6, 9);
-        STEP(G(d, a, b), c, d, a, b, 11, 14); STEP(G(c, d, a), b, c, d, a, 0, 20);
-        STEP(G(b, c, d), a, b, c, d, 5, 5);   STEP(G(a, b, c), d, a, b, c, 10, 9);
-        STEP(G(d, a, b), c, d, a, b, 15, 14); STEP(G(c, d, a), b, c, d, a, 4, 20);
-        STEP(G(b, c, d), a, b, c, d, 9, 5);   STEP(G(a, b, c), d, a, b, c, 14, 9);
-        STEP(G(d, a, b), c, d, a, b, 3, 14);  STEP(G(c, d, a), b, c, d, a, 8, 20);
-        STEP(G(b, c, d), a, b, c, d, 13, 5);  STEP(G(a, b, c), d, a, b, c, 2, 9);
-        STEP(G(d, a, b), c, d, a, b, 7, 14);  STEP(G(c, d, a), b, c, d, a, 12, 20);
-        STEP(H(b, c, d), a, b, c, d, 5, 4);   STEP(H(a, b, c), d, a, b, c, 8, 11);
-        STEP(H(d, a, b), c, d, a, b, 11, 16); STEP(H(c, d, a), b, c, d, a, 14, 23);
-        STEP(H(b, c, d), a, b, c, d, 1, 4);   STEP(H(a, b, c), d, a, b, c, 4, 11);
-        STEP(H(d, a, b), c, d, a, b, 7, 16);  STEP(H(c, d, a), b, c, d, a, 10, 23);
-        STEP(H(b, c, d), a, b, c, d, 13, 4);  STEP(H(a, b, c), d, a, b, c, 0, 11);
-        STEP(H(d, a, b), c, d, a, b, 3, 16);  STEP(H(c, d, a), b, c, d, a, 6, 23);
-        STEP(H(b, c, d), a, b, c, d, 9, 4);   STEP(H(a, b, c), d, a, b, c, 12, 11);
-        STEP(H(d, a, b), c, d, a, b, 15, 16); STEP(H(c, d, a), b, c, d, a, 2, 23);
-        STEP(I(b, c, d), a, b, c, d, 0, 6);   STEP(I(a, b, c), d, a, b, c, 7, 10);
-        STEP(I(d, a, b), c, d, a, b, 14, 15); STEP(I(c, d, a), b, c, d, a, 5, 21);
-        STEP(I(b, c, d), a, b, c, d, 12, 6);  STEP(I(a, b, c), d, a, b, c, 3, 10);
-        STEP(I(d, a, b), c, d, a, b, 10, 15); STEP(I(c, d, a), b, c, d, a, 1, 21);
-        STEP(I(b, c, d), a, b, c, d, 8, 6);   STEP(I(a, b, c), d, a, b, c, 15, 10);
-        STEP(I(d, a, b), c, d, a, b, 6, 15);  STEP(I(c, d, a), b, c, d, a, 13, 21);
-        STEP(I(b, c, d), a, b, c, d, 4, 6);   STEP(I(a, b, c), d, a, b, c, 11, 10);
-        STEP(I(d, a, b), c, d, a, b, 2, 15);  STEP(I(c, d, a), b, c, d, a, 9, 21);
-        st[0] += a & live; st[1] += b & live; st[2] += c & live; st[3] += d & live;
+        transpose(w);
+        compress(st, w, &some);
     }
     for (int r = 0; r < 4; r++) memcpy(state[r], &st[r], sizeof(vec));
 }
