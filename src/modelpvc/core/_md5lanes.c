@@ -133,7 +133,7 @@ static inline __attribute__((always_inline)) void compress(vec st[4], const vec 
 
 /* Advance every lane of ``state`` through its blocks; a lane with fewer blocks than the longest stops
  * changing. The blocks all lanes have in ``data`` are loaded straight from there: asking each lane where
- * its block is (``block_at``) cost 15 % (16 lanes of 4 MiB: 5.3 against 6.4 GB/s on this VM). */
+ * its block is (``block_at``) cost 15 % (16 lanes of 4 MiB: 5.1-5.3 against 6.1-6.3 GB/s on this VM). */
 CLONES static void md5_lanes(uint32_t state[4][LANES], const lane_t *lanes, int n) {
     vec st[4], live = {0};
     const uint8_t *at[LANES];
