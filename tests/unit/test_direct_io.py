@@ -60,7 +60,7 @@ def _mapping_of(buf: memoryview) -> dict[str, str]:
             if inside:
                 fields["perms"] = line.split()[1]
         elif inside:
-            fields[head.rstrip(":")] = line.split(maxsplit=1)[1] if " " in line.strip() else ""
+            fields[head.rstrip(":")] = line.partition(":")[2].strip()
     return fields
 
 
