@@ -107,3 +107,12 @@ def disk_alone(files: list[Path], dest: Path) -> tuple[float, float]:
 def shards(root: Path) -> list[Path]:
     """The weight files (what the limits move); a small --size-gb makes shards of tens of MB."""
     return sorted(p for p in root.iterdir() if p.is_file() and os.path.getsize(p) > 1024 * 1024)
+
+
+def read_through(tree: Path) -> None:
+    """Every file under ``tree`` read once, so that the runs after find it in the page cache."""
+    for p in sorted(tree.rglob("*")):
+        if p.is_file():
+            with p.open("rb", buffering=0) as f:
+                while f.read(8 << 20):
+                    pass

@@ -54,15 +54,6 @@ def _upload(srv: MinioS3, src: Path, prefix: str, algorithm: str | None) -> None
         s3.upload_file(str(p), "bench", f"{prefix}/{p.name}", Config=cfg, ExtraArgs=extra)
 
 
-def _read_through(tree: Path) -> None:
-    """Every file under ``tree`` read once, so that the runs after find it in the page cache."""
-    for p in sorted(tree.rglob("*")):
-        if p.is_file():
-            with p.open("rb", buffering=0) as f:
-                while f.read(8 << 20):
-                    pass
-
-
 def run(workdir: Path, sources: dict[str, Path], tag: str, tools: list[str], repeat: int,
         bench_copy: Callable[..., Any], limits: Any, result: Callable[..., Any]) -> list[Any]:
     """The MinIO rows: every tool on each dataset, then the limits; returns ``Result``s labelled by dataset.
@@ -109,7 +100,7 @@ def run(workdir: Path, sources: dict[str, Path], tag: str, tools: list[str], rep
             # later runs took 1.3-2.0 (decisions §19). That run writes through the page cache and evicts
             # part of what it read, so the drive's files are read once more after it.
             bench_copy(srv, env, root.parent, prefix, ["s5cmd"], 1, work)
-            _read_through(data / "bench" / prefix)
+            limits.read_through(data / "bench" / prefix)
             rows = bench_copy(srv, env, root.parent, prefix, wanted, repeat, work)
             for r in rows:
                 r.dataset = label

@@ -395,8 +395,7 @@ def main() -> int:
         for prefix in ("model", "small"):
             subprocess.run([find_binary("s5cmd"), "--endpoint-url", srv.endpoint, "ls",
                             f"s3://bench/{prefix}/*"], env=env, capture_output=True, check=False)
-            subprocess.run(["cat", *map(str, (root / "bench" / prefix).glob("*"))], stdout=subprocess.DEVNULL,
-                           check=False) if (root / "bench" / prefix).exists() else None
+            limits.read_through(root / "bench" / prefix)
         # This VM backs guest memory lazily: the first run to touch fresh page-cache pages pays host
         # faults (measured: 2x the wall of the same run repeated). One discarded run warms the source's
         # pages, which stay cached; what each tool writes starts from reported pages (SETTLE_S).
